@@ -1,0 +1,736 @@
+//! Upstream checkpoints: the `torch.save` zip of one `consolidated.RR-of-NN.model.pth` ([`PthFile`]) and
+//! the folder of all model-parallel ranks merged back into whole tensors ([`UpstreamCheckpoint`]).
+//! Mirrors LLaMA2-Accessory `accessory/util/tensor_parallel.py` (`load_tensor_parallel_model_state_dict`)
+//! and the split rules of fairscale's Column/RowParallelLinear and ParallelEmbedding.
+//!
+//! Reads are streaming: opening parses the zip directory and `data.pkl` only; each tensor read seeks
+//! into its stored (uncompressed) `data/<key>` entry and reads only the bytes that tensor spans.
+
+use super::pickle::{self, DType};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// One tensor of a `.pth` file, as its pickle describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// In elements.
+    pub strides: Vec<usize>,
+    /// Entry name under `data/` in the archive.
+    pub storage_key: String,
+    /// In elements.
+    pub storage_offset: usize,
+}
+
+impl TensorInfo {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Elements from the first to the last one the view touches (0 for an empty tensor).
+    fn extent(&self) -> Option<usize> {
+        if self.numel() == 0 {
+            return Some(0);
+        }
+        self.shape.iter().zip(&self.strides).try_fold(1usize, |acc, (&n, &s)| acc.checked_add((n - 1).checked_mul(s)?))
+    }
+
+    fn is_contiguous(&self) -> bool {
+        let mut want = 1;
+        for (&n, &s) in self.shape.iter().zip(&self.strides).rev() {
+            if n != 1 && s != want {
+                return false;
+            }
+            want *= n;
+        }
+        true
+    }
+}
+
+/// Where a stored entry's bytes lie in the file.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u64,
+    len: u64,
+}
+
+/// One `torch.save` zip archive, opened for tensor-by-tensor reading.
+#[derive(Debug)]
+pub struct PthFile {
+    path: PathBuf,
+    tensors: Vec<TensorInfo>,
+    index: HashMap<String, usize>,
+    /// `data/<key>` → its bytes in the file.
+    storages: HashMap<String, Span>,
+}
+
+impl PthFile {
+    /// Parses the archive directory and `data.pkl`, and checks every tensor lies inside its storage.
+    pub fn open(path: impl AsRef<Path>) -> Result<PthFile> {
+        let path = path.as_ref().to_path_buf();
+        let shown = path.display().to_string();
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut zip = zip::ZipArchive::new(BufReader::new(file))
+            .map_err(|e| Error::format(&shown, format!("not a torch.save zip archive: {e}")))?;
+
+        // The archive root is the file name without `.pth` upstream; find it from `<root>/data.pkl` instead.
+        let names: Vec<String> = zip
+            .file_names()
+            .map(|n| n.map(|n| n.into_owned()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::format(&shown, e))?;
+        let pkls: Vec<&String> =
+            names.iter().filter(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1).collect();
+        let root = match pkls.as_slice() {
+            [one] => one.trim_end_matches("data.pkl").to_string(),
+            [] => return Err(Error::format(&shown, "no <root>/data.pkl entry (not a torch.save zip checkpoint)")),
+            many => return Err(Error::format(&shown, format!("several data.pkl entries: {many:?}"))),
+        };
+        let read_entry = |zip: &mut zip::ZipArchive<BufReader<File>>, name: &str| -> Result<Option<Vec<u8>>> {
+            let Some(i) = zip.index_for_name(name) else { return Ok(None) };
+            let mut v = Vec::new();
+            zip.by_index(i)
+                .and_then(|mut f| Ok(f.read_to_end(&mut v)?))
+                .map_err(|e| Error::format(&shown, format!("{name}: {e}")))?;
+            Ok(Some(v))
+        };
+        if let Some(order) = read_entry(&mut zip, &format!("{root}byteorder"))? {
+            if order != b"little" {
+                return Err(Error::format(
+                    &shown,
+                    format!("byteorder {:?}: only little-endian checkpoints are read", String::from_utf8_lossy(&order)),
+                ));
+            }
+        }
+        let pkl_name = format!("{root}data.pkl");
+        let pkl = read_entry(&mut zip, &pkl_name)?.unwrap_or_default();
+        let pickled = pickle::read_state_dict(&pkl, &format!("{shown} ({pkl_name})"))?;
+
+        let mut storages = HashMap::new();
+        let mut tensors = Vec::with_capacity(pickled.len());
+        for (name, t) in pickled {
+            let at = |msg: String| Error::format(&shown, format!("tensor {name}: {msg}"));
+            let dtype = t.storage.dtype.ok_or_else(|| {
+                at(format!(
+                    "unsupported dtype torch.{} (only BFloat16, Half and Float storages are read)",
+                    t.storage.class
+                ))
+            })?;
+            let key = &t.storage.key;
+            if !storages.contains_key(key) {
+                let entry = format!("{root}data/{key}");
+                let i = zip.index_for_name(&entry).ok_or_else(|| at(format!("storage entry {entry} is missing")))?;
+                let f = zip.by_index_raw(i).map_err(|e| at(format!("storage entry {entry}: {e}")))?;
+                if f.compression() != zip::CompressionMethod::Stored {
+                    return Err(at(format!(
+                        "storage entry {entry} is compressed ({:?}); torch.save stores entries",
+                        f.compression()
+                    )));
+                }
+                let start = f.data_start().ok_or_else(|| at(format!("storage entry {entry}: no data offset")))?;
+                storages.insert(key.clone(), Span { start, len: f.size() });
+            }
+            let span = storages[key];
+            // The storage entry must hold what the pickle says, and the view must lie inside it.
+            let want = (t.storage.numel as u64).checked_mul(dtype.size() as u64);
+            if want != Some(span.len) {
+                return Err(at(format!(
+                    "storage data/{key} holds {} bytes, but the pickle says {} {} elements (truncated or corrupt file)",
+                    span.len,
+                    t.storage.numel,
+                    dtype.name()
+                )));
+            }
+            let info = TensorInfo {
+                name: name.clone(),
+                dtype,
+                shape: t.shape,
+                strides: t.strides,
+                storage_key: key.clone(),
+                storage_offset: t.storage_offset,
+            };
+            let numel = info.shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+            let end = numel.and(info.extent()).and_then(|e| e.checked_add(info.storage_offset));
+            if end.is_none_or(|end| numel != Some(0) && end > t.storage.numel) {
+                return Err(at(format!(
+                    "shape {:?} strides {:?} at offset {} reaches past its storage data/{key} of {} elements",
+                    info.shape, info.strides, info.storage_offset, t.storage.numel
+                )));
+            }
+            tensors.push(info);
+        }
+        let index = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        Ok(PthFile { path, tensors, index, storages })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All tensors in file order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TensorInfo> {
+        self.index.get(name).map(|&i| &self.tensors[i])
+    }
+
+    fn info(&self, name: &str) -> Result<&TensorInfo> {
+        self.get(name).ok_or_else(|| Error::format(self.path.display(), format!("no tensor {name}")))
+    }
+
+    /// One tensor's values, contiguous row-major, in its stored dtype (little-endian bytes). Reads only
+    /// the bytes from its first to its last element; strided views are gathered.
+    pub fn read_raw(&self, name: &str) -> Result<Vec<u8>> {
+        let t = self.info(name)?;
+        let es = t.dtype.size();
+        // Bounds were checked at open: the view lies inside its storage entry.
+        let extent = t.extent().unwrap_or(0);
+        if extent == 0 {
+            return Ok(Vec::new());
+        }
+        let start = self.storages[&t.storage_key].start + (t.storage_offset * es) as u64;
+        let mut bytes = vec![0u8; extent * es];
+        let mut f = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        f.seek(SeekFrom::Start(start)).and_then(|_| f.read_exact(&mut bytes)).map_err(|e| {
+            let msg = format!("tensor {name}: reading storage data/{}: {e}", t.storage_key);
+            Error::format(self.path.display(), msg)
+        })?;
+        if t.is_contiguous() {
+            return Ok(bytes);
+        }
+        Ok(gather(&bytes, es, &t.shape, &t.strides))
+    }
+
+    /// One tensor's values as f32 (bf16 and f16 widen exactly), contiguous row-major.
+    pub fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let t = self.info(name)?;
+        Ok(to_f32(t.dtype, &self.read_raw(name)?))
+    }
+}
+
+/// Copies the strided view `shape`/`strides` (in elements of `es` bytes) of `src` into a contiguous buffer.
+fn gather(src: &[u8], es: usize, shape: &[usize], strides: &[usize]) -> Vec<u8> {
+    let n: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(n * es);
+    if n == 0 {
+        return out;
+    }
+    let mut idx = vec![0usize; shape.len()];
+    let mut at = 0usize; // element offset in `src` of the multi-index `idx`
+    loop {
+        out.extend_from_slice(&src[at * es..(at + 1) * es]);
+        // Odometer step over the dims, last fastest.
+        let mut d = shape.len();
+        loop {
+            if d == 0 {
+                return out;
+            }
+            d -= 1;
+            idx[d] += 1;
+            at += strides[d];
+            if idx[d] < shape[d] {
+                break;
+            }
+            at -= strides[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Little-endian `dtype` bytes → f32 (exact for bf16 and f16).
+pub fn to_f32(dtype: DType, bytes: &[u8]) -> Vec<f32> {
+    match dtype {
+        DType::BF16 => {
+            bytes.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect()
+        }
+        DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+    }
+}
+
+/// How model parallelism splits a tensor across the `consolidated.RR-of-NN` ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Whole in every rank (norms, start/end_img, visual_proj, every vision tower).
+    Replicated,
+    /// Rank r holds the r-th contiguous chunk along this dim.
+    Concat(usize),
+}
+
+/// The LLaMA2-Accessory rule for a key, with or without the `llma.` prefix: ColumnParallelLinear weights
+/// (wq, wk, wv, w1, w3, output) split dim 0; RowParallelLinear (wo, w2) and ParallelEmbedding
+/// (tok_embeddings) dim 1; everything else is replicated. Only the LLM's exact key patterns match, so
+/// e.g. `dinov2_vitg14.blocks.0.mlp.w3.weight` stays replicated.
+pub fn split_rule(name: &str) -> Split {
+    let key = name.strip_prefix("llma.").unwrap_or(name);
+    match key {
+        "output.weight" => return Split::Concat(0),
+        "tok_embeddings.weight" => return Split::Concat(1),
+        _ => {}
+    }
+    let Some((layer, rest)) = key.strip_prefix("layers.").and_then(|k| k.split_once('.')) else {
+        return Split::Replicated;
+    };
+    if layer.is_empty() || !layer.bytes().all(|b| b.is_ascii_digit()) {
+        return Split::Replicated;
+    }
+    match rest {
+        "attention.wq.weight"
+        | "attention.wk.weight"
+        | "attention.wv.weight"
+        | "feed_forward.w1.weight"
+        | "feed_forward.w3.weight" => Split::Concat(0),
+        "attention.wo.weight" | "feed_forward.w2.weight" => Split::Concat(1),
+        _ => Split::Replicated,
+    }
+}
+
+/// A merged tensor of an [`UpstreamCheckpoint`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedInfo {
+    pub name: String,
+    pub dtype: DType,
+    /// The whole tensor's shape, after merging the ranks.
+    pub shape: Vec<usize>,
+    pub split: Split,
+}
+
+/// A folder of `consolidated.RR-of-NN.model.pth`, read as whole (merged) tensors one at a time.
+#[derive(Debug)]
+pub struct UpstreamCheckpoint {
+    dir: PathBuf,
+    /// Indexed by rank.
+    shards: Vec<PthFile>,
+    tensors: Vec<MergedInfo>,
+    index: HashMap<String, usize>,
+}
+
+/// `consolidated.RR-of-NN.model.pth` → (RR, NN); None for other names.
+fn shard_name(file: &str) -> Option<(usize, usize)> {
+    let (rr, nn) = file.strip_prefix("consolidated.")?.strip_suffix(".model.pth")?.split_once("-of-")?;
+    let two = |s: &str| (s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten();
+    Some((two(rr)?, two(nn)?))
+}
+
+impl UpstreamCheckpoint {
+    /// Finds every rank's file, checks the set is complete and consistent, and merges the tensor lists.
+    pub fn open(dir: impl AsRef<Path>) -> Result<UpstreamCheckpoint> {
+        let dir = dir.as_ref().to_path_buf();
+        let shown = dir.display().to_string();
+        let mut found: Vec<(usize, usize, String)> = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let e = e.map_err(|e| Error::io(&dir, e))?;
+            let file = e.file_name().to_string_lossy().into_owned();
+            if file.starts_with("consolidated.") && file.ends_with(".model.pth") {
+                let (r, n) = shard_name(&file).ok_or_else(|| {
+                    Error::format(&shown, format!("{file}: expected consolidated.RR-of-NN.model.pth"))
+                })?;
+                found.push((r, n, file));
+            }
+        }
+        found.sort();
+        let Some(&(_, mp, _)) = found.first() else {
+            return Err(Error::format(&shown, "no consolidated.RR-of-NN.model.pth checkpoint files"));
+        };
+        if let Some((_, _, odd)) = found.iter().find(|(_, n, _)| *n != mp) {
+            let all: Vec<&str> = found.iter().map(|(_, _, f)| f.as_str()).collect();
+            return Err(Error::format(&shown, format!("{odd} disagrees on the model-parallel size: {all:?}")));
+        }
+        let missing: Vec<String> = (0..mp)
+            .filter(|r| !found.iter().any(|(fr, _, _)| fr == r))
+            .map(|r| format!("consolidated.{r:02}-of-{mp:02}.model.pth"))
+            .collect();
+        if mp == 0 || !missing.is_empty() {
+            return Err(Error::format(&shown, format!("model-parallel size {mp}: missing {missing:?}")));
+        }
+        if let Some((_, _, extra)) = found.iter().find(|(r, _, _)| *r >= mp) {
+            return Err(Error::format(&shown, format!("{extra}: rank beyond the model-parallel size {mp}")));
+        }
+        let shards = found.iter().map(|(_, _, f)| PthFile::open(dir.join(f))).collect::<Result<Vec<_>>>()?;
+
+        // Every rank holds the same keys; split tensors agree off the split dim, replicated ones entirely.
+        let first = &shards[0];
+        for s in &shards[1..] {
+            let extra: Vec<&str> =
+                s.tensors.iter().filter(|t| first.get(&t.name).is_none()).map(|t| t.name.as_str()).collect();
+            let missing: Vec<&str> =
+                first.tensors.iter().filter(|t| s.get(&t.name).is_none()).map(|t| t.name.as_str()).collect();
+            if !extra.is_empty() || !missing.is_empty() {
+                return Err(Error::format(
+                    s.path.display(),
+                    format!("keys differ from rank 0: missing {missing:?}, extra {extra:?}"),
+                ));
+            }
+        }
+        let mut tensors = Vec::with_capacity(first.tensors.len());
+        for t in &first.tensors {
+            let split = split_rule(&t.name);
+            let mut shape = t.shape.clone();
+            if let Split::Concat(d) = split {
+                if d >= shape.len() {
+                    let msg = format!("tensor {}: shape {shape:?} has no dim {d} to merge ranks along", t.name);
+                    return Err(Error::format(first.path.display(), msg));
+                }
+            }
+            for s in &shards[1..] {
+                let o = s.info(&t.name)?;
+                let agrees = o.dtype == t.dtype
+                    && match split {
+                        Split::Replicated => o.shape == t.shape,
+                        Split::Concat(d) => {
+                            o.shape.len() == t.shape.len()
+                                && (0..t.shape.len()).all(|i| i == d || o.shape[i] == t.shape[i])
+                        }
+                    };
+                if !agrees {
+                    let msg = format!(
+                        "tensor {} is {} {:?}, rank 0 has {} {:?} ({split:?})",
+                        t.name,
+                        o.dtype.name(),
+                        o.shape,
+                        t.dtype.name(),
+                        t.shape
+                    );
+                    return Err(Error::format(s.path.display(), msg));
+                }
+                if let Split::Concat(d) = split {
+                    shape[d] += o.shape[d];
+                }
+            }
+            tensors.push(MergedInfo { name: t.name.clone(), dtype: t.dtype, shape, split });
+        }
+        let index = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        Ok(UpstreamCheckpoint { dir, shards, tensors, index })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The model-parallel size NN.
+    pub fn mp_size(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// All tensors (merged shapes) in rank 0's file order.
+    pub fn tensors(&self) -> &[MergedInfo] {
+        &self.tensors
+    }
+
+    /// Tensor names in rank 0's file order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.iter().map(|t| t.name.as_str())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&MergedInfo> {
+        self.index.get(name).map(|&i| &self.tensors[i])
+    }
+
+    fn info(&self, name: &str) -> Result<&MergedInfo> {
+        self.get(name).ok_or_else(|| Error::Weights(format!("{}: no tensor {name}", self.dir.display())))
+    }
+
+    /// The merged shape.
+    pub fn shape(&self, name: &str) -> Result<&[usize]> {
+        Ok(&self.info(name)?.shape)
+    }
+
+    /// The stored dtype.
+    pub fn dtype(&self, name: &str) -> Result<DType> {
+        Ok(self.info(name)?.dtype)
+    }
+
+    /// The whole tensor in its stored dtype (contiguous row-major, little-endian), merged from the ranks.
+    /// Peak memory: the tensor plus one rank's chunk.
+    pub fn read_raw(&self, name: &str) -> Result<(DType, Vec<usize>, Vec<u8>)> {
+        let t = self.info(name)?;
+        let d = match t.split {
+            Split::Concat(d) if self.shards.len() > 1 => d,
+            _ => return Ok((t.dtype, t.shape.clone(), self.shards[0].read_raw(name)?)),
+        };
+        // (outer, shape[d], inner) view: rank r's chunk (outer, n_r, inner) lands at [:, o_r..o_r + n_r, :].
+        let es = t.dtype.size();
+        let outer: usize = t.shape[..d].iter().product();
+        let row = t.shape[d..].iter().product::<usize>() * es; // bytes per outer index, merged
+        let mut out = vec![0u8; outer * row];
+        let mut at = 0; // byte offset of this rank's chunk inside one merged row
+        for s in &self.shards {
+            let part = s.read_raw(name)?;
+            let chunk = part.len() / outer.max(1); // bytes per outer index in this rank
+            for o in 0..outer {
+                out[o * row + at..o * row + at + chunk].copy_from_slice(&part[o * chunk..(o + 1) * chunk]);
+            }
+            at += chunk;
+        }
+        Ok((t.dtype, t.shape.clone(), out))
+    }
+
+    /// The whole tensor as f32 (bf16/f16 widen exactly), with its merged shape.
+    pub fn read_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+        let (dtype, shape, raw) = self.read_raw(name)?;
+        Ok((shape, to_f32(dtype, &raw)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::pickle::tests::tensor_pickle;
+    use crate::testing::{fixtures_dir, golden_dir};
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+
+    fn expected() -> serde_json::Value {
+        let p = fixtures_dir().join("pth_expected.json");
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    }
+
+    fn sha256_f32(v: &[f32]) -> String {
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        format!("{:x}", Sha256::digest(&bytes))
+    }
+
+    fn shape_of(v: &serde_json::Value) -> Vec<usize> {
+        v.as_array().unwrap().iter().map(|n| n.as_u64().unwrap() as usize).collect()
+    }
+
+    /// An empty scratch folder under the system temp dir.
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sphinx-io-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A torch.save-like stored zip: `<root>/data.pkl`, `<root>/data/<key>`, `<root>/version`.
+    fn write_pth(path: &Path, root: &str, pkl: &[u8], storages: &[(&str, &[u8])]) {
+        let mut z = zip::ZipWriter::new(File::create(path).unwrap());
+        let opt = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let entries = [("data.pkl".to_string(), pkl), ("version".to_string(), &b"3\n"[..])];
+        let data = storages.iter().map(|(k, d)| (format!("data/{k}"), *d));
+        for (name, bytes) in entries.into_iter().chain(data) {
+            z.start_file(format!("{root}/{name}"), opt).unwrap();
+            z.write_all(bytes).unwrap();
+        }
+        z.finish().unwrap();
+    }
+
+    fn bf16_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn golden_checkpoints_match_reference_keys_and_torch_values() {
+        let exp = expected();
+        for name in ["sphinx-tiny-1k-dev", "sphinx-1k-dev"] {
+            let dir = golden_dir(name);
+            let ckpt = UpstreamCheckpoint::open(&dir).unwrap();
+            assert_eq!(ckpt.mp_size(), 1);
+            let keys = crate::testing::reference_json(&dir)["checkpoint"]["keys_in_order"].clone();
+            let keys = keys.as_array().unwrap();
+            let names: Vec<&str> = ckpt.names().collect();
+            let want: Vec<&str> = keys.iter().map(|k| k[0].as_str().unwrap()).collect();
+            assert_eq!(names, want, "{name}: key order");
+            for k in keys {
+                let key = k[0].as_str().unwrap();
+                assert_eq!(ckpt.shape(key).unwrap(), shape_of(&k[1]), "{name} {key}");
+                assert_eq!(ckpt.dtype(key).unwrap(), DType::BF16, "{name} {key}");
+                let (shape, v) = ckpt.read_f32(key).unwrap();
+                let e = &exp[name][key];
+                assert_eq!(shape, shape_of(&e["shape"]), "{name} {key}");
+                assert_eq!(sha256_f32(&v), e["sha256_f32"].as_str().unwrap(), "{name} {key}: values differ from torch");
+                let head: Vec<f32> = e["head"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+                assert_eq!(&v[..head.len()], head.as_slice(), "{name} {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn views_fixture_reads_strides_offsets_and_dtypes_like_torch() {
+        // torch.save(pickle_protocol=4) of a bare OrderedDict with `_metadata` (FRAME, MEMOIZE,
+        // STACK_GLOBAL, BUILD, LONG1, BINFLOAT, lists...), a Parameter, shared and offset storages.
+        let f = PthFile::open(fixtures_dir().join("views.p4.pth")).unwrap();
+        let names: Vec<&str> = f.tensors().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["f32_base", "f32_t", "f16", "bf16_slice", "expanded", "param", "scalar", "empty"]);
+        let exp = expected();
+        for t in f.tensors() {
+            let e = &exp["views.p4.pth"][&t.name];
+            assert_eq!(t.dtype.name(), e["dtype"].as_str().unwrap(), "{}", t.name);
+            assert_eq!(t.shape, shape_of(&e["shape"]), "{}", t.name);
+            assert_eq!(t.strides, shape_of(&e["strides"]), "{}", t.name);
+            assert_eq!(t.storage_offset as u64, e["storage_offset"].as_u64().unwrap(), "{}", t.name);
+            let want: Vec<f32> = e["values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            assert_eq!(f.read_f32(&t.name).unwrap(), want, "{}", t.name);
+        }
+        assert_eq!(f.get("f32_t").unwrap().storage_key, f.get("f32_base").unwrap().storage_key);
+    }
+
+    #[test]
+    fn mp2_fixture_merges_bit_exact_to_the_single_file() {
+        let one = UpstreamCheckpoint::open(golden_dir("sphinx-tiny-1k-dev")).unwrap();
+        let two = UpstreamCheckpoint::open(fixtures_dir().join("sphinx-tiny-1k-dev-mp2")).unwrap();
+        assert_eq!(two.mp_size(), 2);
+        assert_eq!(one.names().collect::<Vec<_>>(), two.names().collect::<Vec<_>>());
+        let mut split = 0;
+        for t in two.tensors() {
+            if let Split::Concat(d) = t.split {
+                // Really split: each rank holds half along d.
+                assert_eq!(two.shards[0].get(&t.name).unwrap().shape[d] * 2, t.shape[d], "{}", t.name);
+                split += 1;
+            }
+            let (a, b) = (one.read_raw(&t.name).unwrap(), two.read_raw(&t.name).unwrap());
+            assert!(a == b, "{}: merged mp2 tensor differs from the single file", t.name);
+        }
+        assert_eq!(split, 2 * 7 + 2, "7 split weights per layer (2 layers), tok_embeddings, output");
+    }
+
+    #[test]
+    fn split_rule_matches_only_llm_keys() {
+        for (key, want) in [
+            ("llma.layers.0.attention.wq.weight", Split::Concat(0)),
+            ("layers.21.attention.wk.weight", Split::Concat(0)),
+            ("llma.layers.3.attention.wv.weight", Split::Concat(0)),
+            ("llma.layers.3.feed_forward.w1.weight", Split::Concat(0)),
+            ("llma.layers.3.feed_forward.w3.weight", Split::Concat(0)),
+            ("llma.output.weight", Split::Concat(0)),
+            ("llma.layers.10.attention.wo.weight", Split::Concat(1)),
+            ("llma.layers.10.feed_forward.w2.weight", Split::Concat(1)),
+            ("tok_embeddings.weight", Split::Concat(1)),
+            ("llma.layers.0.attention_norm.weight", Split::Replicated),
+            ("llma.norm.weight", Split::Replicated),
+            ("llma.dinov2_vitg14.blocks.0.mlp.w3.weight", Split::Replicated),
+            ("llma.dinov2_vitg14.blocks.0.mlp.w12.weight", Split::Replicated),
+            ("llma.qformer.qformer.encoder.layer.0.output.dense.weight", Split::Replicated),
+            ("llma.clip.visual.transformer.resblocks.0.attn.out_proj.weight", Split::Replicated),
+            ("llma.layers.x.attention.wq.weight", Split::Replicated),
+            ("llma.layers.0.attention.wq.bias", Split::Replicated),
+            ("llma.visual_proj.0.weight", Split::Replicated),
+        ] {
+            assert_eq!(split_rule(key), want, "{key}");
+        }
+    }
+
+    #[test]
+    fn hostile_pickles_are_refused_and_run_nothing() {
+        let dir = scratch("hostile");
+        let marker = dir.join("pwned");
+        let cmd = format!("touch {}", marker.display());
+        let s = |s: &str| [&b"X"[..], &(s.len() as u32).to_le_bytes(), s.as_bytes()].concat();
+        let cases: [(&str, Vec<u8>, &str); 4] = [
+            ("os", [&b"\x80\x02cos\nsystem\n("[..], &s(&cmd), b"tR."].concat(), "global os.system at byte 2"),
+            (
+                "eval",
+                [&b"\x80\x02cbuiltins\neval\n("[..], &s(&format!("__import__('os').system('{cmd}')")), b"tR."].concat(),
+                "global builtins.eval at byte 2",
+            ),
+            // The same global hidden inside a tensor entry, after a valid start.
+            (
+                "nested",
+                [&b"\x80\x02}(X\x01\x00\x00\x00wcposix\nsystem\n("[..], &s(&cmd), b"tRu."].concat(),
+                "global posix.system at byte 10",
+            ),
+            ("opcode", b"\x80\x02}\xf0.".to_vec(), "opcode 0xf0 at byte 3"),
+        ];
+        for (name, pkl, want) in cases {
+            let path = dir.join(format!("{name}.pth"));
+            write_pth(&path, "archive", &pkl, &[]);
+            match PthFile::open(&path) {
+                Err(Error::UnsafePickle(m)) => {
+                    assert!(m.contains(want) && m.contains("archive/data.pkl"), "{name}: {m}")
+                }
+                other => panic!("{name}: expected UnsafePickle, got {other:?}"),
+            }
+        }
+        assert!(!marker.exists(), "a refused pickle ran a command");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unsupported_dtype_names_the_tensor() {
+        let err = PthFile::open(fixtures_dir().join("double.pth")).unwrap_err().to_string();
+        assert!(err.contains("tensor w") && err.contains("unsupported dtype torch.DoubleStorage"), "{err}");
+    }
+
+    #[test]
+    fn hand_made_strided_view_and_storage_checks() {
+        let dir = scratch("storage");
+        // 12 bf16 values 0..11; view: offset 2, shape [2, 5], strides [1, 2] (a transposed slice).
+        let data = bf16_bytes(&(0..12).map(|x| x as f32).collect::<Vec<_>>());
+        let ok = dir.join("ok.pth");
+        write_pth(
+            &ok,
+            "any_root_name",
+            &tensor_pickle("w", "BFloat16Storage", 12, 2, &[2, 5], &[1, 2]),
+            &[("0", &data)],
+        );
+        let v = PthFile::open(&ok).unwrap().read_f32("w").unwrap();
+        assert_eq!(v, [2., 4., 6., 8., 10., 3., 5., 7., 9., 11.]);
+
+        let truncated = dir.join("truncated.pth");
+        write_pth(&truncated, "t", &tensor_pickle("w", "BFloat16Storage", 12, 0, &[12], &[1]), &[("0", &data[..20])]);
+        let err = PthFile::open(&truncated).unwrap_err().to_string();
+        assert!(err.contains("tensor w") && err.contains("holds 20 bytes") && err.contains("12 bfloat16"), "{err}");
+
+        let past = dir.join("past.pth");
+        write_pth(&past, "t", &tensor_pickle("w", "BFloat16Storage", 12, 3, &[2, 5], &[1, 2]), &[("0", &data)]);
+        let err = PthFile::open(&past).unwrap_err().to_string();
+        assert!(err.contains("tensor w") && err.contains("reaches past its storage"), "{err}");
+
+        let missing = dir.join("missing.pth");
+        write_pth(&missing, "t", &tensor_pickle("w", "HalfStorage", 12, 0, &[12], &[1]), &[]);
+        let err = PthFile::open(&missing).unwrap_err().to_string();
+        assert!(err.contains("tensor w") && err.contains("storage entry t/data/0 is missing"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn shard_sets_must_be_complete_and_consistent() {
+        let open_err = |files: &[&str]| {
+            let dir = scratch(&format!("shards{}", files.len()));
+            for f in files {
+                File::create(dir.join(f)).unwrap();
+            }
+            let e = UpstreamCheckpoint::open(&dir).unwrap_err().to_string();
+            let _ = std::fs::remove_dir_all(&dir);
+            e
+        };
+        let e = open_err(&[]);
+        assert!(e.contains("no consolidated.RR-of-NN.model.pth"), "{e}");
+        let e = open_err(&["consolidated.00-of-02.model.pth"]);
+        assert!(e.contains("missing [\"consolidated.01-of-02.model.pth\"]"), "{e}");
+        let e = open_err(&["consolidated.00-of-02.model.pth", "consolidated.01-of-03.model.pth"]);
+        assert!(e.contains("consolidated.01-of-03.model.pth disagrees on the model-parallel size"), "{e}");
+        let e = open_err(&["consolidated.00-of-01.model.pth", "consolidated.01-of-01.model.pth", "x.json"]);
+        assert!(e.contains("consolidated.01-of-01.model.pth: rank beyond"), "{e}");
+        let e = open_err(&["consolidated.0-of-1.model.pth"]);
+        assert!(e.contains("consolidated.0-of-1.model.pth: expected consolidated.RR-of-NN"), "{e}");
+
+        // Ranks whose key sets or shapes disagree.
+        let dir = scratch("keys");
+        let data = bf16_bytes(&[0.0; 4]);
+        let pth = |rank: usize, name: &str, n: u8| {
+            let p = dir.join(format!("consolidated.{rank:02}-of-02.model.pth"));
+            write_pth(
+                &p,
+                "r",
+                &tensor_pickle(name, "BFloat16Storage", n as u32, 0, &[n], &[1]),
+                &[("0", &data[..2 * n as usize])],
+            );
+        };
+        pth(0, "llma.norm.weight", 4);
+        pth(1, "llma.norm.bias", 4);
+        let e = UpstreamCheckpoint::open(&dir).unwrap_err().to_string();
+        assert!(e.contains("missing [\"llma.norm.weight\"], extra [\"llma.norm.bias\"]"), "{e}");
+        pth(1, "llma.norm.weight", 2);
+        let e = UpstreamCheckpoint::open(&dir).unwrap_err().to_string();
+        assert!(e.contains("tensor llma.norm.weight is bfloat16 [2], rank 0 has bfloat16 [4] (Replicated)"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

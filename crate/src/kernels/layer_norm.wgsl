@@ -1,0 +1,57 @@
+// LayerNorm over the last dimension: y = (x - mean) / sqrt(var + eps) * weight + bias.
+// One workgroup per row; mean and (biased) variance by two reductions in workgroup memory.
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;      // [rows, cols]
+@group(0) @binding(2) var<storage, read> weight: array<f32>; // [cols]
+@group(0) @binding(3) var<storage, read> bias: array<f32>;   // [cols]
+@group(0) @binding(4) var<storage, read_write> y: array<f32>; // [rows, cols]
+
+override WG: u32 = 256; // power of two, at most 256
+var<workgroup> red: array<f32, 256>;
+
+fn reduce(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] += red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var s = 0.0;
+    for (var c = lid; c < p.cols; c += WG) {
+        s += x[base + c];
+    }
+    let mean = reduce(lid, s) / f32(p.cols);
+    var s2 = 0.0;
+    for (var c = lid; c < p.cols; c += WG) {
+        let d = x[base + c] - mean;
+        s2 += d * d;
+    }
+    let rstd = 1.0 / sqrt(reduce(lid, s2) / f32(p.cols) + p.eps);
+    for (var c = lid; c < p.cols; c += WG) {
+        y[base + c] = (x[base + c] - mean) * rstd * weight[c] + bias[c];
+    }
+}

@@ -1,0 +1,159 @@
+//! Linear layer y = x·wᵀ + b (torch `nn.Linear`, weight [N, K]); `linear.wgsl` + CPU twin.
+
+use super::{buf, cpu, gpu_of, u32_of};
+use crate::runtime::Kernel;
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+
+const KERNEL: Kernel = Kernel { name: "linear", source: include_str!("linear.wgsl") };
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    has_bias: u32,
+    x_offset: u32,
+    x_stride: u32,
+    y_offset: u32,
+    y_stride: u32,
+}
+
+/// x [.., K] · w[N, K]ᵀ + b[N] → [.., N].
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let n = w.shape().first().copied().unwrap_or(0);
+    let mut shape = x.shape().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    let mut y = Tensor::empty(&x.device(), &shape)?;
+    linear_into(&mut y, 0, x, w, b)?;
+    Ok(y)
+}
+
+/// Writes x·wᵀ + b into columns `y_col .. y_col + N` of y ([M, Ny]); x is [M, K].
+pub fn linear_into(y: &mut Tensor, y_col: usize, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<()> {
+    let (m, k) = (x.rows(), x.last_dim());
+    if w.rank() != 2 || w.shape()[1] != k {
+        return Err(Error::Shape(format!("linear: weight {:?} does not take inputs of width {k}", w.shape())));
+    }
+    let n = w.shape()[0];
+    if let Some(b) = b {
+        b.expect_shape("linear bias", &[n])?;
+    }
+    let ny = y.last_dim();
+    if y.rows() != m || y_col + n > ny {
+        return Err(Error::Shape(format!(
+            "linear: output {:?} cannot take {m} rows x columns {y_col}..{}",
+            y.shape(),
+            y_col + n
+        )));
+    }
+    let mut all = vec![x, w];
+    all.extend(b);
+    match gpu_of("linear", &all)? {
+        Some(gpu) => {
+            if y.gpu().is_none() {
+                return Err(Error::Shape("linear: output on the CPU, inputs on the GPU".into()));
+            }
+            let p = Params {
+                m: u32_of("linear rows", m)?,
+                n: u32_of("linear outputs", n)?,
+                k: u32_of("linear inputs", k)?,
+                has_bias: b.is_some() as u32,
+                x_offset: 0,
+                x_stride: k as u32,
+                y_offset: u32_of("linear output offset", y_col)?,
+                y_stride: u32_of("linear output stride", ny)?,
+            };
+            let bias = b.map(buf).unwrap_or(buf(w));
+            gpu.dispatch(&KERNEL, &[], &p, &[buf(x), buf(w), bias, buf(y)], [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1])
+        }
+        None => {
+            let out = y.cpu_mut().ok_or_else(|| Error::Shape("linear: output on the GPU, inputs on the CPU".into()))?;
+            linear_cpu(out, ny, y_col, cpu(x), cpu(w), b.map(cpu), m, n, k);
+            Ok(())
+        }
+    }
+}
+
+/// CPU twin: y[r, y_col + j] = Σ_k x[r, k] w[j, k] + b[j], summed in order of k like the kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_cpu(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize) {
+    // Output columns in blocks so that a single row (decode) still uses every core.
+    const BLOCK: usize = 64;
+    let blocks: Vec<usize> = (0..n.div_ceil(BLOCK)).collect();
+    let compute = |&blk: &usize| -> Vec<f32> {
+        let j0 = blk * BLOCK;
+        let j1 = (j0 + BLOCK).min(n);
+        let mut out = vec![0f32; m * (j1 - j0)]; // [m, j1 - j0]
+        for r in 0..m {
+            let xr = &x[r * k..(r + 1) * k];
+            for j in j0..j1 {
+                let wj = &w[j * k..(j + 1) * k];
+                let mut s = 0f32;
+                for (a, c) in xr.iter().zip(wj) {
+                    s += a * c;
+                }
+                out[r * (j1 - j0) + (j - j0)] = s + b.map_or(0.0, |b| b[j]);
+            }
+        }
+        out
+    };
+    #[cfg(feature = "parallel")]
+    let parts: Vec<Vec<f32>> = {
+        use rayon::prelude::*;
+        blocks.par_iter().map(compute).collect()
+    };
+    #[cfg(not(feature = "parallel"))]
+    let parts: Vec<Vec<f32>> = blocks.iter().map(compute).collect();
+    for (blk, part) in parts.iter().enumerate() {
+        let j0 = blk * BLOCK;
+        let width = part.len() / m.max(1);
+        for r in 0..m {
+            y[r * ny + y_col + j0..r * ny + y_col + j0 + width].copy_from_slice(&part[r * width..(r + 1) * width]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_util::*;
+
+    #[test]
+    fn linear_gpu_matches_cpu() {
+        let dev = gpu_device();
+        let mut rng = Rng::new(1);
+        for &(m, n, k, bias) in &[(1, 1, 1, false), (3, 5, 7, true), (67, 130, 33, true), (129, 65, 200, false), (1, 300, 517, true)] {
+            let x = rng.vec(m * k, 1.0);
+            let w = rng.vec(n * k, 0.5);
+            let b = rng.vec(n, 0.5);
+            let mut want = vec![0f32; m * n];
+            linear_cpu(&mut want, n, 0, &x, &w, bias.then_some(&b[..]), m, n, k);
+            let xg = Tensor::from_vec(&dev, &[m, k], x).unwrap();
+            let wg = Tensor::from_vec(&dev, &[n, k], w).unwrap();
+            let bg = Tensor::from_vec(&dev, &[n], b).unwrap();
+            let mut y = guarded(&[m, n], &vec![0.0; m * n]);
+            linear_into(&mut y, 0, &xg, &wg, bias.then_some(&bg)).unwrap();
+            // f32 sums of ≤ 517 products of O(1) terms, same order: only fma contraction differs.
+            assert_close(&format!("linear {m}x{n}x{k}"), &read_guarded(&y), &want, 1e-5, 1e-5);
+        }
+    }
+
+    #[test]
+    fn linear_writes_a_column_block() {
+        let dev = gpu_device();
+        let mut rng = Rng::new(2);
+        let (m, n, k, ny, col) = (5, 3, 9, 11, 4);
+        let x = rng.vec(m * k, 1.0);
+        let w = rng.vec(n * k, 1.0);
+        let init = rng.vec(m * ny, 1.0);
+        let mut want = init.clone();
+        linear_cpu(&mut want, ny, col, &x, &w, None, m, n, k);
+        let mut y = guarded(&[m, ny], &init);
+        linear_into(&mut y, col, &Tensor::from_vec(&dev, &[m, k], x).unwrap(), &Tensor::from_vec(&dev, &[n, k], w).unwrap(), None).unwrap();
+        assert_close("column block", &read_guarded(&y), &want, 1e-5, 1e-5);
+    }
+}

@@ -1,0 +1,44 @@
+// RMSNorm (LLaMA): y = x * rsqrt(mean(x²) + eps) * weight, one workgroup per row.
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    eps: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;      // [rows, cols]
+@group(0) @binding(2) var<storage, read> weight: array<f32>; // [cols]
+@group(0) @binding(3) var<storage, read_write> y: array<f32>; // [rows, cols]
+
+override WG: u32 = 256; // power of two, at most 256
+var<workgroup> red: array<f32, 256>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var s = 0.0;
+    for (var c = lid; c < p.cols; c += WG) {
+        let v = x[base + c];
+        s += v * v;
+    }
+    red[lid] = s;
+    workgroupBarrier();
+    for (var k = WG / 2u; k > 0u; k >>= 1u) {
+        if (lid < k) {
+            red[lid] += red[lid + k];
+        }
+        workgroupBarrier();
+    }
+    let r = inverseSqrt(red[0] / f32(p.cols) + p.eps);
+    for (var c = lid; c < p.cols; c += WG) {
+        y[base + c] = x[base + c] * r * weight[c];
+    }
+}

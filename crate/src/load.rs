@@ -1,0 +1,69 @@
+//! Opening a model folder: an upstream checkpoint (`consolidated.*.pth` + `config.json`/`params.json`
+//! + `meta.json` [+ `vision.json`]) becomes a `ModelConfig` and a tensor-by-tensor `TensorSource`;
+//! then the model is built on a device.
+
+use crate::config::{read_llama_type, ModelArgs, ModelConfig, VisionConfig};
+use crate::io::UpstreamCheckpoint;
+use crate::models::sphinx::Sphinx;
+use crate::nn::{TensorSource, Weights};
+use crate::tensor::Device;
+use crate::{Error, Result};
+use std::path::Path;
+
+/// upstream's `from_pretrained` default context length.
+pub const DEFAULT_MAX_SEQ_LEN: usize = 4096;
+
+impl TensorSource for UpstreamCheckpoint {
+    fn describe(&self) -> String {
+        format!("{}", self.dir().display())
+    }
+    fn names(&self) -> Vec<String> {
+        UpstreamCheckpoint::names(self).map(str::to_string).collect()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        UpstreamCheckpoint::shape(self, name).ok().map(<[usize]>::to_vec)
+    }
+    fn read_f32(&mut self, name: &str) -> Result<Vec<f32>> {
+        Ok(UpstreamCheckpoint::read_f32(self, name)?.1)
+    }
+}
+
+/// Reads the configuration of an upstream folder: llama_type, LLM sizes (vocabulary from the
+/// embedding's shape), vision sizes (`vision.json` or the variant's presets).
+pub fn upstream_config(dir: &Path, ckpt: &UpstreamCheckpoint) -> Result<ModelConfig> {
+    let llama_type = read_llama_type(dir)?;
+    let (args, source) = ModelArgs::read(dir)?;
+    let emb = "llma.tok_embeddings.weight";
+    let shape = ckpt
+        .shape(emb)
+        .map_err(|_| Error::Weights(format!("missing tensor {emb} in {}", dir.display())))?;
+    if shape.len() != 2 || shape[1] != args.dim {
+        return Err(Error::Weights(format!("tensor {emb}: shape {shape:?}, config dim {}", args.dim)));
+    }
+    let llm = args.resolve(shape[0], &source)?;
+    let vision = VisionConfig::read(dir, llama_type)?;
+    Ok(ModelConfig { llama_type, llm, vision })
+}
+
+/// A model folder opened for loading.
+pub struct ModelDir {
+    pub config: ModelConfig,
+    pub source: Box<dyn TensorSource>,
+}
+
+/// Opens an upstream-format folder.
+pub fn open(dir: &Path) -> Result<ModelDir> {
+    if !dir.is_dir() {
+        return Err(Error::Config(format!("{}: not a folder", dir.display())));
+    }
+    let ckpt = UpstreamCheckpoint::open(dir)?;
+    let config = upstream_config(dir, &ckpt)?;
+    Ok(ModelDir { config, source: Box::new(ckpt) })
+}
+
+/// Opens a folder and builds the model on `device`.
+pub fn load_model(dir: &Path, device: &Device, max_seq_len: usize) -> Result<Sphinx> {
+    let m = open(dir)?;
+    let w = Weights::new(m.source, device.clone());
+    Sphinx::load(&w, &m.config, max_seq_len)
+}

@@ -1,0 +1,198 @@
+//! The LLaMA decoder of SPHINX (LLaMA2-Accessory `model/LLM/llama*.py` `Transformer`): token
+//! embedding, pre-norm blocks with grouped-query attention, adjacent-pair RoPE and a SwiGLU FFN, a
+//! KV cache, final RMSNorm and the output projection (spec §2.6). No biases anywhere.
+
+use crate::config::LlmConfig;
+use crate::kernels::add::add_;
+use crate::kernels::attention::{attention_into, Attn};
+use crate::kernels::copy2d::{copy2d, slice_rows, Strided};
+use crate::kernels::gather_rows::gather_rows_into;
+use crate::kernels::rope::RopeTable;
+use crate::kernels::swiglu::swiglu;
+use crate::nn::{linear::max_binding, Linear, RmsNorm, Weights};
+use crate::tensor::{Device, Tensor};
+use crate::{Error, Result};
+
+struct Attention {
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+}
+
+struct FeedForward {
+    w1: Linear,
+    w2: Linear,
+    w3: Linear,
+}
+
+struct Layer {
+    attention: Attention,
+    feed_forward: FeedForward,
+    attention_norm: RmsNorm,
+    ffn_norm: RmsNorm,
+}
+
+pub struct Llama {
+    /// (first id, rows) chunks of the [vocab, dim] embedding table.
+    tok_embeddings: Vec<(usize, Tensor)>,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    output: Linear,
+    rope: RopeTable,
+    pub cfg: LlmConfig,
+    pub max_seq_len: usize,
+}
+
+/// Keys and values of every layer for positions 0..len, on the model's device.
+pub struct KvCache {
+    k: Vec<Tensor>, // per layer [capacity, n_kv_heads · head_dim]
+    v: Vec<Tensor>,
+    pub capacity: usize,
+    /// Positions filled so far (the next token goes here).
+    pub len: usize,
+}
+
+impl Llama {
+    /// Loads `tok_embeddings`, `layers.N.*`, `norm`, `output` from this scope. The number of layers
+    /// and the vocabulary come from the checkpoint and must agree with `cfg`.
+    pub fn load(w: &Weights, cfg: &LlmConfig, max_seq_len: usize) -> Result<Llama> {
+        let (dim, hd) = (cfg.dim, cfg.head_dim);
+        let n_layers = w.count("layers")?;
+        if n_layers != cfg.n_layers {
+            return Err(Error::Weights(format!("{}: {n_layers} layers, config says {}", w.path("layers"), cfg.n_layers)));
+        }
+        let emb = w.pp("tok_embeddings").values("weight", &[cfg.vocab_size, dim])?;
+        let rows_per_chunk = ((max_binding(w.device()) / (dim as u64 * 4)) as usize).clamp(1, cfg.vocab_size);
+        let tok_embeddings = (0..cfg.vocab_size)
+            .step_by(rows_per_chunk)
+            .map(|first| {
+                let n = rows_per_chunk.min(cfg.vocab_size - first);
+                Ok((first, Tensor::from_slice(w.device(), &[n, dim], &emb[first * dim..(first + n) * dim])?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        drop(emb);
+        let (qd, kvd, hidden) = (cfg.n_heads * hd, cfg.n_kv_heads * hd, cfg.ffn_hidden);
+        let layers = (0..n_layers)
+            .map(|i| {
+                let l = w.pp("layers").pp(i);
+                let (a, f) = (l.pp("attention"), l.pp("feed_forward"));
+                Ok(Layer {
+                    attention: Attention {
+                        wq: Linear::load(&a.pp("wq"), qd, dim, false)?,
+                        wk: Linear::load(&a.pp("wk"), kvd, dim, false)?,
+                        wv: Linear::load(&a.pp("wv"), kvd, dim, false)?,
+                        wo: Linear::load(&a.pp("wo"), dim, qd, false)?,
+                    },
+                    feed_forward: FeedForward {
+                        w1: Linear::load(&f.pp("w1"), hidden, dim, false)?,
+                        w2: Linear::load(&f.pp("w2"), dim, hidden, false)?,
+                        w3: Linear::load(&f.pp("w3"), hidden, dim, false)?,
+                    },
+                    attention_norm: RmsNorm::load(&l.pp("attention_norm"), dim, cfg.norm_eps)?,
+                    ffn_norm: RmsNorm::load(&l.pp("ffn_norm"), dim, cfg.norm_eps)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Llama {
+            tok_embeddings,
+            layers,
+            norm: RmsNorm::load(&w.pp("norm"), dim, cfg.norm_eps)?,
+            output: Linear::load(&w.pp("output"), cfg.vocab_size, dim, false)?,
+            rope: RopeTable::new(w.device(), hd, cfg.rope_theta, max_seq_len, cfg.rope_scaling)?,
+            cfg: cfg.clone(),
+            max_seq_len,
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.norm.weight.device()
+    }
+
+    /// An empty cache for up to `capacity` positions (≤ max_seq_len).
+    pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
+        if capacity > self.max_seq_len {
+            return Err(Error::Config(format!("a sequence of {capacity} positions exceeds max_seq_len {}", self.max_seq_len)));
+        }
+        let kvd = self.cfg.n_kv_heads * self.cfg.head_dim;
+        let dev = self.device();
+        let mk = || (0..self.layers.len()).map(|_| Tensor::empty(&dev, &[capacity, kvd])).collect::<Result<Vec<_>>>();
+        Ok(KvCache { k: mk()?, v: mk()?, capacity, len: 0 })
+    }
+
+    /// Writes the embeddings of `ids` into rows `row0..` of `dst` ([rows, dim]).
+    pub fn embed_into(&self, dst: &mut Tensor, row0: usize, ids: &[u32]) -> Result<()> {
+        let chunks: Vec<(usize, &Tensor)> = self.tok_embeddings.iter().map(|(f, t)| (*f, t)).collect();
+        gather_rows_into(dst, row0, &chunks, ids)
+    }
+
+    /// Runs `x` ([L, dim], the input embeddings of positions cache.len .. cache.len + L) through the
+    /// decoder, appending to the cache; returns the logits of the last position, [1, vocab].
+    pub fn forward(&self, x: Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let (l, dim) = (x.rows(), self.cfg.dim);
+        x.expect_shape("decoder input", &[l, dim])?;
+        let pos0 = cache.len;
+        if pos0 + l > cache.capacity {
+            return Err(Error::Config(format!("sequence of {} positions exceeds the KV cache ({})", pos0 + l, cache.capacity)));
+        }
+        let mut x = x;
+        for (i, layer) in self.layers.iter().enumerate() {
+            self.layer_forward(layer, &mut x, &mut cache.k[i], &mut cache.v[i], pos0)?;
+        }
+        cache.len = pos0 + l;
+        let last = slice_rows(&x, l - 1, 1)?; // only the last position's logits are returned
+        self.output.forward(&self.norm.forward(&last)?)
+    }
+
+    fn layer_forward(&self, layer: &Layer, x: &mut Tensor, k_cache: &mut Tensor, v_cache: &mut Tensor, pos0: usize) -> Result<()> {
+        let c = &self.cfg;
+        let l = x.rows();
+        let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+        let w = qd + 2 * kvd;
+        let dev = x.device();
+        // h = x + wo(attention(attention_norm(x)))
+        let h = layer.attention_norm.forward(x)?;
+        let mut qkv = Tensor::empty(&dev, &[l, w])?; // [L, q | k | v]
+        layer.attention.wq.forward_into(&mut qkv, 0, &h)?;
+        layer.attention.wk.forward_into(&mut qkv, qd, &h)?;
+        layer.attention.wv.forward_into(&mut qkv, qd + kvd, &h)?;
+        drop(h);
+        self.rope.apply_(&mut qkv, 0, c.n_heads, pos0)?;
+        self.rope.apply_(&mut qkv, qd, c.n_kv_heads, pos0)?;
+        copy2d(k_cache, Strided::rows(pos0 * kvd, kvd), &qkv, Strided::rows(qd, w), 1, l, kvd)?;
+        copy2d(v_cache, Strided::rows(pos0 * kvd, kvd), &qkv, Strided::rows(qd + kvd, w), 1, l, kvd)?;
+        let mut o = Tensor::empty(&dev, &[l, qd])?;
+        attention_into(
+            &mut o,
+            Strided::rows(0, qd),
+            &qkv,
+            Strided::rows(0, w),
+            k_cache,
+            Strided::rows(0, kvd),
+            v_cache,
+            Strided::rows(0, kvd),
+            &Attn {
+                batch: 1,
+                q_len: l,
+                kv_len: pos0 + l,
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: c.head_dim,
+                causal: true,
+                q_pos0: pos0,
+                scale: 1.0 / (c.head_dim as f32).sqrt(),
+            },
+        )?;
+        drop(qkv);
+        add_(x, &layer.attention.wo.forward(&o)?, None)?;
+        drop(o);
+        // out = h + w2(silu(w1(ffn_norm(h))) · w3(ffn_norm(h)))
+        let h = layer.ffn_norm.forward(x)?;
+        let hidden = c.ffn_hidden;
+        let mut g = Tensor::empty(&dev, &[l, 2 * hidden])?; // [L, w1 | w3]
+        layer.feed_forward.w1.forward_into(&mut g, 0, &h)?;
+        layer.feed_forward.w3.forward_into(&mut g, hidden, &h)?;
+        let a = swiglu(&g)?;
+        add_(x, &layer.feed_forward.w2.forward(&a)?, None)
+    }
+}

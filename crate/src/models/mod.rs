@@ -1,0 +1,6 @@
+//! The networks: vision towers, the LLaMA decoder, and `sphinx` which assembles a variant.
+
+pub mod convnext;
+pub mod dinov2;
+pub mod llama;
+pub mod sphinx;

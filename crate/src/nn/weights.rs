@@ -1,0 +1,207 @@
+//! Named-tensor access for model loaders, scoped like candle's VarBuilder: `w.pp("layers").pp(3)`.
+//!
+//! The loader proves coverage: every tensor a model asks for must exist with the expected shape,
+//! and `finish()` fails listing every tensor of the checkpoint that no layer used.
+
+use crate::tensor::{Device, Tensor};
+use crate::{Error, Result};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+/// Where tensors come from: an upstream `.pth` folder, a converted safetensors folder, ...
+/// Reading is tensor by tensor, so a loader never holds more than one tensor on the host.
+pub trait TensorSource {
+    /// Where the tensors come from, for messages.
+    fn describe(&self) -> String;
+    /// Every tensor name, in file order.
+    fn names(&self) -> Vec<String>;
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
+    /// The values as f32 (row-major, merged across shards).
+    fn read_f32(&mut self, name: &str) -> Result<Vec<f32>>;
+}
+
+struct Inner {
+    source: Box<dyn TensorSource>,
+    used: BTreeSet<String>,
+    /// Present in checkpoints but not used by inference (upstream leftovers).
+    ignored: BTreeSet<String>,
+}
+
+#[derive(Clone)]
+pub struct Weights {
+    inner: Rc<RefCell<Inner>>,
+    prefix: String,
+    device: Device,
+}
+
+impl Weights {
+    pub fn new(source: Box<dyn TensorSource>, device: Device) -> Weights {
+        Weights {
+            inner: Rc::new(RefCell::new(Inner { source, used: BTreeSet::new(), ignored: BTreeSet::new() })),
+            prefix: String::new(),
+            device,
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A sub-scope: `pp("layers").pp(3)` → names under `layers.3.`.
+    pub fn pp(&self, name: impl std::fmt::Display) -> Weights {
+        let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
+        Weights { inner: self.inner.clone(), prefix, device: self.device.clone() }
+    }
+
+    /// The full name of `name` in this scope.
+    pub fn path(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.inner.borrow().source.shape(&self.path(name)).is_some()
+    }
+
+    /// The shape of a tensor, or a "missing tensor" error.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        let full = self.path(name);
+        let inner = self.inner.borrow();
+        inner
+            .source
+            .shape(&full)
+            .ok_or_else(|| Error::Weights(format!("missing tensor {full} in {}", inner.source.describe())))
+    }
+
+    /// How many numbered children `name.0`, `name.1`, ... exist (layers, blocks); they must be 0..n.
+    pub fn count(&self, name: &str) -> Result<usize> {
+        let prefix = format!("{}.", self.path(name));
+        let inner = self.inner.borrow();
+        let mut seen = BTreeSet::new();
+        for n in inner.source.names() {
+            if let Some(rest) = n.strip_prefix(&prefix) {
+                if let Some(idx) = rest.split('.').next().and_then(|s| s.parse::<usize>().ok()) {
+                    seen.insert(idx);
+                }
+            }
+        }
+        let n = seen.len();
+        if seen.iter().copied().ne(0..n) {
+            return Err(Error::Weights(format!("{prefix}N: indices {seen:?} are not 0..{n}")));
+        }
+        Ok(n)
+    }
+
+    /// The host values of a tensor, checking its shape.
+    pub fn values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let full = self.path(name);
+        let have = self.shape(name)?;
+        if have != shape {
+            return Err(Error::Weights(format!("tensor {full}: expected shape {shape:?}, checkpoint has {have:?}")));
+        }
+        let mut inner = self.inner.borrow_mut();
+        if !inner.used.insert(full.clone()) {
+            return Err(Error::Weights(format!("tensor {full} loaded twice")));
+        }
+        let v = inner.source.read_f32(&full)?;
+        if v.len() != have.iter().product::<usize>() {
+            return Err(Error::Weights(format!("tensor {full}: {} values for shape {have:?}", v.len())));
+        }
+        Ok(v)
+    }
+
+    /// A tensor on the device, checking its shape.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let v = self.values(name, shape)?;
+        Tensor::from_vec(&self.device, shape, v)
+    }
+
+    /// Declares a checkpoint tensor that inference does not use (e.g. DINOv2's mask_token).
+    pub fn ignore(&self, name: &str) {
+        let full = self.path(name);
+        self.inner.borrow_mut().ignored.insert(full);
+    }
+
+    /// Fails, listing them, if tensors of the checkpoint were never used.
+    pub fn finish(&self) -> Result<()> {
+        let inner = self.inner.borrow();
+        let unused: Vec<String> = inner
+            .source
+            .names()
+            .into_iter()
+            .filter(|n| !inner.used.contains(n) && !inner.ignored.contains(n))
+            .collect();
+        if unused.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Weights(format!(
+                "{} unused tensor(s) in {}: {}",
+                unused.len(),
+                inner.source.describe(),
+                unused.join(", ")
+            )))
+        }
+    }
+}
+
+/// An in-memory source (tests, the demo model generator).
+pub struct MemorySource {
+    pub name: String,
+    pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+}
+
+impl TensorSource for MemorySource {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+    fn names(&self) -> Vec<String> {
+        self.tensors.iter().map(|t| t.0.clone()).collect()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors.iter().find(|t| t.0 == name).map(|t| t.1.clone())
+    }
+    fn read_f32(&mut self, name: &str) -> Result<Vec<f32>> {
+        self.tensors
+            .iter()
+            .find(|t| t.0 == name)
+            .map(|t| t.2.clone())
+            .ok_or_else(|| Error::Weights(format!("missing tensor {name} in {}", self.name)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> Box<dyn TensorSource> {
+        Box::new(MemorySource {
+            name: "mem".into(),
+            tensors: vec![
+                ("a.layers.0.w".into(), vec![2, 3], vec![0.0; 6]),
+                ("a.layers.1.w".into(), vec![2, 3], vec![0.0; 6]),
+                ("a.extra".into(), vec![1], vec![0.0]),
+            ],
+        })
+    }
+
+    #[test]
+    fn scoping_counting_and_coverage() {
+        let w = Weights::new(source(), Device::Cpu);
+        let a = w.pp("a");
+        assert_eq!(a.count("layers").unwrap(), 2);
+        assert!(a.pp("layers").pp(0).tensor("w", &[2, 3]).is_ok());
+        let e = a.pp("layers").pp(1).tensor("w", &[3, 2]).unwrap_err().to_string();
+        assert!(e.contains("a.layers.1.w") && e.contains("[3, 2]") && e.contains("[2, 3]"), "{e}");
+        let e = a.tensor("missing", &[1]).unwrap_err().to_string();
+        assert!(e.contains("missing tensor a.missing"), "{e}");
+        let e = w.finish().unwrap_err().to_string();
+        assert!(e.contains("a.extra") && e.contains("a.layers.1.w"), "{e}");
+        a.ignore("extra");
+        a.pp("layers").pp(1).tensor("w", &[2, 3]).unwrap();
+        w.finish().unwrap();
+    }
+}

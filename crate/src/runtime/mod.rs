@@ -1,0 +1,442 @@
+//! The GPU runtime: the only module that touches wgpu types directly.
+//!
+//! It owns the device and queue, a pool of storage buffers (no per-op create/destroy), a pipeline
+//! cache keyed by kernel + override constants, and one open command encoder into which kernels are
+//! recorded back to back; the batch is submitted when it is full or when something is read back.
+//! Kernel parameters go into one uniform "arena" buffer written once per submission.
+//! Native and wasm differ only in how the device is obtained and how a readback is awaited.
+
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A WGSL kernel: one `.wgsl` file with a `main` entry point. Binding 0 is the `Params` uniform,
+/// bindings 1.. are storage buffers in the order the caller passes them.
+pub struct Kernel {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// Dispatches recorded into one command buffer before it is submitted.
+const MAX_BATCH: usize = 256;
+/// Bytes reserved per dispatch in the params arena (WebGPU's minimum uniform offset alignment).
+const PARAMS_SLOT: u64 = 256;
+
+/// What the adapter gave us, for messages and for choosing fast paths.
+#[derive(Debug, Clone)]
+pub struct GpuInfo {
+    pub name: String,
+    pub backend: String,
+    pub driver: String,
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub max_buffer_size: u64,
+    pub max_storage_binding: u64,
+}
+
+struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+struct Batch {
+    encoder: Option<wgpu::CommandEncoder>,
+    /// Params of the dispatches recorded so far, one `PARAMS_SLOT` each.
+    params: Vec<u8>,
+    arena: wgpu::Buffer,
+    dispatches: usize,
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: GpuInfo,
+    pub limits: wgpu::Limits,
+    pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
+    pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    batch: Mutex<Batch>,
+    /// First uncaptured wgpu error (validation, out of memory, device lost); reported at readback.
+    error: Arc<Mutex<Option<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind; keep going.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gpu {
+    /// Asks for a high-performance adapter and a device with the adapter's own limits.
+    /// Fails (never falls back to the CPU) when there is none.
+    pub async fn new() -> Result<Arc<Gpu>> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("no GPU adapter found ({e}); use --device cpu to run on the CPU")))?;
+        Self::from_adapter(adapter).await
+    }
+
+    pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Arc<Gpu>> {
+        let ainfo = adapter.get_info();
+        let alimits = adapter.limits();
+        let afeatures = adapter.features();
+        let mut features = wgpu::Features::empty();
+        for f in [wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP] {
+            if afeatures.contains(f) {
+                features |= f;
+            }
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("sphinx"),
+                required_features: features,
+                required_limits: alimits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("request_device on {}: {e}", ainfo.name)))?;
+        let error = Arc::new(Mutex::new(None::<String>));
+        {
+            let error = error.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                let mut slot = lock(&error);
+                if slot.is_none() {
+                    *slot = Some(e.to_string());
+                }
+            }));
+        }
+        {
+            let error = error.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                let mut slot = lock(&error);
+                if slot.is_none() {
+                    *slot = Some(format!("device lost ({reason:?}): {msg}"));
+                }
+            });
+        }
+        let info = GpuInfo {
+            name: ainfo.name.clone(),
+            backend: format!("{:?}", ainfo.backend),
+            driver: format!("{} {}", ainfo.driver, ainfo.driver_info),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            max_buffer_size: alimits.max_buffer_size,
+            max_storage_binding: alimits.max_storage_buffer_binding_size as u64,
+        };
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params arena"),
+            size: PARAMS_SLOT * MAX_BATCH as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let slot = alimits.min_uniform_buffer_offset_alignment as u64;
+        if slot > PARAMS_SLOT {
+            return Err(Error::Gpu(format!(
+                "adapter {} needs uniform offsets aligned to {slot} bytes (> {PARAMS_SLOT})",
+                ainfo.name
+            )));
+        }
+        Ok(Arc::new(Gpu {
+            device,
+            queue,
+            info,
+            limits: alimits,
+            pipelines: Mutex::new(HashMap::new()),
+            pool: Mutex::new(HashMap::new()),
+            batch: Mutex::new(Batch { encoder: None, params: Vec::new(), arena, dispatches: 0 }),
+            error,
+        }))
+    }
+
+    /// The first asynchronous GPU error seen so far, as an `Error`.
+    pub fn check_error(&self) -> Result<()> {
+        match lock(&self.error).clone() {
+            Some(e) => Err(Error::Gpu(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// A storage buffer of at least `size` bytes from the pool (contents undefined).
+    pub fn alloc(self: &Arc<Self>, size: u64) -> Result<GpuBuffer> {
+        let class = size_class(size);
+        if class > self.limits.max_buffer_size {
+            return Err(Error::Gpu(format!(
+                "buffer of {size} bytes exceeds the adapter's maxBufferSize {}",
+                self.limits.max_buffer_size
+            )));
+        }
+        let reused = lock(&self.pool).get_mut(&class).and_then(|v| v.pop());
+        let buffer = match reused {
+            Some(b) => b,
+            None => self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: class,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        Ok(GpuBuffer { buffer: Some(buffer), len: size, pooled: true, gpu: self.clone() })
+    }
+
+    /// A buffer holding `data`, sized exactly (weights: never pooled).
+    pub fn upload(self: &Arc<Self>, data: &[u8]) -> Result<GpuBuffer> {
+        let len = data.len() as u64;
+        let size = len.max(4).div_ceil(4) * 4;
+        if size > self.limits.max_buffer_size {
+            return Err(Error::Gpu(format!(
+                "buffer of {size} bytes exceeds the adapter's maxBufferSize {}",
+                self.limits.max_buffer_size
+            )));
+        }
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.write(&buffer, 0, data);
+        Ok(GpuBuffer { buffer: Some(buffer), len, pooled: false, gpu: self.clone() })
+    }
+
+    /// Writes bytes into a buffer; ordered after everything recorded so far.
+    pub fn write(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        // Recorded kernels must see the old contents: submit them first.
+        self.flush();
+        if data.len() % 4 == 0 {
+            self.queue.write_buffer(buffer, offset, data);
+        } else {
+            let mut padded = data.to_vec();
+            padded.resize(data.len().div_ceil(4) * 4, 0);
+            self.queue.write_buffer(buffer, offset, &padded);
+        }
+    }
+
+    /// Drops every pooled buffer (after a model is released, say).
+    pub fn trim_pool(&self) {
+        lock(&self.pool).clear();
+    }
+
+    fn pipeline(&self, kernel: &Kernel, overrides: &[(&str, f64)]) -> Arc<Pipeline> {
+        let mut key = kernel.name.to_string();
+        for (k, v) in overrides {
+            key.push_str(&format!(" {k}={v}"));
+        }
+        if let Some(p) = lock(&self.pipelines).get(&key) {
+            return p.clone();
+        }
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.name),
+            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.name),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: overrides, ..Default::default() },
+            cache: None,
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        let p = Arc::new(Pipeline { pipeline, layout });
+        lock(&self.pipelines).insert(key, p.clone());
+        p
+    }
+
+    /// Records one dispatch of `kernel` with `params` (a `#[repr(C)]` Pod struct) and storage
+    /// `buffers` bound at 1.., over `groups` workgroups.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        overrides: &[(&str, f64)],
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(Error::Gpu(format!("{}: dispatch {groups:?} exceeds {max} workgroups per dimension", kernel.name)));
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let bytes = bytemuck::bytes_of(params);
+        assert!(bytes.len() as u64 <= PARAMS_SLOT, "{}: params larger than a slot", kernel.name);
+        let pipeline = self.pipeline(kernel, overrides);
+        let mut batch = lock(&self.batch);
+        if batch.dispatches == MAX_BATCH {
+            self.submit(&mut batch);
+        }
+        let offset = batch.params.len() as u64;
+        batch.params.extend_from_slice(bytes);
+        batch.params.resize((offset + PARAMS_SLOT) as usize, 0);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &batch.arena,
+                offset,
+                size: std::num::NonZeroU64::new(PARAMS_SLOT),
+            }),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: b.as_entire_binding() });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let encoder = batch
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name), timestamp_writes: None });
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+        batch.dispatches += 1;
+        Ok(())
+    }
+
+    /// Records a buffer-to-buffer copy (byte offsets and size multiples of 4).
+    pub fn copy(&self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, dst_offset: u64, size: u64) {
+        if size == 0 {
+            return;
+        }
+        let mut batch = lock(&self.batch);
+        let encoder = batch
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        encoder.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size);
+    }
+
+    fn submit(&self, batch: &mut Batch) {
+        if let Some(encoder) = batch.encoder.take() {
+            if !batch.params.is_empty() {
+                self.queue.write_buffer(&batch.arena, 0, &batch.params);
+            }
+            self.queue.submit([encoder.finish()]);
+        }
+        batch.params.clear();
+        batch.dispatches = 0;
+    }
+
+    /// Submits everything recorded so far.
+    pub fn flush(&self) {
+        let mut batch = lock(&self.batch);
+        self.submit(&mut batch);
+    }
+
+    /// Reads `len` bytes at `offset` of a buffer back to the host, after all recorded work.
+    pub async fn read(&self, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let size = len.div_ceil(4) * 4;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut batch = lock(&self.batch);
+            let encoder = batch
+                .encoder
+                .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+            encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+            self.submit(&mut batch);
+        }
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("poll: {e}")))?;
+        let mapped = rx.await.map_err(|_| Error::Gpu("readback cancelled".into()))?;
+        self.check_error()?;
+        mapped.map_err(|e| Error::Gpu(format!("map_async: {e}")))?;
+        let data = {
+            let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
+            view[..len as usize].to_vec()
+        };
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Waits until the GPU has finished everything recorded so far (native only; a no-op in wasm).
+    pub fn sync(&self) -> Result<()> {
+        self.flush();
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("poll: {e}")))?;
+        self.check_error()
+    }
+
+    /// Workgroup counts for `threads` invocations in groups of `wg`, folded into x/y so that no
+    /// dimension passes the limit. Kernels rebuild the index as `gid.x + gid.y * nwg.x * wg`.
+    pub fn grid(&self, threads: u64, wg: u32) -> [u32; 3] {
+        let groups = threads.div_ceil(wg as u64);
+        let max = self.limits.max_compute_workgroups_per_dimension as u64;
+        if groups <= max {
+            [groups as u32, 1, 1]
+        } else {
+            let y = groups.div_ceil(max);
+            [groups.div_ceil(y) as u32, y as u32, 1]
+        }
+    }
+}
+
+/// Pool size classes: at most 1/8 of the power of two above the size is wasted.
+fn size_class(size: u64) -> u64 {
+    let b = size.max(256);
+    let hi = b.next_power_of_two();
+    let step = (hi / 8).max(256);
+    b.div_ceil(step) * step
+}
+
+/// A storage buffer that goes back to the pool when dropped (pooled) or is freed (weights).
+pub struct GpuBuffer {
+    buffer: Option<wgpu::Buffer>,
+    /// Bytes in use (the buffer itself may be larger).
+    pub len: u64,
+    pooled: bool,
+    gpu: Arc<Gpu>,
+}
+
+impl GpuBuffer {
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("buffer present until drop")
+    }
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+    /// The allocated size in bytes (≥ len).
+    pub fn capacity(&self) -> u64 {
+        self.buffer().size()
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            // Not destroyed: recorded or in-flight work may still read it; wgpu frees it after.
+            if self.pooled {
+                lock(&self.gpu.pool).entry(b.size()).or_default().push(b);
+            }
+        }
+    }
+}

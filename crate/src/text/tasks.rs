@@ -1,0 +1,497 @@
+//! Task prompts and the parsing of grounded answers (boxes, points) for drawing. Mirrors the SPHINX
+//! demo LLaMA2-Accessory `accessory/demos/multi_turn_mm_box.py` (the prompt list in its page header,
+//! `extract_and_color`, `draw_box_mask_on_image`) and the REC box parsing of `eval_mm`.
+//!
+//! Coordinates in answers are fractions of the **padded square** (side max(w, h)) the image was pasted
+//! into (see `image` preprocessing), x1,y1,x2,y2 for boxes and x,y for points; several shapes in one
+//! bracket are separated by ";". Pixel = v * max(w, h) - pad offset.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The demo's general question. (The golden data uses "What is in the image?"; both are plain questions.)
+pub const GENERAL_QA: &str = "What's in the image?";
+pub const DETAILED_DESCRIPTION: &str = "Generate a detailed description about the image.";
+pub const CAPTION: &str = "Provide a one-sentence caption for the provided image.";
+pub const GROUNDED_CAPTION: &str = "Describe the image concisely. Include the bounding box for each mentioned object.";
+pub const TEXT_SPOTTING: &str = "Please detect all texts and provide their bounding box coordinate.";
+pub const CHART_TO_TABLE: &str = "Convert this chart to a table.";
+/// eval_mm's suffix for short-answer VQA benchmarks.
+pub const SHORT_ANSWER_SUFFIX: &str = "\nAnswer the question using a single word or phrase.";
+
+/// Referring expression comprehension (also the demo's "relationship grounding", e.g. "people on car").
+/// A trailing "." of the phrase is not doubled.
+pub fn rec(phrase: &str) -> String {
+    let phrase = phrase.trim().trim_end_matches('.');
+    format!("Please provide the bounding box coordinate of the region this sentence describes: {phrase}.")
+}
+
+/// Object detection of one class ("people", "cars").
+pub fn detect(class: &str) -> String {
+    format!("Detect all {} shown in the image.", class.trim())
+}
+
+/// Human key points inside a region given in padded-square fractions.
+pub fn keypoints(region: [f64; 4]) -> String {
+    format!("Detect the key points of the person in the region {}.", format_box(region))
+}
+
+/// A short-answer VQA question (eval_mm style).
+pub fn short_answer(question: &str) -> String {
+    format!("{question}{SHORT_ANSWER_SUFFIX}")
+}
+
+/// `[x1, y1, x2, y2]` with two decimals, as the answers write boxes. [inferred: the precision of the
+/// training data; the demo only shows "[x1, y1, x2, y2]"]
+pub fn format_box(b: [f64; 4]) -> String {
+    format!("[{:.2}, {:.2}, {:.2}, {:.2}]", b[0], b[1], b[2], b[3])
+}
+
+/// A task as a web page would request it, e.g. `{"task": "detect", "class": "dogs"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum Task {
+    GeneralQa,
+    DetailedDescription,
+    Caption,
+    Rec { phrase: String },
+    GroundedCaption,
+    Detect { class: String },
+    Keypoints { region: [f64; 4] },
+    TextSpotting,
+    ChartToTable,
+    ShortAnswer { question: String },
+}
+
+impl Task {
+    /// The user message for this task.
+    pub fn prompt(&self) -> String {
+        match self {
+            Task::GeneralQa => GENERAL_QA.into(),
+            Task::DetailedDescription => DETAILED_DESCRIPTION.into(),
+            Task::Caption => CAPTION.into(),
+            Task::Rec { phrase } => rec(phrase),
+            Task::GroundedCaption => GROUNDED_CAPTION.into(),
+            Task::Detect { class } => detect(class),
+            Task::Keypoints { region } => keypoints(*region),
+            Task::TextSpotting => TEXT_SPOTTING.into(),
+            Task::ChartToTable => CHART_TO_TABLE.into(),
+            Task::ShortAnswer { question } => short_answer(question),
+        }
+    }
+}
+
+/// The padded square of an image of `width` x `height` pixels: maps answer fractions to pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaddedSquare {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl PaddedSquare {
+    pub fn new(width: u32, height: u32) -> Result<Self> {
+        if width == 0 || height == 0 {
+            return Err(Error::Msg(format!("image size {width}x{height}: both sides must be positive")));
+        }
+        Ok(PaddedSquare { width, height })
+    }
+
+    /// max(w, h).
+    pub fn side(&self) -> f64 {
+        f64::from(self.width.max(self.height))
+    }
+
+    /// Where the image sits in the square, as the demo computes it: `((h-w)//2, 0)` for tall images,
+    /// `(0, (w-h)//2)` otherwise.
+    pub fn origin(&self) -> (f64, f64) {
+        if self.width < self.height {
+            (f64::from((self.height - self.width) / 2), 0.0)
+        } else {
+            (0.0, f64::from((self.width - self.height) / 2))
+        }
+    }
+
+    /// Square fractions -> image pixels.
+    pub fn to_pixels(&self, x: f64, y: f64) -> (f64, f64) {
+        let (ox, oy) = self.origin();
+        (x * self.side() - ox, y * self.side() - oy)
+    }
+
+    /// Image pixels -> square fractions (for region prompts drawn on the image).
+    pub fn to_fraction(&self, px: f64, py: f64) -> (f64, f64) {
+        let (ox, oy) = self.origin();
+        ((px + ox) / self.side(), (py + oy) / self.side())
+    }
+}
+
+/// One shape of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Shape {
+    Point { x: f64, y: f64 },
+    Box { x1: f64, y1: f64, x2: f64, y2: f64 },
+}
+
+impl Shape {
+    /// The same shape in image pixels (from square fractions).
+    pub fn to_pixels(&self, frame: &PaddedSquare) -> Shape {
+        match *self {
+            Shape::Point { x, y } => {
+                let (x, y) = frame.to_pixels(x, y);
+                Shape::Point { x, y }
+            }
+            Shape::Box { x1, y1, x2, y2 } => {
+                let (x1, y1) = frame.to_pixels(x1, y1);
+                let (x2, y2) = frame.to_pixels(x2, y2);
+                Shape::Box { x1, y1, x2, y2 }
+            }
+        }
+    }
+}
+
+/// A bracket of an answer with the phrase it belongs to (`<p>phrase</p> [..]`), if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grounding {
+    pub phrase: Option<String>,
+    /// Points (2 numbers) and boxes (4 numbers); parts with another count are dropped, as the demo
+    /// draws nothing for them.
+    pub shapes: Vec<Shape>,
+    /// Byte range of `<p>...</p>` in the answer.
+    pub phrase_range: Option<(usize, usize)>,
+    /// Byte range of `[...]` in the answer.
+    pub bracket_range: (usize, usize),
+}
+
+impl Grounding {
+    /// The same grounding with shapes in image pixels.
+    pub fn to_pixels(&self, frame: &PaddedSquare) -> Grounding {
+        Grounding { shapes: self.shapes.iter().map(|s| s.to_pixels(frame)).collect(), ..self.clone() }
+    }
+}
+
+/// `\d`: ASCII digits. (Python's `regex` also takes other Unicode decimal digits, which `float()`
+/// would then parse; answers never contain them.)
+fn is_digit(c: char) -> bool {
+    c.is_ascii_digit()
+}
+
+/// The bracket class `[\d.,;\s]`.
+fn in_bracket_class(c: char) -> bool {
+    is_digit(c) || matches!(c, '.' | ',' | ';') || c.is_whitespace()
+}
+
+/// End of the run of `pred` chars starting at byte `i`.
+fn skip_while(s: &str, i: usize, pred: impl Fn(char) -> bool) -> usize {
+    s[i..].char_indices().find(|&(_, c)| !pred(c)).map_or(s.len(), |(k, _)| i + k)
+}
+
+/// `\[[\d.,;\s]*\]` at byte `i` (which holds '['): the end of the match.
+fn bracket_at(s: &str, i: usize) -> Option<usize> {
+    let k = skip_while(s, i + 1, in_bracket_class);
+    s[k..].starts_with(']').then_some(k + 1)
+}
+
+/// `re.findall(r'\d+\.\d+', part)` as floats.
+fn decimals(part: &str) -> Vec<f64> {
+    let b = part.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let j = skip_while(part, i, is_digit);
+        if j + 1 < b.len() && b[j] == b'.' && b[j + 1].is_ascii_digit() {
+            let k = skip_while(part, j + 1, is_digit);
+            if let Ok(v) = part[i..k].parse() {
+                out.push(v);
+            }
+            i = k;
+        } else {
+            i = j.max(i + 1);
+        }
+    }
+    out
+}
+
+/// The shapes of one bracket `[...]`: split on ";", numbers with a decimal point only.
+fn shapes(bracket: &str) -> Vec<Shape> {
+    bracket
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(';')
+        .filter_map(|part| match decimals(part)[..] {
+            [x, y] => Some(Shape::Point { x, y }),
+            [x1, y1, x2, y2] => Some(Shape::Box { x1, y1, x2, y2 }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// First pass of `extract_and_color`: `<p>(.*?)</p>\s*(\[[\d.,;\s]*\])` with `re.finditer`
+/// (leftmost, non-overlapping; the lazy phrase may run over an earlier `</p>` but not over a newline).
+/// Returns (match start, phrase start, phrase end, bracket start, bracket end).
+fn phrase_matches(s: &str) -> Vec<(usize, usize, usize, usize, usize)> {
+    let mut out = vec![];
+    let mut i = 0;
+    while let Some(off) = s[i..].find("<p>") {
+        let start = i + off;
+        let text = start + 3;
+        let mut found = None;
+        let mut j = text;
+        while let Some(o) = s[j..].find("</p>") {
+            let close = j + o;
+            if s[text..close].contains('\n') {
+                break;
+            }
+            let b0 = skip_while(s, close + 4, char::is_whitespace);
+            if s[b0..].starts_with('[') {
+                if let Some(b1) = bracket_at(s, b0) {
+                    found = Some((start, text, close, b0, b1));
+                    break;
+                }
+            }
+            j = close + 1;
+        }
+        match found {
+            Some(m) => {
+                out.push(m);
+                i = m.4;
+            }
+            None => i = start + 1,
+        }
+    }
+    out
+}
+
+/// Parses an answer like the demo's `extract_and_color`: first every `<p>phrase</p> [...]`, then every
+/// other bracket (not preceded by the demo's "|||" marker). Shapes are in square fractions. The order is
+/// the demo's (each pass right to left), which matters only for key points named twice (the last
+/// one drawn wins); sort by `bracket_range` for reading order.
+pub fn parse_answer(answer: &str) -> Vec<Grounding> {
+    let phrases = phrase_matches(answer);
+    let mut out: Vec<Grounding> = phrases
+        .iter()
+        .rev()
+        .map(|&(start, text, close, b0, b1)| Grounding {
+            phrase: Some(answer[text..close].to_string()),
+            shapes: shapes(&answer[b0..b1]),
+            phrase_range: Some((start, close + 4)),
+            bracket_range: (b0, b1),
+        })
+        .collect();
+    // Second pass: `(?<!\|\|\|)(\[[\d.,;\s]*\])` over the text in which the first pass put "|||" before
+    // each bracket it took; on the original text that is "skip those brackets and any after '|||'".
+    let mut rest = vec![];
+    let mut i = 0;
+    while let Some(off) = answer[i..].find('[') {
+        let p = i + off;
+        let taken = phrases.iter().any(|m| m.3 == p) || answer[..p].ends_with("|||");
+        match (taken, bracket_at(answer, p)) {
+            (false, Some(end)) => {
+                rest.push(Grounding { phrase: None, shapes: shapes(&answer[p..end]), phrase_range: None, bracket_range: (p, end) });
+                i = end;
+            }
+            _ => i = p + 1,
+        }
+    }
+    out.extend(rest.into_iter().rev());
+    out
+}
+
+/// COCO-17 key point names, in COCO order (the demo's `key_point_names`).
+pub const COCO_KEYPOINTS: [&str; 17] = [
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle",
+];
+
+/// The 19 COCO skeleton edges, 1-based indices into [`COCO_KEYPOINTS`] (the demo's `skeleton`).
+pub const COCO_SKELETON: [[usize; 2]; 19] = [
+    [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9], [8, 10],
+    [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
+];
+
+/// Skeleton lines between named key points, as the demo draws them: every point is remembered under
+/// its phrase with spaces turned into "_" (a later one with the same name wins), and each COCO edge
+/// whose two ends are remembered becomes a line `[[x, y], [x, y]]` in the groundings' coordinates.
+pub fn skeleton_lines(groundings: &[Grounding]) -> Vec<[[f64; 2]; 2]> {
+    let mut seen: std::collections::HashMap<String, [f64; 2]> = Default::default();
+    for g in groundings {
+        for s in &g.shapes {
+            if let Shape::Point { x, y } = *s {
+                seen.insert(g.phrase.as_deref().unwrap_or("").replace(' ', "_"), [x, y]);
+            }
+        }
+    }
+    COCO_SKELETON
+        .iter()
+        .filter_map(|&[a, b]| {
+            let pa = seen.get(COCO_KEYPOINTS[a - 1])?;
+            let pb = seen.get(COCO_KEYPOINTS[b - 1])?;
+            Some([*pa, *pb])
+        })
+        .collect()
+}
+
+/// Everything a page needs to draw an answer over the original image, in image pixels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drawing {
+    pub groundings: Vec<Grounding>,
+    pub skeleton: Vec<[[f64; 2]; 2]>,
+}
+
+/// [`parse_answer`] mapped into the pixels of a `width` x `height` image, with the skeleton lines.
+pub fn drawing(answer: &str, width: u32, height: u32) -> Result<Drawing> {
+    let frame = PaddedSquare::new(width, height)?;
+    let groundings: Vec<Grounding> = parse_answer(answer).iter().map(|g| g.to_pixels(&frame)).collect();
+    let skeleton = skeleton_lines(&groundings);
+    Ok(Drawing { groundings, skeleton })
+}
+
+/// REC evaluation's box (eval_mm): the first `\[(.*?)\]` (or, without a bracket, the text before the
+/// first "]"), split on ","; four numbers or `None` (eval_mm then scores a zero box).
+pub fn parse_rec_box(answer: &str) -> Option<[f64; 4]> {
+    let mut inner = None;
+    let mut i = 0;
+    while let Some(off) = answer[i..].find('[') {
+        let p = i + off;
+        let line_end = answer[p..].find('\n').map_or(answer.len(), |k| p + k);
+        if let Some(k) = answer[p + 1..line_end].find(']') {
+            inner = Some(&answer[p + 1..p + 1 + k]);
+            break;
+        }
+        i = p + 1;
+    }
+    let inner = inner.unwrap_or_else(|| answer.split(']').next().unwrap_or(""));
+    let v: Vec<f64> = inner.split(',').map(|x| x.trim().parse::<f64>()).collect::<std::result::Result<_, _>>().ok()?;
+    match v[..] {
+        [a, b, c, d] => Some([a, b, c, d]),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts() {
+        assert_eq!(
+            rec("the man in the blue shirt."),
+            "Please provide the bounding box coordinate of the region this sentence describes: the man in the blue shirt."
+        );
+        assert_eq!(detect("people"), "Detect all people shown in the image.");
+        assert_eq!(
+            keypoints([0.1, 0.2, 0.5, 0.9]),
+            "Detect the key points of the person in the region [0.10, 0.20, 0.50, 0.90]."
+        );
+        assert_eq!(short_answer("What color?"), "What color?\nAnswer the question using a single word or phrase.");
+        let t: Task = serde_json::from_str(r#"{"task":"detect","class":"dogs"}"#).expect("json");
+        assert_eq!(t.prompt(), "Detect all dogs shown in the image.");
+        let t: Task = serde_json::from_str(r#"{"task":"keypoints","region":[0,0,1,1]}"#).expect("json");
+        assert_eq!(t.prompt(), "Detect the key points of the person in the region [0.00, 0.00, 1.00, 1.00].");
+        assert_eq!(Task::ChartToTable.prompt(), CHART_TO_TABLE);
+        assert_eq!(Task::GroundedCaption.prompt(), GROUNDED_CAPTION);
+    }
+
+    #[test]
+    fn grounded_caption_answer() {
+        let a = "A <p>dog</p> [0.10, 0.20, 0.30, 0.40] chases <p>two balls</p> [0.50, 0.50, 0.60, 0.60; 0.70, 0.70, 0.80, 0.80].";
+        let g = parse_answer(a);
+        assert_eq!(g.len(), 2);
+        // Demo order: right to left.
+        assert_eq!(g[0].phrase.as_deref(), Some("two balls"));
+        assert_eq!(g[0].shapes.len(), 2);
+        assert_eq!(g[1].phrase.as_deref(), Some("dog"));
+        assert_eq!(g[1].shapes, [Shape::Box { x1: 0.1, y1: 0.2, x2: 0.3, y2: 0.4 }]);
+        let (b0, b1) = g[1].bracket_range;
+        assert_eq!(&a[b0..b1], "[0.10, 0.20, 0.30, 0.40]");
+        let (p0, p1) = g[1].phrase_range.expect("phrase");
+        assert_eq!(&a[p0..p1], "<p>dog</p>");
+    }
+
+    #[test]
+    fn bare_brackets_points_and_integers() {
+        // REC answer: a bare bracket. Integers are ignored, so "[1, 0.5]" is one number: dropped.
+        let g = parse_answer("[0.12, 0.34, 0.56, 0.78] and [1, 0.5] and [0.3,0.4]");
+        assert_eq!(g.len(), 3);
+        assert_eq!(g[0].shapes, [Shape::Point { x: 0.3, y: 0.4 }]);
+        assert!(g[1].shapes.is_empty());
+        assert_eq!(g[2].shapes, [Shape::Box { x1: 0.12, y1: 0.34, x2: 0.56, y2: 0.78 }]);
+        assert!(g.iter().all(|g| g.phrase.is_none()));
+        // Not a coordinate bracket: letters inside.
+        assert!(parse_answer("see [note 0.5, 0.5]").is_empty());
+        // A phrase whose bracket is on the next line is still a bracket, but without the phrase.
+        let g = parse_answer("<p>cat</p>\n[0.1, 0.2]");
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].phrase.as_deref(), Some("cat"));
+        let g = parse_answer("<p>a\nb</p> [0.1, 0.2]");
+        assert_eq!((g.len(), g[0].phrase.as_deref()), (1, None));
+    }
+
+    #[test]
+    fn lazy_phrase_quirk_is_kept() {
+        // As with Python's regex, the lazy phrase runs over a "</p>" that has no bracket after it.
+        let g = parse_answer("<p>a</p> and <p>b</p> [0.1, 0.2]");
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].phrase.as_deref(), Some("a</p> and <p>b"));
+    }
+
+    #[test]
+    fn keypoints_map_to_pixels_with_skeleton() -> Result<()> {
+        let a = "<p>left shoulder</p> [0.40, 0.30], <p>left elbow</p> [0.38, 0.45], <p>nose</p> [0.50, 0.10]";
+        // Tall image 200x400: square side 400, the image starts at x = 100.
+        let d = drawing(a, 200, 400)?;
+        let nose = d.groundings.iter().find(|g| g.phrase.as_deref() == Some("nose")).expect("nose");
+        assert_eq!(nose.shapes, [Shape::Point { x: 0.5 * 400.0 - 100.0, y: 0.10 * 400.0 }]);
+        // left_shoulder (6) - left_elbow (8) is edge [6, 8].
+        assert_eq!(d.skeleton.len(), 1);
+        assert_eq!(d.skeleton[0], [[0.40 * 400.0 - 100.0, 0.30 * 400.0], [0.38 * 400.0 - 100.0, 0.45 * 400.0]]);
+        let json = serde_json::to_string(&d).expect("json");
+        assert!(json.contains(r#""kind":"point""#), "{json}");
+        Ok(())
+    }
+
+    #[test]
+    fn padded_square_mapping() -> Result<()> {
+        // Wide 333x217 (golden "wide"): pasted at y = (333-217)//2 = 58.
+        let f = PaddedSquare::new(333, 217)?;
+        assert_eq!(f.origin(), (0.0, 58.0));
+        assert_eq!(f.to_pixels(0.5, 0.5), (166.5, 166.5 - 58.0));
+        // Tall 200x347 (golden "tall"): x offset (347-200)//2 = 73.
+        let f = PaddedSquare::new(200, 347)?;
+        assert_eq!(f.origin(), (73.0, 0.0));
+        let (x, y) = f.to_fraction(10.0, 20.0);
+        let (px, py) = f.to_pixels(x, y);
+        assert!((px - 10.0).abs() < 1e-9 && (py - 20.0).abs() < 1e-9);
+        assert!(PaddedSquare::new(0, 5).is_err());
+        let b = Shape::Box { x1: 0.0, y1: 0.0, x2: 1.0, y2: 1.0 }.to_pixels(&PaddedSquare::new(100, 50)?);
+        assert_eq!(b, Shape::Box { x1: 0.0, y1: -25.0, x2: 100.0, y2: 75.0 });
+        Ok(())
+    }
+
+    #[test]
+    fn marker_and_unicode_do_not_panic() {
+        assert!(parse_answer("|||[0.1, 0.2]").is_empty());
+        let g = parse_answer("ünïcödé <p>猫</p> [0.1, 0.2] 😀 [0.3, 0.4; 0.5]");
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].phrase.as_deref(), Some("猫"));
+        assert_eq!(g[1].shapes, [Shape::Point { x: 0.3, y: 0.4 }]);
+        for s in ["[", "]", "<p>", "<p></p>", "<p></p>[", "[;;;]", "1.", ".5", "0.1.2.3"] {
+            let _ = parse_answer(s);
+        }
+        assert_eq!(decimals("0.1.2.3 12.5x 7 -0.25"), [0.1, 2.3, 12.5, 0.25]);
+    }
+
+    #[test]
+    fn rec_box_parsing() {
+        assert_eq!(parse_rec_box("[0.12, 0.34, 0.56, 0.78]"), Some([0.12, 0.34, 0.56, 0.78]));
+        assert_eq!(parse_rec_box("The box is [0.1,0.2,0.3,0.4]."), Some([0.1, 0.2, 0.3, 0.4]));
+        assert_eq!(parse_rec_box("0.1, 0.2, 0.3, 0.4]"), Some([0.1, 0.2, 0.3, 0.4]));
+        assert_eq!(parse_rec_box("[0.1, 0.2]"), None);
+        assert_eq!(parse_rec_box("no box"), None);
+    }
+}
