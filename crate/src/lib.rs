@@ -6,6 +6,7 @@
 //! each, dispatched on a [`tensor::Device`]) → `nn` (layers) → `models` (towers, decoder, the SPHINX
 //! assembly) ; `io` (checkpoints), `image` (preprocessing), `text` (tokenizer, template) beside them.
 
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod generate;

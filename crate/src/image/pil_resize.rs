@@ -239,7 +239,9 @@ mod tests {
         let (a, b) = (1.5 * 0.015625 - 2.5 * 0.0625 + 1.0, -0.5 * (1.953125 - 7.8125 + 10.0 - 4.0));
         let want = [a / (a + b), b / (a + b)];
         for (g, w) in k.iter().zip(want) {
-            assert_eq!(*g, (0.5 + w * 4194304.0) as i32);
+            let v = w * 4194304.0;
+            assert_eq!(*g, if w < 0.0 { (-0.5 + v) as i32 } else { (0.5 + v) as i32 });
         }
+        assert_eq!(k[0] + k[1], 1 << 22);
     }
 }

@@ -114,9 +114,10 @@ fn global_224_view_matches_golden() {
         assert_eq!(want.shape, vec![3, 224, 224]);
         let msg = check_close(name, got.data(), &want.data, tol).unwrap_or_else(|e| panic!("{folder}: {e}"));
         let differ = count_diff(got.data(), &want.data);
+        // Near zero an fp16 ulp is tiny, so the ulp count can exceed 1 there while |Δ| stays far
+        // below the tolerance (one ulp at 2..4): report it, judge by `check_close` above.
         let ulps = max_fp16_ulps(got.data(), &want.data);
-        eprintln!("{folder}: {msg}; {differ} of {} elements differ, at most {ulps} fp16 ulp", got.data().len());
-        assert!(ulps <= 1, "{folder} {name}: {ulps} fp16 ulps");
+        eprintln!("{folder}: {msg}; {differ} of {} elements differ (at most {ulps} fp16 ulps)", got.data().len());
 
         // The same tensor is what views_for puts into tile 0.
         let views = views_for(layout, &padded).unwrap();
@@ -285,7 +286,7 @@ fn jpeg_decoding_is_close_to_pillow() {
         let max = diffs.iter().copied().max().unwrap_or(0);
         let n = diffs.iter().filter(|&&d| d != 0).count();
         eprintln!("jpeg {name}: {n} of {} bytes differ from Pillow, max |Δ| {max}", want.len());
-        assert!(max <= 8, "jpeg {name}: max |Δ| {max}");
+        assert!(max <= 4, "jpeg {name}: max |Δ| {max} (observed 2 when written)");
     }
 }
 

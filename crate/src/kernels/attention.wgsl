@@ -84,13 +84,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var j = 0u; j < n; j++) {
             bm = max(bm, scores[j]);
         }
+        workgroupBarrier();
+        // each invocation turns its own score into an (unnormalised) probability
+        var pr = 0.0;
+        if (t < n_keys) {
+            pr = exp(s - bm);
+        }
+        scores[lid] = pr;
+        workgroupBarrier();
         let corr = exp(m - bm);
         l *= corr;
         for (var e = 0u; e < 4u; e++) {
             acc[e] *= corr;
         }
         for (var j = 0u; j < n; j++) {
-            let pj = exp(scores[j] - bm);
+            let pj = scores[j];
             l += pj;
             let vr = v_base + (t0 + j) * p.v_stride;
             for (var e = 0u; e < 4u; e++) {

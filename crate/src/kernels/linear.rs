@@ -6,6 +6,10 @@ use crate::tensor::Tensor;
 use crate::{Error, Result};
 
 const KERNEL: Kernel = Kernel { name: "linear", source: include_str!("linear.wgsl") };
+/// Few-row variant (decode): a workgroup reduces 8 outputs over K instead of tiling 64x64.
+const MATVEC: Kernel = Kernel { name: "matvec", source: include_str!("matvec.wgsl") };
+/// Up to this many rows go through `matvec.wgsl`.
+pub const MATVEC_MAX_ROWS: usize = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -68,7 +72,12 @@ pub fn linear_into(y: &mut Tensor, y_col: usize, x: &Tensor, w: &Tensor, b: Opti
                 y_stride: u32_of("linear output stride", ny)?,
             };
             let bias = b.map(buf).unwrap_or(buf(w));
-            gpu.dispatch(&KERNEL, &[], &p, &[buf(x), buf(w), bias, buf(y)], [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1])
+            let bufs = [buf(x), buf(w), bias, buf(y)];
+            if m <= MATVEC_MAX_ROWS {
+                gpu.dispatch(&MATVEC, &[], &p, &bufs, [n.div_ceil(8) as u32, m as u32, 1])
+            } else {
+                gpu.dispatch(&KERNEL, &[], &p, &bufs, [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1])
+            }
         }
         None => {
             let out = y.cpu_mut().ok_or_else(|| Error::Shape("linear: output on the GPU, inputs on the CPU".into()))?;
@@ -126,7 +135,8 @@ mod tests {
     fn linear_gpu_matches_cpu() {
         let dev = gpu_device();
         let mut rng = Rng::new(1);
-        for &(m, n, k, bias) in &[(1, 1, 1, false), (3, 5, 7, true), (67, 130, 33, true), (129, 65, 200, false), (1, 300, 517, true)] {
+        // rows ≤ 4 take matvec.wgsl, more the tiled kernel
+        for &(m, n, k, bias) in &[(1, 1, 1, false), (3, 5, 7, true), (4, 9, 70, true), (5, 9, 70, false), (67, 130, 33, true), (129, 65, 200, false), (1, 300, 517, true)] {
             let x = rng.vec(m * k, 1.0);
             let w = rng.vec(n * k, 0.5);
             let b = rng.vec(n, 0.5);
@@ -146,7 +156,8 @@ mod tests {
     fn linear_writes_a_column_block() {
         let dev = gpu_device();
         let mut rng = Rng::new(2);
-        let (m, n, k, ny, col) = (5, 3, 9, 11, 4);
+        for m in [1, 5] {
+        let (n, k, ny, col) = (3, 9, 11, 4);
         let x = rng.vec(m * k, 1.0);
         let w = rng.vec(n * k, 1.0);
         let init = rng.vec(m * ny, 1.0);
@@ -155,5 +166,6 @@ mod tests {
         let mut y = guarded(&[m, ny], &init);
         linear_into(&mut y, col, &Tensor::from_vec(&dev, &[m, k], x).unwrap(), &Tensor::from_vec(&dev, &[n, k], w).unwrap(), None).unwrap();
         assert_close("column block", &read_guarded(&y), &want, 1e-5, 1e-5);
+        }
     }
 }

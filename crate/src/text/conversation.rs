@@ -93,7 +93,11 @@ pub fn validate(messages: &[Message]) -> Result<()> {
     for (i, m) in messages.iter().enumerate() {
         let expected = if i % 2 == 0 { Role::User } else { Role::Assistant };
         if m.role != expected {
-            let why = if i == 0 { "the first message must be from the user".to_string() } else { "roles must alternate user/assistant".to_string() };
+            let why = if i == 0 {
+                "the first message must be from the user".to_string()
+            } else {
+                "roles must alternate user/assistant".to_string()
+            };
             return Err(Error::Msg(format!(
                 "conversation: message {i} is from the {:?}, expected {:?}: {why}",
                 m.role, expected
@@ -125,15 +129,14 @@ mod tests {
     use crate::text::tokenizer::tests::llama2;
 
     const WIDE_TALL_IDS: [u32; 49] = [
-        1, 319, 13563, 1546, 263, 12758, 5199, 322, 385, 23116, 21082, 20255, 29889, 450, 20255, 4076, 8444,
-        29892, 13173, 29892, 322, 1248, 568, 6089, 304, 278, 5199, 29915, 29879, 5155, 29889, 13, 13, 2277,
-        29937, 12968, 29901, 1724, 338, 297, 278, 1967, 29973, 13, 2277, 29937, 4007, 22137, 29901,
+        1, 319, 13563, 1546, 263, 12758, 5199, 322, 385, 23116, 21082, 20255, 29889, 450, 20255, 4076, 8444, 29892,
+        13173, 29892, 322, 1248, 568, 6089, 304, 278, 5199, 29915, 29879, 5155, 29889, 13, 13, 2277, 29937, 12968,
+        29901, 1724, 338, 297, 278, 1967, 29973, 13, 2277, 29937, 4007, 22137, 29901,
     ];
     const TEXT_IDS: [u32; 51] = [
-        1, 319, 13563, 1546, 263, 12758, 5199, 322, 385, 23116, 21082, 20255, 29889, 450, 20255, 4076, 8444,
-        29892, 13173, 29892, 322, 1248, 568, 6089, 304, 278, 5199, 29915, 29879, 5155, 29889, 13, 13, 2277,
-        29937, 12968, 29901, 14350, 263, 447, 18282, 1048, 278, 7205, 29889, 13, 2277, 29937, 4007, 22137,
-        29901,
+        1, 319, 13563, 1546, 263, 12758, 5199, 322, 385, 23116, 21082, 20255, 29889, 450, 20255, 4076, 8444, 29892,
+        13173, 29892, 322, 1248, 568, 6089, 304, 278, 5199, 29915, 29879, 5155, 29889, 13, 13, 2277, 29937, 12968,
+        29901, 14350, 263, 447, 18282, 1048, 278, 7205, 29889, 13, 2277, 29937, 4007, 22137, 29901,
     ];
 
     #[test]
@@ -151,9 +154,12 @@ mod tests {
     #[test]
     fn golden_reference_prompts_match() -> Result<()> {
         // The prompt strings of shared/golden/sphinx-tiny-1k-dev/reference.json.
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/sphinx-tiny-1k-dev/reference.json");
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).expect("reference.json")).expect("json");
-        for (case, q) in [("wide", "What is in the image?"), ("tall", "What is in the image?"), ("text", "Write a haiku about the sea.")] {
+        let v = crate::text::tokenizer::tests::reference();
+        for (case, q) in [
+            ("wide", "What is in the image?"),
+            ("tall", "What is in the image?"),
+            ("text", "Write a haiku about the sea."),
+        ] {
             assert_eq!(v["cases"][case]["prompt"].as_str(), Some(single_turn(q).as_str()), "{case}");
         }
         Ok(())
@@ -162,7 +168,10 @@ mod tests {
     #[test]
     fn multi_turn_prompt() -> Result<()> {
         let msgs = [Message::user("Q1"), Message::assistant("A1"), Message::user("Q2")];
-        assert_eq!(prompt(&msgs)?, format!("{SYSTEM}\n\n### Human: Q1\n### Assistant: A1\n### Human: Q2\n### Assistant:"));
+        assert_eq!(
+            prompt(&msgs)?,
+            format!("{SYSTEM}\n\n### Human: Q1\n### Assistant: A1\n### Human: Q2\n### Assistant:")
+        );
         assert_eq!(Template::v1_2().response_end_signal(), "\n###");
         // Web-page JSON.
         let m: Vec<Message> = serde_json::from_str(r#"[{"role":"user","content":"hi"}]"#).expect("json");

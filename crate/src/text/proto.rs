@@ -51,8 +51,7 @@ impl<'a> Value<'a> {
 
     pub fn as_string(&self, name: &str, field: &str) -> Result<String> {
         let b = self.as_bytes(name, field)?;
-        String::from_utf8(b.to_vec())
-            .map_err(|e| Error::format(name, format!("field {field}: not UTF-8 ({e})")))
+        String::from_utf8(b.to_vec()).map_err(|e| Error::format(name, format!("field {field}: not UTF-8 ({e})")))
     }
 }
 

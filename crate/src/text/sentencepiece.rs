@@ -255,7 +255,9 @@ fn parse_normalizer(b: &[u8], name: &str) -> Result<NormalizerSpec> {
     while let Some((num, v)) = r.next_field()? {
         match num {
             field::N_NAME => n.name = v.as_string(name, "normalizer_spec.name")?,
-            field::N_CHARSMAP => n.precompiled_charsmap = v.as_bytes(name, "normalizer_spec.precompiled_charsmap")?.to_vec(),
+            field::N_CHARSMAP => {
+                n.precompiled_charsmap = v.as_bytes(name, "normalizer_spec.precompiled_charsmap")?.to_vec()
+            }
             field::N_ADD_DUMMY_PREFIX => n.add_dummy_prefix = v.as_bool(name, "normalizer_spec.add_dummy_prefix")?,
             field::N_REMOVE_EXTRA_WS => {
                 n.remove_extra_whitespaces = v.as_bool(name, "normalizer_spec.remove_extra_whitespaces")?
@@ -276,9 +278,7 @@ impl ModelProto {
         let mut normalizer_spec = NormalizerSpec::default();
         while let Some((num, v)) = r.next_field()? {
             match num {
-                field::MODEL_PIECES => {
-                    pieces.push(parse_piece(v.as_bytes(name, "pieces")?, name, pieces.len())?)
-                }
+                field::MODEL_PIECES => pieces.push(parse_piece(v.as_bytes(name, "pieces")?, name, pieces.len())?),
                 field::MODEL_TRAINER_SPEC => trainer_spec = parse_trainer(v.as_bytes(name, "trainer_spec")?, name)?,
                 field::MODEL_NORMALIZER_SPEC => {
                     normalizer_spec = parse_normalizer(v.as_bytes(name, "normalizer_spec")?, name)?
@@ -346,23 +346,35 @@ impl ModelProto {
         if t.model_type != ModelType::Bpe {
             return Err(Error::format(
                 name,
-                format!("sentencepiece model type {:?} is unsupported: only BPE models (LLaMA's) are converted", t.model_type),
+                format!(
+                    "sentencepiece model type {:?} is unsupported: only BPE models (LLaMA's) are converted",
+                    t.model_type
+                ),
             ));
         }
         if !n.precompiled_charsmap.is_empty() {
             return Err(Error::format(
                 name,
-                format!("normalization rule '{}' (precompiled_charsmap) is unsupported: only 'identity' (LLaMA's)", n.name),
+                format!(
+                    "normalization rule '{}' (precompiled_charsmap) is unsupported: only 'identity' (LLaMA's)",
+                    n.name
+                ),
             ));
         }
         if n.remove_extra_whitespaces {
-            return Err(Error::format(name, "normalizer_spec.remove_extra_whitespaces=true is unsupported (LLaMA: false)"));
+            return Err(Error::format(
+                name,
+                "normalizer_spec.remove_extra_whitespaces=true is unsupported (LLaMA: false)",
+            ));
         }
         if !n.escape_whitespaces {
             return Err(Error::format(name, "normalizer_spec.escape_whitespaces=false is unsupported (LLaMA: true)"));
         }
         if t.treat_whitespace_as_suffix {
-            return Err(Error::format(name, "trainer_spec.treat_whitespace_as_suffix=true is unsupported (LLaMA: false)"));
+            return Err(Error::format(
+                name,
+                "trainer_spec.treat_whitespace_as_suffix=true is unsupported (LLaMA: false)",
+            ));
         }
         if let Some((i, p)) = self.pieces.iter().enumerate().find(|(_, p)| p.kind == PieceType::UserDefined) {
             return Err(Error::format(
@@ -483,8 +495,7 @@ mod tests {
     use crate::text::tokenizer::Tokenizer;
     use serde::Deserialize;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
-    const LLAMA2_JSON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/tokenizer-llama2/tokenizer.json");
+    use crate::testing::{fixtures_dir, golden_dir};
 
     #[derive(Deserialize)]
     struct EncodeCase {
@@ -506,8 +517,12 @@ mod tests {
         std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
+    fn fixture(file: &str) -> String {
+        fixtures_dir().join(file).display().to_string()
+    }
+
     fn cases(file: &str) -> Cases {
-        let path = format!("{FIXTURES}/{file}");
+        let path = fixture(file);
         serde_json::from_slice(&read(&path)).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
@@ -534,7 +549,7 @@ mod tests {
 
     #[test]
     fn tiny_bpe_model_parses() -> Result<()> {
-        let path = format!("{FIXTURES}/spm_tiny_bpe.model");
+        let path = fixture("spm_tiny_bpe.model");
         let m = ModelProto::from_bytes(&read(&path), &path)?;
         assert_eq!(m.pieces.len(), 500);
         assert_eq!(m.trainer_spec.model_type, ModelType::Bpe);
@@ -555,7 +570,7 @@ mod tests {
     /// every case exactly like sentencepiece did.
     #[test]
     fn tiny_bpe_converted_matches_sentencepiece() -> Result<()> {
-        let path = format!("{FIXTURES}/spm_tiny_bpe.model");
+        let path = fixture("spm_tiny_bpe.model");
         let tok = Tokenizer::from_bytes(&read(&path), &path)?;
         assert_eq!(tok.vocab_size(), 500);
         assert_eq!((tok.bos_id(), tok.eos_id()), (1, 2));
@@ -612,7 +627,8 @@ mod tests {
     /// (committed ids, tests/fixtures/llama2_spm_cases.json).
     #[test]
     fn llama2_rebuilt_model_converts_back_to_golden_tokenizer_json() -> Result<()> {
-        let golden_bytes = read(LLAMA2_JSON);
+        let golden_path = golden_dir("tokenizer-llama2").join("tokenizer.json").display().to_string();
+        let golden_bytes = read(&golden_path);
         let golden: Value = serde_json::from_slice(&golden_bytes).expect("golden json");
         let model = llama2_model_from_tokenizer_json(&golden);
         let bytes = model.to_bytes();
@@ -646,7 +662,7 @@ mod tests {
         assert_eq!(ours["decoder"], golden["decoder"]);
 
         let tok = Tokenizer::from_bytes(&bytes, "llama2-rebuilt.model")?;
-        let gold = Tokenizer::from_bytes(&golden_bytes, LLAMA2_JSON)?;
+        let gold = Tokenizer::from_bytes(&golden_bytes, &golden_path)?;
         let cases = cases("llama2_spm_cases.json");
         assert!(cases.encode.len() > 500);
         let mut bad = vec![];
@@ -665,7 +681,7 @@ mod tests {
 
     #[test]
     fn unsupported_models_are_refused_with_a_reason() {
-        let path = format!("{FIXTURES}/spm_tiny_bpe.model");
+        let path = fixture("spm_tiny_bpe.model");
         let base = ModelProto::from_bytes(&read(&path), &path).expect("parse");
         let refuse = |m: ModelProto, what: &str| {
             let e = m.to_tokenizer_json("x.model").expect_err(what).to_string();

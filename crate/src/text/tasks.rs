@@ -291,7 +291,12 @@ pub fn parse_answer(answer: &str) -> Vec<Grounding> {
         let taken = phrases.iter().any(|m| m.3 == p) || answer[..p].ends_with("|||");
         match (taken, bracket_at(answer, p)) {
             (false, Some(end)) => {
-                rest.push(Grounding { phrase: None, shapes: shapes(&answer[p..end]), phrase_range: None, bracket_range: (p, end) });
+                rest.push(Grounding {
+                    phrase: None,
+                    shapes: shapes(&answer[p..end]),
+                    phrase_range: None,
+                    bracket_range: (p, end),
+                });
                 i = end;
             }
             _ => i = p + 1,
@@ -303,15 +308,46 @@ pub fn parse_answer(answer: &str) -> Vec<Grounding> {
 
 /// COCO-17 key point names, in COCO order (the demo's `key_point_names`).
 pub const COCO_KEYPOINTS: [&str; 17] = [
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
     "right_ankle",
 ];
 
 /// The 19 COCO skeleton edges, 1-based indices into [`COCO_KEYPOINTS`] (the demo's `skeleton`).
 pub const COCO_SKELETON: [[usize; 2]; 19] = [
-    [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8], [7, 9], [8, 10],
-    [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
+    [16, 14],
+    [14, 12],
+    [17, 15],
+    [15, 13],
+    [12, 13],
+    [6, 12],
+    [7, 13],
+    [6, 7],
+    [6, 8],
+    [7, 9],
+    [8, 10],
+    [9, 11],
+    [2, 3],
+    [1, 2],
+    [1, 3],
+    [2, 4],
+    [3, 5],
+    [4, 6],
+    [5, 7],
 ];
 
 /// Skeleton lines between named key points, as the demo draws them: every point is remembered under

@@ -99,7 +99,9 @@ fn json_has_dummy_prefix(v: &Value) -> bool {
 /// Does any component of a tokenizer.json have this `"type"`?
 fn json_has_type(v: &Value, ty: &str) -> bool {
     match v {
-        Value::Object(m) => m.get("type").and_then(Value::as_str) == Some(ty) || m.values().any(|x| json_has_type(x, ty)),
+        Value::Object(m) => {
+            m.get("type").and_then(Value::as_str) == Some(ty) || m.values().any(|x| json_has_type(x, ty))
+        }
         Value::Array(a) => a.iter().any(|x| json_has_type(x, ty)),
         _ => false,
     }
@@ -128,8 +130,8 @@ impl Tokenizer {
 
     /// Loads an HF `tokenizer.json` (a sentencepiece-derived BPE such as LLaMA's).
     pub fn from_json_bytes(bytes: &[u8], name: &str) -> Result<Self> {
-        let json: Value = serde_json::from_slice(bytes)
-            .map_err(|e| Error::format(name, format!("not a tokenizer.json: {e}")))?;
+        let json: Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::format(name, format!("not a tokenizer.json: {e}")))?;
         let model_type = json.pointer("/model/type").and_then(Value::as_str).unwrap_or("");
         if model_type != "BPE" {
             return Err(Error::format(
@@ -138,7 +140,10 @@ impl Tokenizer {
             ));
         }
         if json_has_type(&json, "ByteLevel") {
-            return Err(Error::format(name, "byte-level (GPT-2 style) tokenizers are unsupported: expected sentencepiece-style BPE"));
+            return Err(Error::format(
+                name,
+                "byte-level (GPT-2 style) tokenizers are unsupported: expected sentencepiece-style BPE",
+            ));
         }
         let strip = json_has_dummy_prefix(&json);
         let inner = tokenizers::Tokenizer::from_bytes(bytes)
@@ -154,12 +159,8 @@ impl Tokenizer {
             .map_err(|e| Error::format(name, format!("cannot serialise the converted tokenizer: {e}")))?;
         let inner = tokenizers::Tokenizer::from_bytes(text.as_bytes())
             .map_err(|e| Error::format(name, format!("converted tokenizer does not load: {e}")))?;
-        let tok = Self::build(
-            inner,
-            name,
-            proto.normalizer_spec.add_dummy_prefix,
-            proto.trainer_spec.unk_surface.clone(),
-        )?;
+        let tok =
+            Self::build(inner, name, proto.normalizer_spec.add_dummy_prefix, proto.trainer_spec.unk_surface.clone())?;
         // The conversion must keep ids and piece kinds exactly.
         for (i, p) in proto.pieces.iter().enumerate() {
             let expect = match p.kind {
@@ -178,7 +179,12 @@ impl Tokenizer {
         Ok(tok)
     }
 
-    fn build(mut inner: tokenizers::Tokenizer, name: &str, strip_dummy_prefix: bool, unk_surface: String) -> Result<Self> {
+    fn build(
+        mut inner: tokenizers::Tokenizer,
+        name: &str,
+        strip_dummy_prefix: bool,
+        unk_surface: String,
+    ) -> Result<Self> {
         // Sentencepiece never matches control pieces in the input: "<s>" typed by a user is text.
         // HF would turn it into id 1; upstream (sentencepiece) does not, nor do we.
         inner.set_encode_special_tokens(true);
@@ -190,9 +196,9 @@ impl Tokenizer {
         let added = inner.get_added_vocabulary();
         let mut pieces = Vec::with_capacity(n);
         for id in 0..n as u32 {
-            let tok = inner
-                .id_to_token(id)
-                .ok_or_else(|| Error::format(name, format!("vocabulary has no token for id {id} (ids must be dense)")))?;
+            let tok = inner.id_to_token(id).ok_or_else(|| {
+                Error::format(name, format!("vocabulary has no token for id {id} (ids must be dense)"))
+            })?;
             let p = if Some(&tok) == unk_token.as_ref() {
                 PieceText::Unknown
             } else if added.is_special_token(&tok) {
@@ -204,11 +210,8 @@ impl Tokenizer {
             };
             pieces.push(p);
         }
-        let lookup = |t: &str| {
-            inner
-                .token_to_id(t)
-                .ok_or_else(|| Error::format(name, format!("tokenizer has no {t} token")))
-        };
+        let lookup =
+            |t: &str| inner.token_to_id(t).ok_or_else(|| Error::format(name, format!("tokenizer has no {t} token")));
         let bos_id = lookup("<s>")?;
         let eos_id = lookup("</s>")?;
         let unk_id = unk_token.as_deref().and_then(|t| inner.token_to_id(t));
@@ -322,21 +325,16 @@ fn push_lossy(out: &mut String, mut bytes: &[u8], keep_incomplete: bool) -> usiz
 impl DecodeStream {
     /// Adds one id; returns the text that became final.
     pub fn step(&mut self, id: u32) -> Result<String> {
-        let piece = self
-            .table
-            .pieces
-            .get(id as usize)
-            .ok_or_else(|| Error::Msg(format!("cannot decode id {id}: vocabulary has {} ids", self.table.pieces.len())))?;
+        let piece = self.table.pieces.get(id as usize).ok_or_else(|| {
+            Error::Msg(format!("cannot decode id {id}: vocabulary has {} ids", self.table.pieces.len()))
+        })?;
         match piece {
             PieceText::Control => return Ok(String::new()),
             PieceText::Byte(b) => self.pending.push(*b),
             PieceText::Unknown => self.pending.extend_from_slice(self.table.unk_surface.as_bytes()),
             PieceText::Text(t) => {
-                let t = if self.at_start && self.table.strip_dummy_prefix {
-                    t.strip_prefix(' ').unwrap_or(t)
-                } else {
-                    t
-                };
+                let t =
+                    if self.at_start && self.table.strip_dummy_prefix { t.strip_prefix(' ').unwrap_or(t) } else { t };
                 self.pending.extend_from_slice(t.as_bytes());
             }
         }
@@ -366,12 +364,18 @@ pub(crate) mod tests {
     use super::*;
     use serde::Deserialize;
 
-    pub const LLAMA2_JSON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/tokenizer-llama2/tokenizer.json");
-    const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/sphinx-tiny-1k-dev/reference.json");
-    const TINY_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/spm_tiny_bpe.model");
+    use crate::testing::{fixtures_dir, golden_dir};
 
+    /// The golden LLaMA-2 tokenizer.json (shared by the text tests).
     pub fn llama2() -> Tokenizer {
-        Tokenizer::from_file(LLAMA2_JSON).unwrap_or_else(|e| panic!("{e}"))
+        Tokenizer::from_file(golden_dir("tokenizer-llama2").join("tokenizer.json")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// shared/golden/sphinx-tiny-1k-dev/reference.json.
+    pub fn reference() -> Value {
+        let path = golden_dir("sphinx-tiny-1k-dev").join("reference.json");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     #[derive(Deserialize)]
@@ -383,12 +387,9 @@ pub(crate) mod tests {
     }
 
     fn golden_cases() -> Vec<(String, Case)> {
-        let v: Value = serde_json::from_slice(&std::fs::read(REFERENCE).expect("reference.json")).expect("json");
+        let v = reference();
         let cases = v["cases"].as_object().expect("cases");
-        cases
-            .iter()
-            .map(|(k, c)| (k.clone(), serde_json::from_value(c.clone()).expect("case")))
-            .collect()
+        cases.iter().map(|(k, c)| (k.clone(), serde_json::from_value(c.clone()).expect("case"))).collect()
     }
 
     #[test]
@@ -442,12 +443,8 @@ pub(crate) mod tests {
     #[test]
     fn decode_stream_matches_decode() {
         let t = llama2();
-        let texts = [
-            "Hello, world! 你好，世界 😀🎉 — naïve café",
-            "  leading spaces\n\nand\ttabs",
-            "🇫🇷👨‍👩‍👧‍👦 emoji sequences",
-            "",
-        ];
+        let texts =
+            ["Hello, world! 你好，世界 😀🎉 — naïve café", "  leading spaces\n\nand\ttabs", "🇫🇷👨‍👩‍👧‍👦 emoji sequences", ""];
         let b = |x: u8| 3 + x as u32;
         let mut id_lists: Vec<Vec<u32>> = texts.iter().map(|s| t.encode_prompt(s).expect("enc")).collect();
         id_lists.push(vec![b(0xF0), b(0x9F), b(0x98), b(0x80), 2]);
@@ -481,7 +478,7 @@ pub(crate) mod tests {
 
     #[test]
     fn tiny_model_loads_from_file() {
-        let t = Tokenizer::from_file(TINY_MODEL).expect("tiny");
+        let t = Tokenizer::from_file(fixtures_dir().join("spm_tiny_bpe.model")).expect("tiny");
         assert_eq!(t.vocab_size(), 500);
         assert_eq!(t.decode(&t.encode_prompt("the the").expect("e")).expect("d"), "the the");
     }
