@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod generate;
 pub mod image;
@@ -17,6 +18,8 @@ pub mod load;
 pub mod models;
 pub mod nn;
 pub mod runtime;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod serve;
 pub mod tensor;
 pub mod text;
 pub mod trace;

@@ -1,8 +1,9 @@
-//! Opening a model folder: an upstream checkpoint (`consolidated.*.pth` + `config.json`/`params.json`
+//! Opening a model folder: a converted one (`manifest.json`, docs/format.md) or an upstream checkpoint (`consolidated.*.pth` + `config.json`/`params.json`
 //! + `meta.json` [+ `vision.json`]) becomes a `ModelConfig` and a tensor-by-tensor `TensorSource`;
 //! then the model is built on a device.
 
 use crate::config::{read_llama_type, ModelArgs, ModelConfig, VisionConfig};
+use crate::io::converted::ConvertedSource;
 use crate::io::UpstreamCheckpoint;
 use crate::models::sphinx::Sphinx;
 use crate::nn::{TensorSource, Weights};
@@ -51,19 +52,28 @@ pub struct ModelDir {
     pub source: Box<dyn TensorSource>,
 }
 
-/// Opens an upstream-format folder.
+/// Opens a model folder: converted (`manifest.json`) or upstream (`consolidated.*.pth`).
 pub fn open(dir: &Path) -> Result<ModelDir> {
     if !dir.is_dir() {
         return Err(Error::Config(format!("{}: not a folder", dir.display())));
+    }
+    if dir.join("manifest.json").is_file() {
+        let src = ConvertedSource::open(dir)?;
+        return Ok(ModelDir { config: src.manifest.model.clone(), source: Box::new(src) });
     }
     let ckpt = UpstreamCheckpoint::open(dir)?;
     let config = upstream_config(dir, &ckpt)?;
     Ok(ModelDir { config, source: Box::new(ckpt) })
 }
 
+/// Builds the model on `device` from any tensor source (tensor by tensor).
+pub fn load_from_source(config: &ModelConfig, source: Box<dyn TensorSource>, device: &Device, max_seq_len: usize) -> Result<Sphinx> {
+    let w = Weights::new(source, device.clone());
+    Sphinx::load(&w, config, max_seq_len)
+}
+
 /// Opens a folder and builds the model on `device`.
 pub fn load_model(dir: &Path, device: &Device, max_seq_len: usize) -> Result<Sphinx> {
     let m = open(dir)?;
-    let w = Weights::new(m.source, device.clone());
-    Sphinx::load(&w, &m.config, max_seq_len)
+    load_from_source(&m.config, m.source, device, max_seq_len)
 }

@@ -107,3 +107,71 @@ pub fn check_close(name: &str, got: &[f32], want: &[f32], tol: Tolerance) -> std
         Ok(summary)
     }
 }
+
+/// Runs every case of a golden folder through `model` (`sphinx::trace`) and compares every
+/// reference tensor the trace produces, and the greedy ids. Returns (report lines, failures).
+pub async fn golden_check(golden: &std::path::Path, model: &crate::models::sphinx::Sphinx, label: &str) -> Result<(Vec<String>, Vec<String>)> {
+    use crate::trace::{trace, TraceData};
+    let reference = reference_json(golden);
+    let ref_file = golden.join("reference.safetensors");
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    let name = "dinov2_pos_embed_224";
+    let want = read_safetensor(&ref_file, name)?;
+    match check_close(name, model.dinov2_pos_embed(), &want.data, tolerance(&reference, name)) {
+        Ok(s) => report.push(format!("{label} {s}")),
+        Err(s) => failures.push(format!("{label} {s}")),
+    }
+    let cases = reference["cases"].as_object().ok_or_else(|| Error::Msg("reference.json has no cases".into()))?;
+    for (case, c) in cases {
+        let ids = json_ids(&c["prompt_ids"]);
+        let greedy: Vec<i64> = json_ids(&c["greedy_ids"]).into_iter().map(i64::from).collect();
+        let padded = match c["image"].as_str() {
+            Some(f) => {
+                let bytes = std::fs::read(golden.join(f)).map_err(|e| Error::io(golden.join(f), e))?;
+                Some(crate::image::padded_resize(&crate::image::decode(&bytes)?, model.llama_type().image_size())?)
+            }
+            None => None,
+        };
+        let traced = trace(model, padded.as_ref(), &ids, greedy.len()).await?;
+        for t in &traced {
+            match &t.data {
+                TraceData::I64(got) => {
+                    if got != &greedy {
+                        failures.push(format!("{label} {case}: greedy ids {got:?}, reference {greedy:?}"));
+                    } else {
+                        report.push(format!("{label} {case}: greedy ids identical {got:?}"));
+                    }
+                }
+                TraceData::F32(got) => {
+                    let name = format!("{case}.{}", t.name);
+                    if reference["tensors"].get(&name).is_none() {
+                        continue;
+                    }
+                    let want = read_safetensor(&ref_file, &name)?;
+                    if t.shape != want.shape {
+                        failures.push(format!("{label} {name}: shape {:?}, reference {:?}", t.shape, want.shape));
+                        continue;
+                    }
+                    match check_close(&name, got, &want.data, tolerance(&reference, &name)) {
+                        Ok(s) => report.push(format!("{label} {s}")),
+                        Err(s) => failures.push(format!("{label} {s}")),
+                    }
+                }
+            }
+        }
+        for name in reference["tensors"].as_object().into_iter().flat_map(|o| o.keys()) {
+            if let Some(short) = name.strip_prefix(&format!("{case}.")) {
+                if short != "prefill_input_embeds" && short != "view_global_224" && !traced.iter().any(|t| t.name == short) {
+                    failures.push(format!("{label}: the trace has no {name}"));
+                }
+            }
+        }
+    }
+    Ok((report, failures))
+}
+
+/// Token ids of a JSON array.
+pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect()).unwrap_or_default()
+}

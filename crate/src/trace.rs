@@ -91,3 +91,19 @@ pub fn write_safetensors(path: &Path, tensors: &[Traced]) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     safetensors::serialize_to_file(views, None, path).map_err(|e| Error::format(path.display(), e))
 }
+
+/// Logit rows for a prompt (with an optional image) followed by `forced` ids (teacher forcing):
+/// row 0 = after the prompt, row k = after feeding forced[k-1]. Used to compare precisions step by step.
+pub async fn forced_logits(model: &Sphinx, padded: Option<&ImageTensor>, prompt_ids: &[u32], forced: &[u32]) -> Result<Vec<Vec<f32>>> {
+    let image = match padded {
+        Some(p) => Some(model.encode_image(p, false)?.tokens),
+        None => None,
+    };
+    let words = image.as_ref().map_or(0, |t| t.rows());
+    let mut cache = model.llm.new_cache(prompt_ids.len() + words + forced.len() + 1)?;
+    let mut rows = vec![model.prefill(&mut cache, prompt_ids, image.as_ref())?.to_vec().await?];
+    for &id in forced {
+        rows.push(model.decode(&mut cache, id)?.to_vec().await?);
+    }
+    Ok(rows)
+}

@@ -1,1 +1,23 @@
-//! wasm-bindgen bindings over the `sphinx` crate (filled in by the browser issue).
+//! wasm-bindgen bindings of the SPHINX engine for browsers, driven by the npm package's Web Worker
+//! (`pkg/worker.js`): the GPU device and model session (`session.rs`), shard reads from the Origin
+//! Private File System (`opfs.rs`), incremental SHA-256 of downloads (`digest.rs`), and answer
+//! parsing for drawing boxes and points (`tasks.rs`). A thin shell: the model code is the `sphinx`
+//! crate's, the same as natively. Errors cross to JavaScript as `Error`s carrying the crate's message.
+
+pub mod digest;
+pub mod opfs;
+pub mod session;
+pub mod tasks;
+
+use wasm_bindgen::prelude::*;
+
+/// A crate error as a JavaScript `Error` with the same message.
+pub(crate) fn js_error(e: sphinx::Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// The package version (the workspace's).
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}

@@ -1,7 +1,12 @@
-//! The `sphinx` command line: run, trace (and the weight tools). A thin shell over the library.
+//! The `sphinx` command line: run, trace, serve (and the weight tools). A thin shell over the library.
 
 use clap::{Parser, Subcommand};
+use sphinx::config::LlamaType;
+use sphinx::convert::{convert, demo_config, demo_model, describe_manifest, memory_table, mix};
 use sphinx::generate::{generate, SamplingParams};
+use sphinx::io::converted::{Manifest, QuantChoice};
+use sphinx::io::quant::Quant;
+use sphinx::models::params::{self, parameter_shapes, CLIP_TEXT_FULL};
 use sphinx::image::{decode, padded_resize};
 use sphinx::load::{load_model, DEFAULT_MAX_SEQ_LEN};
 use sphinx::tensor::Device;
@@ -97,6 +102,84 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         tokens: usize,
     },
+    /// Convert an upstream checkpoint into the web format (manifest + safetensors shards)
+    Convert {
+        /// Upstream folder (consolidated.*.pth, config.json/params.json, meta.json [, vision.json])
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Precision of the LLM weights: f32, f16, q8, q4
+        #[arg(long, default_value = "f32")]
+        quant: String,
+        /// Precision of the vision towers (default: --quant)
+        #[arg(long)]
+        vision_quant: Option<String>,
+        /// Largest shard in MiB
+        #[arg(long, default_value_t = 64)]
+        shard_mb: u64,
+        /// tokenizer.json or sentencepiece tokenizer.model (default: the one in --from)
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+    },
+    /// Mix two checkpoints of one architecture: θ = β·θ_A + (1−β)·θ_B (the paper's weight mix)
+    Mix {
+        #[arg(long)]
+        beta: f64,
+        #[arg(long)]
+        out: PathBuf,
+        /// `llm`: mix only the LLM weights (vision towers from A)
+        #[arg(long)]
+        only: Option<String>,
+        #[arg(long, default_value = "f32")]
+        quant: String,
+        #[arg(long)]
+        vision_quant: Option<String>,
+        #[arg(long, default_value_t = 64)]
+        shard_mb: u64,
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Model folder A (upstream or converted)
+        a: PathBuf,
+        /// Model folder B (upstream or converted)
+        b: PathBuf,
+    },
+    /// Describe a model folder: variant, sizes, per-group precision, bytes, memory needs
+    Inspect {
+        /// Model folder (converted or upstream)
+        dir: Option<PathBuf>,
+        /// Instead of a folder: the full-size release of a llama_type (llama_ens5_light, llama_ens_light, llama_ens, llama_ens5)
+        #[arg(long)]
+        preset: Option<String>,
+    },
+    /// Write the tiny random-weight demo model (SPHINX-Tiny-1k structure) in the web format
+    DemoModel {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "f32")]
+        quant: String,
+    },
+    /// Serve a folder over HTTP (byte ranges, CORS, application/wasm): the local stand-in for the
+    /// CDN that hosts the browser build and converted models
+    Serve {
+        /// Folder to serve
+        #[arg(long)]
+        root: PathBuf,
+        /// Port (0: any free port; the URL is printed)
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to bind (loopback unless you mean to share it)
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Test only: append one JSON line per request to this file
+        #[arg(long)]
+        log_requests: Option<PathBuf>,
+        /// Test only: drop-after=PATH:BYTES[:TIMES] or corrupt=PATH:OFFSET[:TIMES] (repeatable)
+        #[arg(long)]
+        fault: Vec<String>,
+    },
 }
 
 /// The tokenizer: an explicit file, else `tokenizer.json` / `tokenizer.model` in the model folder.
@@ -120,6 +203,39 @@ fn read_image(path: &Path, size: usize) -> Result<sphinx::image::ImageTensor> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let rgb = decode(&bytes).map_err(|e| Error::format(path.display(), e))?;
     padded_resize(&rgb, size)
+}
+
+
+/// The LLaMA-2 tokenizer bundled for the demo model.
+const DEMO_TOKENIZER: &[u8] = include_bytes!("../../../assets/tokenizer-llama2.json");
+
+fn quant_choice(quant: &str, vision: Option<&str>) -> Result<QuantChoice> {
+    let llm = Quant::parse(quant)?;
+    Ok(QuantChoice { llm, vision: vision.map(Quant::parse).transpose()?.unwrap_or(llm) })
+}
+
+/// tokenizer.json bytes for a converted folder: an explicit file (json or sentencepiece .model,
+/// converted), else the source folder's own.
+fn tokenizer_json(dirs: &[&Path], explicit: Option<&Path>) -> Result<Vec<u8>> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => dirs.iter().flat_map(|d| [d.join("tokenizer.json"), d.join("tokenizer.model")]).find(|p| p.is_file()).ok_or_else(|| {
+            Error::Config(format!(
+                "no tokenizer.json or tokenizer.model in {}; pass --tokenizer FILE",
+                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            ))
+        })?,
+    };
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let name = path.display().to_string();
+    let json = if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        bytes
+    } else {
+        sphinx::text::sentencepiece::convert_to_tokenizer_json(&bytes, &name)?.into_bytes()
+    };
+    // it must load as what the engine will use
+    Tokenizer::from_json_bytes(&json, &name)?;
+    Ok(json)
 }
 
 async fn main_async(cli: Cli) -> Result<()> {
@@ -171,6 +287,61 @@ async fn main_async(cli: Cli) -> Result<()> {
             write_safetensors(&out, &traced)?;
             let names: Vec<&str> = traced.iter().map(|t| t.name.as_str()).collect();
             eprintln!("wrote {} ({})", out.display(), names.join(", "));
+        }
+        Command::Convert { from, out, quant, vision_quant, shard_mb, tokenizer } => {
+            let choice = quant_choice(&quant, vision_quant.as_deref())?;
+            let tok = tokenizer_json(&[&from], tokenizer.as_deref())?;
+            let mut m = sphinx::load::open(&from)?;
+            let t0 = Instant::now();
+            let manifest = convert(m.source.as_mut(), &m.config, &out, choice, shard_mb << 20, Some(&tok))?;
+            eprintln!("converted {} in {:.2?}", from.display(), t0.elapsed());
+            print!("{}", describe_manifest(&manifest));
+        }
+        Command::Mix { beta, out, only, quant, vision_quant, shard_mb, tokenizer, a, b } => {
+            let only_llm = match only.as_deref() {
+                None => false,
+                Some("llm") => true,
+                Some(other) => return Err(Error::Config(format!("--only {other}: the only group is llm"))),
+            };
+            let choice = quant_choice(&quant, vision_quant.as_deref())?;
+            let tok = tokenizer_json(&[&a, &b], tokenizer.as_deref())?;
+            let (mut ma, mut mb) = (sphinx::load::open(&a)?, sphinx::load::open(&b)?);
+            let manifest = mix(&mut ma, &mut mb, beta, only_llm, &out, choice, shard_mb << 20, Some(&tok))?;
+            print!("{}", describe_manifest(&manifest));
+        }
+        Command::Inspect { dir, preset } => match (dir, preset) {
+            (Some(dir), None) => {
+                if dir.join("manifest.json").is_file() {
+                    print!("{}", describe_manifest(&Manifest::read(&dir)?));
+                } else {
+                    let m = sphinx::load::open(&dir)?;
+                    let params: Vec<(String, Vec<usize>)> = m.source.names().into_iter().filter_map(|n| m.source.shape(&n).map(|s| (n, s))).collect();
+                    println!("upstream checkpoint {} ({}), {} tensors", m.config.llama_type.name(), m.config.llama_type.release(), params.len());
+                    print!("{}", memory_table(&m.config, &params));
+                }
+            }
+            (None, Some(p)) => {
+                let t = LlamaType::parse(&p)?;
+                let cfg = params::preset(t);
+                let params = parameter_shapes(&cfg, CLIP_TEXT_FULL);
+                let n: usize = params.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+                println!("{} ({}), full size: {} parameters in {} tensors", t.name(), t.release(), n, params.len());
+                print!("{}", memory_table(&cfg, &params));
+            }
+            _ => return Err(Error::Config("inspect takes a folder or --preset LLAMA_TYPE".into())),
+        },
+        Command::DemoModel { out, seed, quant } => {
+            let choice = quant_choice(&quant, None)?;
+            let manifest = demo_model(&demo_config(), &out, seed, choice, DEMO_TOKENIZER)?;
+            eprintln!("wrote the random-weight demo model to {}", out.display());
+            print!("{}", describe_manifest(&manifest));
+        }
+        Command::Serve { root, port, host, log_requests, fault } => {
+            let faults = fault.iter().map(|f| sphinx::serve::Fault::parse(f)).collect::<Result<Vec<_>>>()?;
+            let server = sphinx::serve::Server::bind(sphinx::serve::ServeOptions { root, host, port, log_requests, faults })?;
+            println!("serving {} at {}", server.root().display(), server.url()?);
+            let _ = std::io::stdout().flush();
+            server.run()?;
         }
         Command::Bench { device, dim, hidden, vocab, heads, kv_heads, reps, model, image, tokens } => {
             let device = Device::from_name(&device).await?;

@@ -168,7 +168,7 @@ pub fn crop(src: &ImageTensor, y0: usize, x0: usize, h: usize, w: usize) -> Resu
 /// `[n:, :n]`, bottom-right `[n:, n:]` of a `2n x 2n` image. // [3, 2n, 2n] -> 4 x [3, n, n]
 pub fn quadrants(src: &ImageTensor) -> Result<[ImageTensor; 4]> {
     let s = src.height();
-    if src.width() != s || s % 2 != 0 {
+    if src.width() != s || !s.is_multiple_of(2) {
         return Err(Error::Shape(format!("quadrants need an even square image, got {:?}", src.shape())));
     }
     let n = s / 2;

@@ -1,8 +1,11 @@
-//! Weight I/O: the upstream `torch.save` checkpoints (`consolidated.RR-of-NN.model.pth`) read safely and
+//! Weight I/O: the converted format (`converted`, `quant`: manifest + safetensors shards, q8/q4
+//! blocks) and the upstream `torch.save` checkpoints (`consolidated.RR-of-NN.model.pth`) read safely and
 //! tensor by tensor, with model-parallel ranks merged back into whole tensors.
 
+pub mod converted;
 pub mod pickle;
 pub mod pth;
+pub mod quant;
 
 pub use pickle::DType;
 pub use pth::{split_rule, MergedInfo, PthFile, Split, TensorInfo, UpstreamCheckpoint};

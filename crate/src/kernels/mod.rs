@@ -12,6 +12,7 @@ pub mod layer_norm;
 pub mod linear;
 pub mod mean_rows;
 pub mod patchify;
+pub mod qlinear;
 pub mod rms_norm;
 pub mod rope;
 pub mod swiglu;

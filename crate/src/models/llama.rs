@@ -6,10 +6,9 @@ use crate::config::LlmConfig;
 use crate::kernels::add::add_;
 use crate::kernels::attention::{attention_into, Attn};
 use crate::kernels::copy2d::{copy2d, slice_rows, Strided};
-use crate::kernels::gather_rows::gather_rows_into;
 use crate::kernels::rope::RopeTable;
 use crate::kernels::swiglu::swiglu;
-use crate::nn::{linear::max_binding, Linear, RmsNorm, Weights};
+use crate::nn::{Embedding, Linear, RmsNorm, Weights};
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
 
@@ -34,8 +33,7 @@ struct Layer {
 }
 
 pub struct Llama {
-    /// (first id, rows) chunks of the [vocab, dim] embedding table.
-    tok_embeddings: Vec<(usize, Tensor)>,
+    tok_embeddings: Embedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
     output: Linear,
@@ -62,16 +60,7 @@ impl Llama {
         if n_layers != cfg.n_layers {
             return Err(Error::Weights(format!("{}: {n_layers} layers, config says {}", w.path("layers"), cfg.n_layers)));
         }
-        let emb = w.pp("tok_embeddings").values("weight", &[cfg.vocab_size, dim])?;
-        let rows_per_chunk = ((max_binding(w.device()) / (dim as u64 * 4)) as usize).clamp(1, cfg.vocab_size);
-        let tok_embeddings = (0..cfg.vocab_size)
-            .step_by(rows_per_chunk)
-            .map(|first| {
-                let n = rows_per_chunk.min(cfg.vocab_size - first);
-                Ok((first, Tensor::from_slice(w.device(), &[n, dim], &emb[first * dim..(first + n) * dim])?))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        drop(emb);
+        let tok_embeddings = Embedding::load(&w.pp("tok_embeddings"), cfg.vocab_size, dim)?;
         let (qd, kvd, hidden) = (cfg.n_heads * hd, cfg.n_kv_heads * hd, cfg.ffn_hidden);
         let layers = (0..n_layers)
             .map(|i| {
@@ -122,8 +111,7 @@ impl Llama {
 
     /// Writes the embeddings of `ids` into rows `row0..` of `dst` ([rows, dim]).
     pub fn embed_into(&self, dst: &mut Tensor, row0: usize, ids: &[u32]) -> Result<()> {
-        let chunks: Vec<(usize, &Tensor)> = self.tok_embeddings.iter().map(|(f, t)| (*f, t)).collect();
-        gather_rows_into(dst, row0, &chunks, ids)
+        self.tok_embeddings.forward_into(dst, row0, ids)
     }
 
     /// Runs `x` ([L, dim], the input embeddings of positions cache.len .. cache.len + L) through the

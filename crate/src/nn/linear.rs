@@ -1,17 +1,55 @@
 //! `Linear` (torch `nn.Linear`, fairscale Column/RowParallelLinear once merged): weight [out, in]
-//! plus optional bias. A weight larger than the adapter's storage-binding limit is kept as row
-//! chunks, each multiplied into its own column block of the output.
+//! in any stored precision (f32, or f16/q8/q4 multiplied by the fused kernels) plus an optional
+//! bias. A weight larger than the adapter's storage-binding limit is kept as row chunks, each
+//! multiplied into its own column block of the output.
 
 use super::Weights;
+use crate::io::quant::{Packed, Quant};
 use crate::kernels::linear::linear_into;
+use crate::kernels::qlinear::{qlinear_into, QWeight};
 use crate::tensor::{Device, Tensor};
 use crate::Result;
 
+/// One row chunk of a weight, as the kernels take it.
+pub enum WeightChunk {
+    F32(Tensor),
+    Packed(QWeight),
+}
+
+impl WeightChunk {
+    pub fn rows(&self) -> usize {
+        match self {
+            WeightChunk::F32(t) => t.shape()[0],
+            WeightChunk::Packed(q) => q.rows,
+        }
+    }
+}
+
+/// Splits a stored [rows, cols] matrix into row chunks that each fit one storage binding.
+pub fn chunk_rows(device: &Device, packed: Packed) -> Result<Vec<(usize, WeightChunk)>> {
+    let (rows, cols, quant) = (packed.rows, packed.cols, packed.quant);
+    let row_bytes = (quant.bytes(1, cols) as u64).max(4);
+    let per = ((max_binding(device) / row_bytes) as usize).clamp(1, rows.max(1));
+    let mut out = Vec::new();
+    for first in (0..rows).step_by(per) {
+        let n = per.min(rows - first);
+        let part = if n == rows { packed.clone() } else { packed.slice_rows(first, n) };
+        let chunk = if quant == Quant::F32 {
+            WeightChunk::F32(Tensor::from_vec(device, &[n, cols], bytemuck::pod_collect_to_vec(&part.bytes))?)
+        } else {
+            WeightChunk::Packed(QWeight::new(device, part)?)
+        };
+        out.push((first, chunk));
+    }
+    Ok(out)
+}
+
 pub struct Linear {
     /// (first output row, weight rows [n, in], bias [n]) chunks.
-    chunks: Vec<(usize, Tensor, Option<Tensor>)>,
+    chunks: Vec<(usize, WeightChunk, Option<Tensor>)>,
     pub out_features: usize,
     pub in_features: usize,
+    pub quant: Quant,
 }
 
 /// The largest weight chunk, in bytes, one binding may hold on this device.
@@ -25,35 +63,37 @@ pub fn max_binding(device: &Device) -> u64 {
 impl Linear {
     /// Loads `weight` [out, in] (and `bias` [out] when `bias`) from this scope.
     pub fn load(w: &Weights, out_features: usize, in_features: usize, bias: bool) -> Result<Linear> {
-        let values = w.values("weight", &[out_features, in_features])?;
-        let bias = if bias { Some(w.values("bias", &[out_features])?) } else { None };
-        Linear::from_values(w.device(), values, out_features, in_features, bias)
+        Linear::load_reshaped(w, &[out_features, in_features], bias)
     }
 
     /// Loads a weight stored with more dimensions (a conv kernel [out, c, k, k]) as [out, prod(rest)].
     pub fn load_reshaped(w: &Weights, shape: &[usize], bias: bool) -> Result<Linear> {
-        let values = w.values("weight", shape)?;
-        let out = shape[0];
-        let inf = shape[1..].iter().product();
-        let bias = if bias { Some(w.values("bias", &[out])?) } else { None };
-        Linear::from_values(w.device(), values, out, inf, bias)
+        let packed = w.packed("weight", shape)?;
+        let bias = if bias { Some(w.values("bias", &[shape[0]])?) } else { None };
+        Linear::from_packed(w.device(), packed, bias)
     }
 
-    /// A Linear from host values (weight [out, in] row-major, bias [out]).
+    /// A Linear from host f32 values (weight [out, in] row-major, bias [out]).
     pub fn from_values(device: &Device, values: Vec<f32>, out_features: usize, in_features: usize, bias: Option<Vec<f32>>) -> Result<Linear> {
-        let row_bytes = (in_features * 4).max(4) as u64;
-        let rows_per_chunk = ((max_binding(device) / row_bytes) as usize).clamp(1, out_features.max(1));
-        let mut chunks = Vec::new();
-        for first in (0..out_features).step_by(rows_per_chunk) {
-            let n = rows_per_chunk.min(out_features - first);
-            let part = &values[first * in_features..(first + n) * in_features];
-            let b = match &bias {
-                Some(b) => Some(Tensor::from_slice(device, &[n], &b[first..first + n])?),
-                None => None,
-            };
-            chunks.push((first, Tensor::from_slice(device, &[n, in_features], part)?, b));
-        }
-        Ok(Linear { chunks, out_features, in_features })
+        let packed = Packed::new(Quant::F32, out_features, in_features, bytemuck::cast_slice(&values).to_vec())?;
+        drop(values);
+        Linear::from_packed(device, packed, bias)
+    }
+
+    pub fn from_packed(device: &Device, packed: Packed, bias: Option<Vec<f32>>) -> Result<Linear> {
+        let (out_features, in_features, quant) = (packed.rows, packed.cols, packed.quant);
+        let chunks = chunk_rows(device, packed)?
+            .into_iter()
+            .map(|(first, w)| {
+                let n = w.rows();
+                let b = match &bias {
+                    Some(b) => Some(Tensor::from_slice(device, &[n], &b[first..first + n])?),
+                    None => None,
+                };
+                Ok((first, w, b))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Linear { chunks, out_features, in_features, quant })
     }
 
     /// x [.., in] → [.., out].
@@ -70,7 +110,10 @@ impl Linear {
     /// Writes x·wᵀ + b into columns `col .. col + out` of y.
     pub fn forward_into(&self, y: &mut Tensor, col: usize, x: &Tensor) -> Result<()> {
         for (first, w, b) in &self.chunks {
-            linear_into(y, col + first, x, w, b.as_ref())?;
+            match w {
+                WeightChunk::F32(w) => linear_into(y, col + first, x, w, b.as_ref())?,
+                WeightChunk::Packed(w) => qlinear_into(y, col + first, x, w, b.as_ref())?,
+            }
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! The loader proves coverage: every tensor a model asks for must exist with the expected shape,
 //! and `finish()` fails listing every tensor of the checkpoint that no layer used.
 
+use crate::io::quant::{Packed, Quant};
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
 use std::cell::RefCell;
@@ -19,6 +20,16 @@ pub trait TensorSource {
     fn shape(&self, name: &str) -> Option<Vec<usize>>;
     /// The values as f32 (row-major, merged across shards).
     fn read_f32(&mut self, name: &str) -> Result<Vec<f32>>;
+    /// How a tensor is stored (upstream checkpoints: f32 after widening).
+    fn quant(&self, _name: &str) -> Quant {
+        Quant::F32
+    }
+    /// The tensor as stored, viewed as a [shape[0], rest] matrix.
+    fn read_packed(&mut self, name: &str) -> Result<Packed> {
+        let shape = self.shape(name).ok_or_else(|| Error::Weights(format!("missing tensor {name} in {}", self.describe())))?;
+        let (rows, cols) = crate::io::converted::matrix_of(&shape);
+        Packed::new(Quant::F32, rows, cols, bytemuck::cast_slice(&self.read_f32(name)?).to_vec())
+    }
 }
 
 struct Inner {
@@ -112,6 +123,21 @@ impl Weights {
             return Err(Error::Weights(format!("tensor {full}: {} values for shape {have:?}", v.len())));
         }
         Ok(v)
+    }
+
+    /// A weight as stored (f32, f16, q8 or q4), checking its logical shape; viewed as
+    /// [shape[0], product of the rest].
+    pub fn packed(&self, name: &str, shape: &[usize]) -> Result<Packed> {
+        let full = self.path(name);
+        let have = self.shape(name)?;
+        if have != shape {
+            return Err(Error::Weights(format!("tensor {full}: expected shape {shape:?}, checkpoint has {have:?}")));
+        }
+        let mut inner = self.inner.borrow_mut();
+        if !inner.used.insert(full.clone()) {
+            return Err(Error::Weights(format!("tensor {full} loaded twice")));
+        }
+        inner.source.read_packed(&full)
     }
 
     /// A tensor on the device, checking its shape.

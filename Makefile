@@ -1,0 +1,56 @@
+# SPHINX client-side: the two commands a new user runs are `make demo` and `make test`.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/sphinx-target
+export CARGO_TARGET_DIR
+# lavapipe/Mesa want a runtime dir; headless machines often have none.
+export XDG_RUNTIME_DIR ?= /tmp
+SPHINX := $(CARGO_TARGET_DIR)/release/sphinx
+DEMO_MODEL := out/demo-model
+WASM_TARGET := wasm32-unknown-unknown
+WASM := $(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/sphinx_web.wasm
+PORT ?= 8080
+
+.PHONY: all build web site demo demo-cli test test-rust test-web clean
+
+all: build
+
+build:
+	cargo build --release -p sphinx
+
+# The npm package pkg/: the wasm engine and its wasm-bindgen glue (pkg/wasm/, generated) beside the
+# hand-written entry, worker and types.
+web:
+	cargo build --release -p sphinx-web --target $(WASM_TARGET)
+	wasm-bindgen --target web --out-dir pkg/wasm --out-name sphinx_web $(WASM)
+	@echo "pkg/wasm/sphinx_web_bg.wasm: $$(wc -c < pkg/wasm/sphinx_web_bg.wasm) bytes, $$(gzip -9c pkg/wasm/sphinx_web_bg.wasm | wc -c) gzipped"
+
+# The demo site out/site/: the page (www/), the package, and a tiny random-weight SPHINX-Tiny-1k in
+# the converted format (no real weights can be downloaded here).
+site: build web
+	rm -rf out/site
+	mkdir -p out/site/models
+	cp -r www/. out/site/
+	cp -r pkg out/site/pkg
+	$(SPHINX) demo-model --out out/site/models/demo
+
+# Builds everything and serves the demo page on 127.0.0.1.
+demo: site
+	@echo "SPHINX demo: open http://127.0.0.1:$(PORT)/  (?model=URL of a manifest.json picks another model)"
+	$(SPHINX) serve --root out/site --port $(PORT)
+
+# The same tiny random-weight model answered on the command line.
+demo-cli: build
+	$(SPHINX) demo-model --out $(DEMO_MODEL)
+	$(SPHINX) run --model $(DEMO_MODEL) --image www/assets/demo.png --prompt "What is in the image?" --max-tokens 24
+
+test: test-rust test-web
+
+test-rust:
+	cargo test --release --workspace
+
+# Browser tests: headless Chromium on SwiftShader's WebGPU, driven by playwright-core (npm ci).
+test-web: build web site
+	test -d node_modules/playwright-core || npm ci --no-audit --no-fund
+	node --test tests/web/browser.test.js
+
+clean:
+	rm -rf out

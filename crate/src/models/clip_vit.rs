@@ -1,0 +1,161 @@
+//! CLIP ViT-L/14 image tower as SPHINX uses it: open_clip `VisionTransformer` (`open_clip/transformer.py`)
+//! driven by LLaMA2-Accessory's `clip_encode_image` (`model/LLM/llama_ens.py`): conv1 (no bias), class
+//! token, positional_embedding, ln_pre, residual blocks with `nn.MultiheadAttention`, ln_post on all
+//! tokens, and **no** `proj` (spec §3, §3.1).
+//!
+//! Attention runs over the tokens of each sub-image: the open_clip ≤ 2.24 semantics SPHINX was built
+//! with (upstream permutes to (L, N, D) before `transformer`; open_clip ≥ 2.26 would mix sub-images).
+
+use crate::config::ClipConfig;
+use crate::image::ImageTensor;
+use crate::kernels::add::add_;
+use crate::kernels::attention::{attention_into, Attn};
+use crate::kernels::copy2d::{copy2d, Strided};
+use crate::kernels::gelu::gelu_;
+use crate::kernels::patchify::Layout;
+use crate::nn::{LayerNorm, Linear, PatchConv, Weights};
+use crate::tensor::{Device, Tensor};
+use crate::{Error, Result};
+
+/// `nn.MultiheadAttention` (self-attention, batch of independent sequences).
+struct MultiheadAttention {
+    in_proj: Linear, // in_proj_weight [3W, W] rows [q; k; v], in_proj_bias [3W]
+    out_proj: Linear,
+}
+
+struct Mlp {
+    c_fc: Linear,
+    c_proj: Linear,
+}
+
+struct ResBlock {
+    ln_1: LayerNorm,
+    attn: MultiheadAttention,
+    ln_2: LayerNorm,
+    mlp: Mlp,
+}
+
+pub struct ClipVit {
+    conv1: PatchConv,
+    class_embedding: Tensor,      // [1, W]
+    positional_embedding: Tensor, // [1 + g², W]
+    ln_pre: LayerNorm,
+    resblocks: Vec<ResBlock>,
+    ln_post: LayerNorm,
+    pub cfg: ClipConfig,
+    /// Patches per side of the input.
+    grid: usize,
+}
+
+/// Self-attention over `b` sequences of `t` tokens whose rows hold [q | k | v] (each `heads` ×
+/// head_dim): qkv [b·t, 3D] → [b·t, D], softmax(q kᵀ · head_dim^-0.5) v.
+pub(crate) fn fused_self_attention(qkv: &Tensor, b: usize, t: usize, heads: usize) -> Result<Tensor> {
+    let d = qkv.last_dim() / 3;
+    if heads == 0 || d % heads != 0 || qkv.shape() != [b * t, 3 * d] {
+        return Err(Error::Shape(format!("self-attention: qkv {:?} for {b}x{t} tokens, {heads} heads", qkv.shape())));
+    }
+    let hd = d / heads;
+    let mut o = Tensor::empty(&qkv.device(), &[b * t, d])?;
+    let s = Strided { offset: 0, row: 3 * d, batch: t * 3 * d };
+    let a = Attn { batch: b, q_len: t, kv_len: t, n_heads: heads, n_kv_heads: heads, head_dim: hd, causal: false, q_pos0: 0, scale: (hd as f32).powf(-0.5) };
+    attention_into(&mut o, Strided { offset: 0, row: d, batch: t * d }, qkv, s, qkv, Strided { offset: d, ..s }, qkv, Strided { offset: 2 * d, ..s }, &a)?;
+    Ok(o)
+}
+
+impl ClipVit {
+    /// Loads `clip.visual.*` from the `clip` scope for inputs of `input_side` pixels (224); declares the
+    /// text tower's leftovers and `visual.proj` as unused. Width, depth and MLP width come from the
+    /// tensors and must agree with `cfg`.
+    pub fn load(w: &Weights, cfg: &ClipConfig, input_side: usize) -> Result<ClipVit> {
+        for unused in ["token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias", "text_projection", "logit_scale"] {
+            w.ignore(unused);
+        }
+        let v = w.pp("visual");
+        v.ignore("proj");
+        let (p, eps) = (cfg.patch_size, cfg.norm_eps);
+        let width = v.pp("conv1").shape("weight")?[0];
+        if width != cfg.width {
+            return Err(Error::Weights(format!("{}: width {width}, config says {}", v.path("conv1.weight"), cfg.width)));
+        }
+        let grid = input_side / p;
+        let tb = v.pp("transformer").pp("resblocks");
+        let layers = v.pp("transformer").count("resblocks")?;
+        if layers != cfg.layers {
+            return Err(Error::Weights(format!("{}: {layers} blocks, config says {}", v.path("transformer.resblocks"), cfg.layers)));
+        }
+        if cfg.heads == 0 || width % cfg.heads != 0 {
+            return Err(Error::Config(format!("clip: width {width} is not a multiple of heads {}", cfg.heads)));
+        }
+        let resblocks = (0..layers)
+            .map(|i| {
+                let b = tb.pp(i);
+                let a = b.pp("attn");
+                let hidden = b.pp("mlp").pp("c_fc").shape("weight")?[0];
+                if hidden != cfg.mlp_width {
+                    return Err(Error::Weights(format!("{}: {hidden} rows, config mlp_width {}", b.path("mlp.c_fc.weight"), cfg.mlp_width)));
+                }
+                let in_proj_weight = a.values("in_proj_weight", &[3 * width, width])?;
+                let in_proj_bias = a.values("in_proj_bias", &[3 * width])?;
+                Ok(ResBlock {
+                    ln_1: LayerNorm::load(&b.pp("ln_1"), width, eps)?,
+                    attn: MultiheadAttention {
+                        in_proj: Linear::from_values(w.device(), in_proj_weight, 3 * width, width, Some(in_proj_bias))?,
+                        out_proj: Linear::load(&a.pp("out_proj"), width, width, true)?,
+                    },
+                    ln_2: LayerNorm::load(&b.pp("ln_2"), width, eps)?,
+                    mlp: Mlp {
+                        c_fc: Linear::load(&b.pp("mlp").pp("c_fc"), hidden, width, true)?,
+                        c_proj: Linear::load(&b.pp("mlp").pp("c_proj"), width, hidden, true)?,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ClipVit {
+            conv1: PatchConv::load(&v.pp("conv1"), width, 3, p, false)?,
+            class_embedding: v.tensor("class_embedding", &[width])?.reshape(&[1, width])?,
+            // no interpolation upstream: the table must fit the input grid
+            positional_embedding: v.tensor("positional_embedding", &[1 + grid * grid, width])?,
+            ln_pre: LayerNorm::load(&v.pp("ln_pre"), width, eps)?,
+            resblocks,
+            ln_post: LayerNorm::load(&v.pp("ln_post"), width, eps)?,
+            cfg: cfg.clone(),
+            grid,
+        })
+    }
+
+    /// Tokens per view: class + grid².
+    pub fn tokens(&self) -> usize {
+        1 + self.grid * self.grid
+    }
+
+    /// views: each [3, side, side] (CLIP-normalised) → ln_post of every token, [views · tokens, W].
+    pub fn forward(&self, device: &Device, views: &[ImageTensor]) -> Result<Tensor> {
+        let (d, t, b) = (self.cfg.width, self.tokens(), views.len());
+        let side = self.grid * self.cfg.patch_size;
+        let mut x = Tensor::empty(device, &[b * t, d])?;
+        for (i, v) in views.iter().enumerate() {
+            let img = Tensor::from_slice(device, &[3, side, side], v.data())?;
+            let patches = self.conv1.forward(&img, Layout::Chw)?; // [grid², W], row-major patches
+            copy2d(&mut x, Strided::rows((i * t + 1) * d, d), &patches, Strided::rows(0, d), 1, t - 1, d)?;
+        }
+        // class token first, then + positional_embedding for every view (batch stride 0 repeats it)
+        copy2d(&mut x, Strided { offset: 0, row: d, batch: t * d }, &self.class_embedding, Strided::default(), b, 1, d)?;
+        let mut pos = Tensor::empty(device, &[b * t, d])?;
+        copy2d(&mut pos, Strided { offset: 0, row: d, batch: t * d }, &self.positional_embedding, Strided { offset: 0, row: d, batch: 0 }, b, t, d)?;
+        add_(&mut x, &pos, None)?;
+        drop(pos);
+        let mut x = self.ln_pre.forward(&x)?;
+        for blk in &self.resblocks {
+            // x += out_proj(MHA(ln_1(x)))
+            let qkv = blk.attn.in_proj.forward(&blk.ln_1.forward(&x)?)?; // [b·t, 3W] = (3, heads, hd) per row
+            let a = fused_self_attention(&qkv, b, t, self.cfg.heads)?;
+            drop(qkv);
+            add_(&mut x, &blk.attn.out_proj.forward(&a)?, None)?;
+            // x += c_proj(gelu(c_fc(ln_2(x))))
+            let mut h = blk.mlp.c_fc.forward(&blk.ln_2.forward(&x)?)?;
+            gelu_(&mut h)?;
+            add_(&mut x, &blk.mlp.c_proj.forward(&h)?, None)?;
+        }
+        self.ln_post.forward(&x)
+    }
+}

@@ -1,0 +1,289 @@
+// sphinx-web: SPHINX (LLaMA2-Accessory) multimodal LLM in the browser. The package entry, on the
+// page's thread: it starts a Web Worker (worker.js) that downloads the model into the Origin Private
+// File System, builds it on WebGPU from the wasm engine and answers questions, and it talks to that
+// worker by messages — the page's thread never blocks. Types: index.d.ts.
+
+import { CACHE_DIR, cacheFolder, cacheKey } from './cache.js';
+
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+function abortError(message = 'The operation was aborted.') {
+  return new DOMException(message, 'AbortError');
+}
+
+function errorFrom({ name, message }) {
+  if (name === 'AbortError') return abortError(message);
+  const e = new Error(message);
+  if (name && name !== 'Error') e.name = name;
+  return e;
+}
+
+/** Request/response over one worker; events stream to the caller's onEvent. */
+class WorkerRpc {
+  #worker;
+  #next = 1;
+  #pending = new Map();
+  #dead = null;
+
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = (ev) => this.#receive(ev.data);
+    worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      this.kill(new Error(`the SPHINX worker failed: ${ev.message || 'could not start (is worker.js served as JavaScript?)'}`));
+    };
+    worker.onmessageerror = () => this.kill(new Error('the SPHINX worker sent a message that could not be read'));
+  }
+
+  /** Starts `op`; returns { id, promise }. An abort of `signal` asks the worker to stop and
+   *  rejects with the AbortError once it has (or after `abortGraceMs`, killing the worker). */
+  call(op, args, { onEvent, signal, transfer = [], abortGraceMs = 0 } = {}) {
+    const id = this.#next++;
+    const promise = new Promise((resolve, reject) => {
+      if (this.#dead) return reject(this.#dead);
+      if (signal?.aborted) return reject(signal.reason ?? abortError());
+      let onAbort = null;
+      const settle = (fn, v) => {
+        if (!this.#pending.has(id)) return;
+        this.#pending.delete(id);
+        if (onAbort) signal.removeEventListener('abort', onAbort);
+        fn(v);
+      };
+      this.#pending.set(id, { onEvent, resolve: (v) => settle(resolve, v), reject: (e) => settle(reject, e) });
+      if (signal) {
+        onAbort = () => {
+          this.#worker.postMessage({ op: 'abort', target: id });
+          if (abortGraceMs > 0) {
+            setTimeout(() => {
+              if (this.#pending.has(id)) this.kill(signal.reason ?? abortError());
+            }, abortGraceMs);
+          }
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      this.#worker.postMessage({ id, op, args }, transfer);
+    });
+    return { id, promise };
+  }
+
+  cancel(id) {
+    if (this.#pending.has(id)) this.#worker.postMessage({ op: 'abort', target: id });
+  }
+
+  #receive(msg) {
+    const p = this.#pending.get(msg.id);
+    if (!p) return;
+    if (msg.type === 'event') p.onEvent?.(msg.data);
+    else if (msg.type === 'result') p.resolve(msg.value);
+    else if (msg.type === 'error') p.reject(errorFrom(msg.error));
+  }
+
+  /** Ends the worker; every pending call rejects with `error`. */
+  kill(error = new Error('the model was disposed')) {
+    if (!this.#dead) {
+      this.#dead = error;
+      this.#worker.terminate();
+    }
+    for (const p of [...this.#pending.values()]) p.reject(error);
+    this.#pending.clear();
+  }
+
+  get dead() {
+    return this.#dead;
+  }
+}
+
+/**
+ * Downloads (or finds in the browser's storage) the converted model `manifestUrl` points to and
+ * builds it on the GPU inside a Web Worker.
+ */
+export async function loadSphinx(manifestUrl, { onProgress, signal } = {}) {
+  const url = new URL(manifestUrl, globalThis.location?.href).href;
+  signal?.throwIfAborted();
+  // Persistent storage keeps the browser from evicting gigabytes of weights under pressure; it is
+  // a request (Window only), and refusing it is not an error.
+  let persisted = false;
+  try {
+    persisted = (await navigator.storage?.persisted?.()) || (await navigator.storage?.persist?.()) || false;
+  } catch {
+    persisted = false;
+  }
+  signal?.throwIfAborted();
+  const rpc = new WorkerRpc(new Worker(WORKER_URL, { type: 'module', name: 'sphinx' }));
+  try {
+    // During the (synchronous) upload the worker cannot read messages: an abort then ends it.
+    const { promise } = rpc.call('load', { url, persisted }, { onEvent: onProgress, signal, abortGraceMs: 2000 });
+    const info = await promise;
+    return new SphinxModel(rpc, url, info);
+  } catch (e) {
+    rpc.kill(e);
+    throw e;
+  }
+}
+
+/** Removes everything stored for `manifestUrl`. Resolves to whether anything was there. Fails
+ *  while a load of that model is in progress. */
+export async function clearCache(manifestUrl) {
+  const url = new URL(manifestUrl, globalThis.location?.href).href;
+  const root = await navigator.storage.getDirectory();
+  let top;
+  try {
+    top = await root.getDirectoryHandle(CACHE_DIR);
+  } catch (e) {
+    if (e.name === 'NotFoundError') return false;
+    throw e;
+  }
+  try {
+    await top.removeEntry(await cacheKey(url), { recursive: true });
+    return true;
+  } catch (e) {
+    if (e.name === 'NotFoundError') return false;
+    throw e;
+  }
+}
+
+/** Bytes stored for `manifestUrl` (complete and partial files). */
+export async function cachedBytes(manifestUrl) {
+  const url = new URL(manifestUrl, globalThis.location?.href).href;
+  const dir = await cacheFolder(url, false);
+  if (!dir) return 0;
+  let n = 0;
+  for await (const handle of dir.values()) {
+    if (handle.kind === 'file') n += (await handle.getFile()).size;
+  }
+  return n;
+}
+
+function pixelsOf(imageData) {
+  const { data, width, height } = imageData ?? {};
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) {
+    throw new TypeError('encodeImage: expected an ImageData or {data, width, height} with positive integer sizes');
+  }
+  if (!data || data.length !== width * height * 4) {
+    throw new TypeError(`encodeImage: ${width}x${height} RGBA needs ${width * height * 4} bytes, got ${data?.length}`);
+  }
+  // A copy, transferred to the worker (the caller's pixels stay usable).
+  return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+}
+
+/** An image encoded by the model; its embeddings stay on the GPU until dispose(). */
+class SphinxImage {
+  #model;
+  constructor(model, id, width, height, encodeMs) {
+    this.#model = model;
+    this.id = id;
+    this.width = width;
+    this.height = height;
+    this.encodeMs = encodeMs;
+  }
+  get model() {
+    return this.#model;
+  }
+  /** Frees the embeddings. */
+  async dispose() {
+    await this.#model._freeImage(this.id);
+  }
+}
+
+class SphinxModel {
+  #rpc;
+  constructor(rpc, manifestUrl, info) {
+    this.#rpc = rpc;
+    this.manifestUrl = manifestUrl;
+    /** { adapter, model, load } as reported by the worker. */
+    this.info = info;
+  }
+
+  #alive() {
+    if (this.#rpc.dead) throw this.#rpc.dead;
+  }
+
+  /** Encodes an image (canvas ImageData or {data, width, height} RGBA) once; ask about it any
+   *  number of times. */
+  async encodeImage(imageData, { signal } = {}) {
+    this.#alive();
+    const pixels = pixelsOf(imageData);
+    const { width, height } = imageData;
+    const { promise } = this.#rpc.call('encodeImage', { pixels, width, height }, { transfer: [pixels.buffer], signal });
+    const { id, ms } = await promise;
+    return new SphinxImage(this, id, width, height, ms);
+  }
+
+  async _freeImage(id) {
+    if (this.#rpc.dead) return;
+    await this.#rpc.call('freeImage', { id }).promise;
+  }
+
+  /**
+   * Answers the last user message; yields { tokenId, text } as tokens are generated (tokenId null
+   * for a final piece of text that no new token brought). The iterator's return value is
+   * { finish: 'stop' | 'length', tokens, promptTokens, firstTokenMs, totalMs }.
+   */
+  async *chat({ messages, image, maxTokens = 512, temperature = 0.1, topP = 0.5, seed = 0, signal } = {}) {
+    this.#alive();
+    if (!Array.isArray(messages) || messages.length === 0) throw new TypeError('chat: messages must be a non-empty array');
+    for (const m of messages) {
+      if ((m?.role !== 'user' && m?.role !== 'assistant') || typeof m.content !== 'string') {
+        throw new TypeError("chat: each message is {role: 'user' | 'assistant', content: string}");
+      }
+    }
+    if (image && image.model !== this) throw new TypeError('chat: the image was encoded by another model');
+    const queue = [];
+    let wake = null;
+    let outcome = null;
+    const { id, promise } = this.#rpc.call(
+      'chat',
+      {
+        messages: messages.map(({ role, content }) => ({ role, content })),
+        image: image ? image.id : 0,
+        maxTokens,
+        temperature,
+        topP,
+        seed,
+      },
+      {
+        signal,
+        onEvent: (e) => {
+          queue.push(e);
+          wake?.();
+        },
+      },
+    );
+    promise.then(
+      (value) => (outcome = { value }),
+      (error) => (outcome = { error }),
+    ).finally(() => wake?.());
+    try {
+      for (;;) {
+        if (queue.length > 0) {
+          yield queue.shift();
+          continue;
+        }
+        if (outcome) {
+          if (outcome.error) throw outcome.error;
+          return outcome.value;
+        }
+        await new Promise((r) => (wake = r));
+        wake = null;
+      }
+    } finally {
+      if (!outcome) this.#rpc.cancel(id); // the caller stopped iterating early
+    }
+  }
+
+  /** Boxes and points of an answer, in the pixels of `image` ({width, height}). */
+  async parseAnswer(answer, { width, height }) {
+    this.#alive();
+    return this.#rpc.call('parseAnswer', { answer, width, height }).promise;
+  }
+
+  /** Frees the GPU memory and ends the worker. The downloaded weights stay cached. */
+  async dispose() {
+    if (this.#rpc.dead) return;
+    try {
+      await this.#rpc.call('dispose', {}).promise;
+    } finally {
+      this.#rpc.kill(new Error('the model was disposed'));
+    }
+  }
+}

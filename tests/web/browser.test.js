@@ -1,0 +1,254 @@
+// Browser tests of the sphinx-web package (node --test): headless Debian Chromium, WebGPU on
+// SwiftShader, the real `sphinx serve` as the model host. The golden dev model converted to f32 is
+// loaded through loadSphinx; each golden image is drawn on a canvas and its ImageData asked "What is
+// in the image?" greedily for 8 tokens, which must give the reference greedy ids in order. Then:
+// a reload fetches no weight byte; a connection dropped mid-shard and an aborted load resume from the
+// stored bytes; a corrupted byte is detected and never used; no request carries image data; the
+// demo page loads, takes an image and streams an answer (screenshot kept in out/test-artifacts/).
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { ARTIFACTS, DEMO_SITE, SITE, goldenCases, launchBrowser, linesFor, prepareSite, startServer } from './lib.js';
+
+const TIMEOUT = 15 * 60 * 1000;
+let manifest;
+let browser;
+const cases = goldenCases();
+const timings = {};
+
+before(async () => {
+  ({ manifest } = prepareSite());
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  fs.writeFileSync(path.join(ARTIFACTS, 'web-timings.json'), JSON.stringify(timings, null, 2));
+  console.log('timings (SwiftShader):', JSON.stringify(timings, null, 2));
+});
+
+const shardFiles = () => manifest.shards.map((s) => s.file);
+const weightFiles = () => [manifest.tokenizer.file, ...shardFiles()];
+const MANIFEST = 'models/golden/manifest.json';
+
+/** In the page: load the model, recording progress events; returns the model's info. */
+async function loadIn(page, { abortAfterBytes } = {}) {
+  return page.evaluate(
+    async ({ url, abortAfterBytes }) => {
+      const events = [];
+      const ctl = new AbortController();
+      const t0 = performance.now();
+      try {
+        window.model = await sphinx.loadSphinx(url, {
+          signal: ctl.signal,
+          onProgress: (e) => {
+            events.push(e);
+            if (abortAfterBytes && e.phase === 'download' && e.loaded >= abortAfterBytes) ctl.abort();
+          },
+        });
+      } catch (e) {
+        return { error: { name: e.name, message: e.message }, events, ms: performance.now() - t0 };
+      }
+      return { info: window.model.info, events, ms: performance.now() - t0 };
+    },
+    { url: MANIFEST, abortAfterBytes },
+  );
+}
+
+/** In the page: greedy 8 tokens for one golden case; returns the ids, text and timings. */
+async function ask(page, c, { maxTokens = 8 } = {}) {
+  return page.evaluate(
+    async ({ image, question, maxTokens }) => {
+      let encoded;
+      if (image) {
+        const pixels = await imageDataOf(image);
+        encoded = await window.model.encodeImage(pixels);
+      }
+      const it = window.model.chat({ messages: [{ role: 'user', content: question }], image: encoded, temperature: 0, maxTokens });
+      const ids = [];
+      let text = '';
+      for (;;) {
+        const { value, done } = await it.next();
+        if (done) return { ids, text, result: value, encodeMs: encoded?.encodeMs ?? null };
+        if (value.tokenId !== null) ids.push(value.tokenId);
+        text += value.text;
+      }
+    },
+    { image: c.image ? `golden/${c.image}` : null, question: questionOf(c), maxTokens },
+  );
+}
+
+/** The user message of a golden case (its prompt is the upstream template around it). */
+function questionOf(c) {
+  const m = /### Human: ([\s\S]*)\n### Assistant:$/.exec(c.prompt);
+  assert.ok(m, `unexpected golden prompt ${JSON.stringify(c.prompt)}`);
+  return m[1];
+}
+
+/** Every request the browser made carried no body and no image bytes (GETs of small URLs). */
+function assertNoImageData(requests, log) {
+  for (const r of requests) {
+    assert.ok(['GET', 'HEAD', 'OPTIONS'].includes(r.method), `${r.method} ${r.url}`);
+    assert.equal(r.postData, null, `request body on ${r.url}`);
+    assert.ok(r.url.length < 512, `long URL ${r.url.slice(0, 100)}…`);
+    for (const [k, v] of Object.entries(r.headers)) assert.ok(v.length < 1024, `large header ${k} on ${r.url}`);
+  }
+  for (const l of log) {
+    assert.equal(l.body_bytes, 0, `request body on ${l.path}`);
+    assert.ok(l.head_bytes < 4096, `request head of ${l.head_bytes} bytes on ${l.path}`);
+  }
+}
+
+test('golden: greedy ids of the f32 dev model through loadSphinx, then a reload fetches no weight', { timeout: TIMEOUT }, async () => {
+  const server = await startServer(SITE);
+  try {
+    const page = await browser.page(server.url);
+    await page.waitForFunction(() => window.harnessReady);
+    const loaded = await loadIn(page);
+    assert.ok(!loaded.error, `load failed: ${JSON.stringify(loaded.error)}`);
+    const phases = [...new Set(loaded.events.map((e) => e.phase))];
+    for (const p of ['download', 'upload', 'compile']) assert.ok(phases.includes(p), `no ${p} progress (${phases})`);
+    const last = loaded.events.filter((e) => e.phase === 'download').at(-1);
+    assert.equal(last.loaded, last.total);
+    assert.equal(loaded.info.load.downloadedBytes, loaded.info.load.totalBytes);
+    timings.adapter = loaded.info.adapter;
+    timings.loadColdMs = Math.round(loaded.ms);
+    timings.coldPhasesMs = { download: Math.round(loaded.info.load.downloadMs), upload: Math.round(loaded.info.load.uploadMs), compile: Math.round(loaded.info.load.compileMs) };
+    timings.wasmHeapBytes = loaded.info.load.wasmHeapBytes;
+    timings.modelBytes = loaded.info.load.totalBytes;
+
+    for (const name of ['wide', 'tall', 'text']) {
+      const c = cases[name];
+      const t0 = Date.now();
+      const got = await ask(page, c);
+      timings[name] = { encodeMs: got.encodeMs && Math.round(got.encodeMs), firstTokenMs: Math.round(got.result.firstTokenMs), chatMs: Math.round(got.result.totalMs), wallMs: Date.now() - t0 };
+      assert.deepEqual(got.ids, c.greedy_ids, `${name}: greedy ids`);
+      assert.equal(got.result.finish, 'length');
+    }
+    assert.deepEqual(page.errors, []);
+
+    // Reload: everything comes from OPFS.
+    const mark = server.log().length;
+    await page.reload();
+    await page.waitForFunction(() => window.harnessReady);
+    const warm = await loadIn(page);
+    assert.ok(!warm.error, `warm load failed: ${JSON.stringify(warm.error)}`);
+    timings.loadWarmMs = Math.round(warm.ms);
+    assert.equal(warm.info.load.downloadedBytes, 0);
+    const after = server.log().slice(mark);
+    for (const f of weightFiles()) assert.deepEqual(linesFor(after, f), [], `${f} fetched again after the reload`);
+    const text = await ask(page, cases.text);
+    assert.deepEqual(text.ids, cases.text.greedy_ids, 'text case after the reload');
+    assertNoImageData(browser.requests, server.log());
+    await page.close();
+  } finally {
+    server.close();
+  }
+});
+
+test('resume: a dropped connection and an aborted load continue from the stored bytes', { timeout: TIMEOUT }, async () => {
+  const shard = manifest.shards[0];
+  const dropAt = Math.floor(shard.bytes / 3);
+  const server = await startServer(SITE, { faults: [`drop-after=/${path.posix.join('models/golden', shard.file)}:${dropAt}`] });
+  try {
+    const page = await browser.page(server.url);
+    await page.waitForFunction(() => window.harnessReady);
+    // 1. Abort once the tokenizer and part of the shard are stored.
+    const aborted = await loadIn(page, { abortAfterBytes: manifest.tokenizer.bytes + 1 });
+    assert.equal(aborted.error?.name, 'AbortError', JSON.stringify(aborted.error));
+    const stored = await page.evaluate((u) => sphinx.cachedBytes(u), MANIFEST);
+    assert.ok(stored >= manifest.tokenizer.bytes, `only ${stored} bytes stored before the abort`);
+    // 2. Load again: the dropped connection mid-shard resumes where the stored bytes end.
+    const loaded = await loadIn(page);
+    assert.ok(!loaded.error, `load failed: ${JSON.stringify(loaded.error)}`);
+    const lines = linesFor(server.log(), shard.file);
+    const dropped = lines.find((l) => l.fault?.startsWith('drop-after'));
+    assert.ok(dropped, `the fault never fired: ${JSON.stringify(lines)}`);
+    const sent = lines.reduce((s, l) => s + l.sent, 0);
+    assert.equal(sent, shard.bytes, `shard bytes sent over all requests: ${JSON.stringify(lines)}`);
+    const starts = lines.map((l) => Number(/bytes=(\d+)-/.exec(l.range ?? 'bytes=0-')[1]));
+    for (let i = 1; i < lines.length; i++) {
+      const before = lines.slice(0, i).reduce((s, l) => s + l.sent, 0);
+      assert.equal(starts[i], before, `request ${i} restarts at ${starts[i]}, ${before} bytes were stored`);
+    }
+    assert.ok(loaded.events.some((e) => e.note?.includes('resuming')), 'no resume note in the progress events');
+    const tok = linesFor(server.log(), manifest.tokenizer.file);
+    assert.equal(tok.reduce((s, l) => s + l.sent, 0), manifest.tokenizer.bytes, 'tokenizer fetched more than once');
+    const text = await ask(page, cases.text);
+    assert.deepEqual(text.ids, cases.text.greedy_ids);
+    assertNoImageData(browser.requests, server.log());
+    await page.close();
+  } finally {
+    server.close();
+  }
+});
+
+test('corruption: a flipped byte is detected, the shard refetched, the bad bytes never used', { timeout: TIMEOUT }, async () => {
+  const shard = manifest.shards.at(-1);
+  const file = `/${path.posix.join('models/golden', shard.file)}`;
+  const offset = Math.floor(shard.bytes / 2);
+  const once = await startServer(SITE, { faults: [`corrupt=${file}:${offset}:1`] });
+  try {
+    const page = await browser.page(once.url);
+    await page.waitForFunction(() => window.harnessReady);
+    const loaded = await loadIn(page);
+    assert.ok(!loaded.error, `load failed: ${JSON.stringify(loaded.error)}`);
+    const lines = linesFor(once.log(), shard.file);
+    assert.equal(lines.length, 2, JSON.stringify(lines));
+    assert.ok(lines[0].fault?.includes('corrupt'));
+    assert.equal(lines[1].range, 'bytes=0-');
+    assert.ok(loaded.events.some((e) => e.note?.includes('SHA-256 mismatch')));
+    const text = await ask(page, cases.text);
+    assert.deepEqual(text.ids, cases.text.greedy_ids, 'answer after the refetch');
+    await page.close();
+  } finally {
+    once.close();
+  }
+  // A copy that stays corrupt: the load fails with a clear message and stores nothing of it.
+  const always = await startServer(SITE, { faults: [`corrupt=${file}:${offset}:100`] });
+  try {
+    const page = await browser.page(always.url);
+    await page.waitForFunction(() => window.harnessReady);
+    const loaded = await loadIn(page);
+    assert.match(loaded.error?.message ?? '', /SHA-256 mismatch.*corrupt/);
+    const names = await page.evaluate(async () => {
+      const root = await navigator.storage.getDirectory();
+      const out = [];
+      for await (const [key, dir] of (await root.getDirectoryHandle('sphinx-cache')).entries()) {
+        for await (const [name] of dir.entries()) out.push(`${key}/${name}`);
+      }
+      return out;
+    });
+    assert.ok(!names.some((n) => n.includes(shard.sha256)), `corrupt shard kept: ${names}`);
+    await page.close();
+  } finally {
+    always.close();
+  }
+});
+
+test('demo page: loads the demo model, takes an image, streams an answer', { timeout: TIMEOUT }, async () => {
+  assert.ok(fs.existsSync(path.join(DEMO_SITE, 'models/demo/manifest.json')), 'out/site is missing: run `make site`');
+  const server = await startServer(DEMO_SITE);
+  try {
+    const page = await browser.page(server.url);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: TIMEOUT });
+    assert.match(await page.textContent('#notice'), /random weights/);
+    await page.setInputFiles('#file', path.join(DEMO_SITE, 'assets/demo.png'));
+    await page.waitForFunction(() => /encoded/.test(document.getElementById('image-status').textContent), null, { timeout: TIMEOUT });
+    await page.fill('#max-tokens', '12');
+    await page.click('#send');
+    await page.waitForSelector('body[data-answered="1"]', { timeout: TIMEOUT });
+    const answer = await page.textContent('.msg.assistant .text');
+    assert.ok(answer.length > 0, 'empty answer');
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'demo.png'), fullPage: true });
+    assert.deepEqual(page.errors, []);
+    assertNoImageData(browser.requests, server.log());
+    await page.close();
+  } finally {
+    server.close();
+  }
+});

@@ -1,0 +1,288 @@
+//! The model session of the browser build: the WebGPU device (`GpuDevice`, opened before any
+//! download so that a browser without WebGPU fails at once), the model built from the OPFS shards
+//! (`Session::load`), encoded images kept on the GPU by handle, and chat generation streaming each
+//! token to a callback. The same `sphinx` code as the native CLI (`crate/src/bin/sphinx.rs` `run`).
+
+use crate::opfs::OpfsShards;
+use crate::{js_error, session::limits::check_limits};
+use sphinx::generate::{generate, Finish, SamplingParams};
+use sphinx::image::{from_rgba, padded_resize};
+use sphinx::io::converted::{ConvertedSource, Manifest};
+use sphinx::load::load_from_source;
+use sphinx::models::sphinx::Sphinx;
+use sphinx::runtime::Gpu;
+use sphinx::tensor::{Device, Tensor};
+use sphinx::text::{conversation, Message, Tokenizer};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::future_to_promise;
+use web_sys::FileSystemSyncAccessHandle;
+
+/// upstream's `from_pretrained` default context length (positions a chat may use).
+const MAX_SEQ_LEN: usize = sphinx::load::DEFAULT_MAX_SEQ_LEN;
+
+/// The WebGPU adapter and device.
+#[wasm_bindgen]
+pub struct GpuDevice {
+    gpu: Arc<Gpu>,
+}
+
+#[wasm_bindgen]
+impl GpuDevice {
+    /// Asks the browser for a high-performance adapter and a device with its limits (f16 and
+    /// subgroups enabled only where the adapter has them). Fails with a message a person can act on.
+    pub async fn open() -> Result<GpuDevice, JsError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| {
+                JsError::new(&format!(
+                    "WebGPU is available but no GPU adapter was found ({e}); the GPU may be blocklisted \
+                     or disabled: check chrome://gpu, or try another browser or machine"
+                ))
+            })?;
+        let gpu = Gpu::from_adapter(adapter).await.map_err(js_error)?;
+        Ok(GpuDevice { gpu })
+    }
+
+    /// JSON: `{adapter, backend, driver, shaderF16, subgroups, maxBufferSize, maxStorageBufferBindingSize}`.
+    pub fn info(&self) -> String {
+        let i = &self.gpu.info;
+        serde_json::json!({
+            "adapter": i.name,
+            "backend": i.backend,
+            "driver": i.driver,
+            "shaderF16": i.shader_f16,
+            "subgroups": i.subgroups,
+            "maxBufferSize": i.max_buffer_size,
+            "maxStorageBufferBindingSize": i.max_storage_binding,
+        })
+        .to_string()
+    }
+
+    /// Fails, before anything is downloaded, when a tensor of the manifest cannot live on this
+    /// adapter even split into row chunks (see `limits`).
+    #[wasm_bindgen(js_name = checkManifest)]
+    pub fn check_manifest(&self, manifest: &[u8]) -> Result<(), JsError> {
+        let m = Manifest::parse(manifest, "manifest.json").map_err(js_error)?;
+        check_limits(&m, self.gpu.info.max_buffer_size, self.gpu.info.max_storage_binding).map_err(js_error)
+    }
+
+    /// The first asynchronous GPU error (validation, out of memory, device lost), if any.
+    #[wasm_bindgen(js_name = lastError)]
+    pub fn last_error(&self) -> Option<String> {
+        self.gpu.check_error().err().map(|e| e.to_string())
+    }
+}
+
+mod limits {
+    use sphinx::io::converted::Manifest;
+    use sphinx::{Error, Result};
+
+    /// A weight larger than `maxStorageBufferBindingSize` is split into row chunks by `nn::Linear`;
+    /// what cannot be split is one row above the binding limit, or any other tensor (norms, biases,
+    /// embeddings of the vision towers) above it.
+    pub fn check_limits(m: &Manifest, max_buffer: u64, max_binding: u64) -> Result<()> {
+        let limit = max_buffer.min(max_binding);
+        for t in &m.tensors {
+            let (rows, _) = t.matrix();
+            let row_bytes = t.bytes.div_ceil(rows.max(1) as u64);
+            // f32 copies on the GPU are up to 4 bytes per value whatever the stored precision.
+            let values: u64 = t.shape.iter().product::<usize>() as u64;
+            let splittable = t.shape.len() >= 2;
+            let need = if splittable { row_bytes.max(values / rows.max(1) as u64 * 4) } else { values * 4 };
+            if need > limit {
+                return Err(Error::Gpu(format!(
+                    "tensor {} ({:?}, {}) needs a GPU buffer of {} MiB, but this adapter allows {} MiB \
+                     (maxBufferSize {} MiB, maxStorageBufferBindingSize {} MiB); use a GPU with larger limits",
+                    t.name,
+                    t.shape,
+                    t.quant.name(),
+                    need >> 20,
+                    limit >> 20,
+                    max_buffer >> 20,
+                    max_binding >> 20
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct EncodedImage {
+    /// [image_words, dim] on the GPU
+    tokens: Tensor,
+}
+
+struct Inner {
+    model: Sphinx,
+    tokenizer: Tokenizer,
+    gpu: Arc<Gpu>,
+    images: RefCell<HashMap<u32, EncodedImage>>,
+    next_image: Cell<u32>,
+}
+
+/// A loaded model.
+#[wasm_bindgen]
+pub struct Session {
+    inner: Rc<Inner>,
+}
+
+fn to_js(e: sphinx::Error) -> JsValue {
+    JsValue::from(js_error(e))
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Builds the model from the shards stored in OPFS: `handles` are open
+    /// `FileSystemSyncAccessHandle`s, one per shard of the manifest, in order; tensors are read one
+    /// at a time and uploaded to the GPU. `on_read(bytesRead, totalBytes)` reports progress.
+    pub fn load(
+        device: &GpuDevice,
+        manifest: &[u8],
+        tokenizer_json: &[u8],
+        handles: js_sys::Array,
+        on_read: js_sys::Function,
+    ) -> Result<Session, JsError> {
+        let m = Manifest::parse(manifest, "manifest.json").map_err(js_error)?;
+        if handles.length() as usize != m.shards.len() {
+            return Err(JsError::new(&format!("{} shard handles for {} shards", handles.length(), m.shards.len())));
+        }
+        let handles: Vec<FileSystemSyncAccessHandle> = handles.iter().map(|h| h.unchecked_into()).collect();
+        let names = m.shards.iter().map(|s| s.file.clone()).collect();
+        let reader = OpfsShards::new(handles, names, m.weight_bytes(), on_read);
+        let tokenizer = Tokenizer::from_bytes(tokenizer_json, "tokenizer.json").map_err(js_error)?;
+        let config = m.model.clone();
+        let source = ConvertedSource::new(m, Box::new(reader), "OPFS cache");
+        let model = load_from_source(&config, Box::new(source), &Device::Gpu(device.gpu.clone()), MAX_SEQ_LEN).map_err(|e| {
+            let mut msg = e.to_string();
+            if msg.contains("maxBufferSize") || msg.contains("binding") {
+                let i = &device.gpu.info;
+                msg.push_str(&format!(" (adapter {}: maxBufferSize {} MiB, maxStorageBufferBindingSize {} MiB)", i.name, i.max_buffer_size >> 20, i.max_storage_binding >> 20));
+            }
+            JsError::new(&msg)
+        })?;
+        Ok(Session {
+            inner: Rc::new(Inner { model, tokenizer, gpu: device.gpu.clone(), images: RefCell::new(HashMap::new()), next_image: Cell::new(1) }),
+        })
+    }
+
+    /// Runs BOS through the decoder once: compiles the decoder's pipelines and surfaces any GPU
+    /// error of the upload before the first question. Resolves when the GPU has finished.
+    pub fn warmup(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let m = &inner.model;
+            let mut cache = m.llm.new_cache(1).map_err(to_js)?;
+            let logits = m.prefill(&mut cache, &[inner.tokenizer.bos_id()], None).map_err(to_js)?;
+            logits.rows_to_vec(0, 1).await.map_err(to_js)?;
+            inner.gpu.check_error().map_err(to_js)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// JSON: `{llamaType, release, imageSize, imageWords, vocabSize, maxSeqLen}`.
+    pub fn info(&self) -> String {
+        let m = &self.inner.model;
+        serde_json::json!({
+            "llamaType": m.llama_type().name(),
+            "release": m.llama_type().release(),
+            "imageSize": m.llama_type().image_size(),
+            "imageWords": m.image_words(),
+            "vocabSize": m.config.llm.vocab_size,
+            "maxSeqLen": m.llm.max_seq_len,
+        })
+        .to_string()
+    }
+
+    /// Encodes canvas pixels (`rgba`: `width * height * 4` bytes, alpha dropped like PIL's
+    /// `convert('RGB')`) and keeps the embeddings on the GPU; resolves to the image's handle once
+    /// the GPU has finished.
+    #[wasm_bindgen(js_name = encodeImage)]
+    pub fn encode_image(&self, rgba: &[u8], width: u32, height: u32) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let prepared = from_rgba(rgba, width as usize, height as usize)
+            .and_then(|rgb| padded_resize(&rgb, inner.model.llama_type().image_size()));
+        future_to_promise(async move {
+            let padded = prepared.map_err(to_js)?;
+            inner.gpu.check_error().map_err(to_js)?;
+            let enc = inner.model.encode_image(&padded, false).map_err(to_js)?;
+            drop(padded);
+            // One row back: waits for the towers to finish and reports any GPU error now.
+            enc.tokens.rows_to_vec(0, 1).await.map_err(to_js)?;
+            let id = inner.next_image.get();
+            inner.next_image.set(id + 1);
+            inner.images.borrow_mut().insert(id, EncodedImage { tokens: enc.tokens });
+            Ok(JsValue::from(id))
+        })
+    }
+
+    /// Frees an encoded image's embeddings.
+    #[wasm_bindgen(js_name = freeImage)]
+    pub fn free_image(&self, id: u32) -> bool {
+        self.inner.images.borrow_mut().remove(&id).is_some()
+    }
+
+    /// Answers the last user message of `messages_json` (`[{role: "user"|"assistant", content}]`,
+    /// the upstream conversation template), with image `image` (0: none) after BOS. `on_token(id,
+    /// text)` receives each generated id with the text it makes final (id -1: the final flush);
+    /// returning `false` cancels. Resolves to JSON `{finish: "stop"|"length"|"cancelled", tokens}`.
+    pub fn chat(
+        &self,
+        messages_json: &str,
+        image: u32,
+        max_tokens: u32,
+        temperature: f32,
+        top_p: f32,
+        seed: f64,
+        on_token: js_sys::Function,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let messages: Result<Vec<Message>, JsValue> =
+            serde_json::from_str(messages_json).map_err(|e| JsError::new(&format!("messages: {e}")).into());
+        future_to_promise(async move {
+            let messages = messages?;
+            inner.gpu.check_error().map_err(to_js)?;
+            let text = conversation::prompt(&messages).map_err(to_js)?;
+            let ids = inner.tokenizer.encode_prompt(&text).map_err(to_js)?;
+            let images = inner.images.borrow();
+            let tokens = match image {
+                0 => None,
+                id => Some(&images.get(&id).ok_or_else(|| JsError::new(&format!("image handle {id} was freed or never encoded")))?.tokens),
+            };
+            let params = SamplingParams { temperature, top_p, seed: seed as u64, max_tokens: max_tokens as usize };
+            let mut callback_error = None;
+            let g = generate(&inner.model, &inner.tokenizer, &ids, tokens, params, |id, delta| {
+                let id = if id == u32::MAX { JsValue::from(-1) } else { JsValue::from(id) };
+                match on_token.call2(&JsValue::NULL, &id, &JsValue::from_str(delta)) {
+                    Ok(v) => v.as_bool() != Some(false),
+                    Err(e) => {
+                        callback_error = Some(e);
+                        false
+                    }
+                }
+            })
+            .await
+            .map_err(to_js)?;
+            if let Some(e) = callback_error {
+                return Err(e);
+            }
+            let finish = match g.finish {
+                Finish::Stop(_) => "stop",
+                Finish::Length => "length",
+                Finish::Cancelled => "cancelled",
+            };
+            Ok(JsValue::from_str(&serde_json::json!({ "finish": finish, "tokens": g.ids.len(), "promptTokens": ids.len() }).to_string()))
+        })
+    }
+}

@@ -1,0 +1,49 @@
+//! Grounded answers for drawing: `sphinx::text::tasks::drawing` (boxes and points of an answer, in
+//! the pixels of the original image) as JSON, with the text ranges in UTF-16 units for JavaScript.
+
+use sphinx::text::tasks;
+use wasm_bindgen::prelude::*;
+
+#[derive(serde::Serialize)]
+struct JsGrounding<'a> {
+    phrase: Option<&'a str>,
+    shapes: &'a [tasks::Shape],
+    /// `<p>…</p>` as [start, end) in UTF-16 code units of the answer.
+    #[serde(rename = "phraseRange")]
+    phrase_range: Option<(usize, usize)>,
+    /// `[…]` as [start, end) in UTF-16 code units.
+    #[serde(rename = "bracketRange")]
+    bracket_range: (usize, usize),
+}
+
+#[derive(serde::Serialize)]
+struct JsDrawing<'a> {
+    groundings: Vec<JsGrounding<'a>>,
+    skeleton: &'a [[[f64; 2]; 2]],
+}
+
+fn utf16_at(s: &str, byte: usize) -> usize {
+    s.get(..byte).map_or(0, |p| p.encode_utf16().count())
+}
+
+/// JSON `{groundings: [{phrase, shapes: [{kind: "box", x1, y1, x2, y2} | {kind: "point", x, y}],
+/// phraseRange, bracketRange}], skeleton: [[[x, y], [x, y]], …]}` for an answer about a
+/// `width` x `height` image.
+#[wasm_bindgen(js_name = parseAnswer)]
+pub fn parse_answer(answer: &str, width: u32, height: u32) -> Result<String, JsError> {
+    let d = tasks::drawing(answer, width, height).map_err(crate::js_error)?;
+    let out = JsDrawing {
+        groundings: d
+            .groundings
+            .iter()
+            .map(|g| JsGrounding {
+                phrase: g.phrase.as_deref(),
+                shapes: &g.shapes,
+                phrase_range: g.phrase_range.map(|(a, b)| (utf16_at(answer, a), utf16_at(answer, b))),
+                bracket_range: (utf16_at(answer, g.bracket_range.0), utf16_at(answer, g.bracket_range.1)),
+            })
+            .collect(),
+        skeleton: &d.skeleton,
+    };
+    serde_json::to_string(&out).map_err(|e| JsError::new(&e.to_string()))
+}
