@@ -96,6 +96,19 @@ impl Tensor {
         }
     }
 
+    /// A tensor from little-endian f32 bytes; on the GPU the bytes are uploaded as they are (no
+    /// f32 copy on the host).
+    pub fn from_le_bytes(device: &Device, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
+        if numel(shape) * 4 != bytes.len() {
+            return Err(Error::Shape(format!("shape {shape:?} needs {} bytes, got {}", numel(shape) * 4, bytes.len())));
+        }
+        let data = match device {
+            Device::Cpu => Data::Cpu(bytemuck::pod_collect_to_vec(bytes)),
+            Device::Gpu(g) => Data::Gpu(g.upload(bytes)?),
+        };
+        Ok(Tensor { shape: shape.to_vec(), data })
+    }
+
     /// An uninitialised (GPU: pooled, contents undefined; CPU: zeroed) tensor for a kernel to fill.
     pub fn empty(device: &Device, shape: &[usize]) -> Result<Tensor> {
         let n = numel(shape);

@@ -94,12 +94,12 @@ impl ClipVit {
                 if hidden != cfg.mlp_width {
                     return Err(Error::Weights(format!("{}: {hidden} rows, config mlp_width {}", b.path("mlp.c_fc.weight"), cfg.mlp_width)));
                 }
-                let in_proj_weight = a.values("in_proj_weight", &[3 * width, width])?;
+                let in_proj_weight = a.packed("in_proj_weight", &[3 * width, width])?;
                 let in_proj_bias = a.values("in_proj_bias", &[3 * width])?;
                 Ok(ResBlock {
                     ln_1: LayerNorm::load(&b.pp("ln_1"), width, eps)?,
                     attn: MultiheadAttention {
-                        in_proj: Linear::from_values(w.device(), in_proj_weight, 3 * width, width, Some(in_proj_bias))?,
+                        in_proj: Linear::from_packed(w.device(), in_proj_weight, Some(in_proj_bias))?,
                         out_proj: Linear::load(&a.pp("out_proj"), width, width, true)?,
                     },
                     ln_2: LayerNorm::load(&b.pp("ln_2"), width, eps)?,

@@ -31,15 +31,21 @@ pub fn chunk_rows(device: &Device, packed: Packed) -> Result<Vec<(usize, WeightC
     let row_bytes = (quant.bytes(1, cols) as u64).max(4);
     let per = ((max_binding(device) / row_bytes) as usize).clamp(1, rows.max(1));
     let mut out = Vec::new();
-    for first in (0..rows).step_by(per) {
-        let n = per.min(rows - first);
-        let part = if n == rows { packed.clone() } else { packed.slice_rows(first, n) };
-        let chunk = if quant == Quant::F32 {
-            WeightChunk::F32(Tensor::from_vec(device, &[n, cols], bytemuck::pod_collect_to_vec(&part.bytes))?)
+    let make = |part: Packed, n: usize| -> Result<WeightChunk> {
+        Ok(if quant == Quant::F32 {
+            WeightChunk::F32(Tensor::from_le_bytes(device, &[n, cols], &part.bytes)?)
         } else {
             WeightChunk::Packed(QWeight::new(device, part)?)
-        };
-        out.push((first, chunk));
+        })
+    };
+    if per >= rows {
+        // one chunk: hand the bytes over as they are (no copy on the host)
+        out.push((0, make(packed, rows)?));
+        return Ok(out);
+    }
+    for first in (0..rows).step_by(per) {
+        let n = per.min(rows - first);
+        out.push((first, make(packed.slice_rows(first, n), n)?));
     }
     Ok(out)
 }
