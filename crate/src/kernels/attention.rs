@@ -9,7 +9,13 @@ use crate::tensor::Tensor;
 use crate::{Error, Result};
 
 const KERNEL: Kernel = Kernel { name: "attention", source: include_str!("attention.wgsl") };
+/// Many queries: one invocation per query row, keys streamed through workgroup memory.
+const TILED: Kernel = Kernel { name: "attention_tiled", source: include_str!("attention_tiled.wgsl") };
 const WG: u32 = 64;
+/// From this many query rows on (and head_dim ≤ 128), `attention_tiled.wgsl` runs.
+pub const TILED_MIN_QUERIES: usize = 8;
+const TILED_QB: usize = 64;
+const TILED_MAX_HEAD_DIM: usize = 128;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -88,13 +94,13 @@ pub fn attention_into(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &
                 v: side("v", vs)?,
                 o: side("o", os)?,
             };
-            gpu.dispatch(
-                &KERNEL,
-                &[("WG", WG as f64)],
-                &p,
-                &[buf(q), buf(k), buf(v), buf(o)],
-                [u32_of("q_len", a.q_len)?, u32_of("heads", a.n_heads)?, u32_of("batch", a.batch)?],
-            )
+            let bufs = [buf(q), buf(k), buf(v), buf(o)];
+            let (heads, batch) = (u32_of("heads", a.n_heads)?, u32_of("batch", a.batch)?);
+            if a.q_len >= TILED_MIN_QUERIES && a.head_dim <= TILED_MAX_HEAD_DIM {
+                gpu.dispatch(&TILED, &[], &p, &bufs, [a.q_len.div_ceil(TILED_QB) as u32, heads, batch])
+            } else {
+                gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &bufs, [u32_of("q_len", a.q_len)?, heads, batch])
+            }
         }
         None => {
             let (qv, kv, vv) = (cpu(q).to_vec(), cpu(k).to_vec(), cpu(v).to_vec());
@@ -176,6 +182,11 @@ mod tests {
         run(Attn { batch: 2, q_len: 33, kv_len: 33, n_heads: 4, n_kv_heads: 4, head_dim: 10, scale: 0.316, ..base }, 3);
         // causal prefill with GQA
         run(Attn { q_len: 70, kv_len: 70, n_heads: 4, n_kv_heads: 2, head_dim: 16, causal: true, scale: 0.25, ..base }, 4);
+        // ≥ 8 queries and head_dim ≤ 128 take attention_tiled.wgsl: partial query blocks, key
+        // blocks, causal offsets, head_dim 128 at the limit
+        run(Attn { batch: 2, q_len: 130, kv_len: 130, n_heads: 2, n_kv_heads: 1, head_dim: 128, causal: true, scale: 0.088, ..base }, 7);
+        run(Attn { q_len: 9, kv_len: 40, n_heads: 3, n_kv_heads: 3, head_dim: 8, causal: true, q_pos0: 31, scale: 0.35, ..base }, 8);
+        run(Attn { q_len: 20, kv_len: 17, n_heads: 2, n_kv_heads: 2, head_dim: 130, scale: 0.1, ..base }, 9);
         // one decode step at the end of a long cache, head_dim 128 and 200 (more than WG)
         run(Attn { q_len: 1, kv_len: 131, n_heads: 8, n_kv_heads: 1, head_dim: 128, causal: true, q_pos0: 130, scale: 0.088, ..base }, 5);
         run(Attn { q_len: 3, kv_len: 9, n_heads: 2, n_kv_heads: 2, head_dim: 200, causal: true, q_pos0: 6, scale: 0.07, ..base }, 6);

@@ -60,6 +60,12 @@ pub(crate) fn u32_of(what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Shape(format!("{what} = {v} does not fit the kernels' 32-bit indexing")))
 }
 
+/// Workgroup size of the one-workgroup-per-row reductions (norms): about 4 columns per
+/// invocation, a power of two in 32..=256 (narrow rows waste no idle invocations).
+pub(crate) fn row_workgroup(cols: usize) -> u32 {
+    (cols.div_ceil(4).next_power_of_two() as u32).clamp(32, 256)
+}
+
 /// Runs `f(row_index, row)` over the rows of `out` ([rows, cols]), in parallel where available.
 pub(crate) fn for_rows<F>(out: &mut [f32], cols: usize, f: F)
 where

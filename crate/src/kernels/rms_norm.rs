@@ -25,7 +25,7 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
         Some(gpu) => {
             let p = Params { rows: u32_of("rows", rows)?, cols: u32_of("cols", cols)?, eps: eps as f32, _pad: 0 };
             let groups = gpu.grid(rows as u64, 1);
-            gpu.dispatch(&KERNEL, &[], &p, &[buf(x), buf(w), buf(&y)], groups)?;
+            gpu.dispatch(&KERNEL, &[("WG", super::row_workgroup(cols) as f64)], &p, &[buf(x), buf(w), buf(&y)], groups)?;
         }
         None => {
             let out = y.cpu_mut().ok_or_else(|| Error::Shape("rms_norm output".into()))?;
