@@ -20,23 +20,30 @@ struct Params {
 
 /// x [H, W, C], weight [C, 1, 7, 7], bias [C] → [H, W, C].
 pub fn dwconv7(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let mut y = Tensor::empty(&x.device(), x.shape())?;
+    dwconv7_into(&mut y, x, weight, bias)?;
+    Ok(y)
+}
+
+/// [`dwconv7`] into a caller's tensor of the output shape (only its elements are written).
+pub fn dwconv7_into(y: &mut Tensor, x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<()> {
     let [h, w, c] = x.shape() else {
         return Err(Error::Shape(format!("dwconv7: input {:?} is not [H, W, C]", x.shape())));
     };
     let (h, w, c) = (*h, *w, *c);
     weight.expect_shape("conv_dw.weight", &[c, 1, 7, 7])?;
     bias.expect_shape("conv_dw.bias", &[c])?;
-    let mut y = Tensor::empty(&x.device(), x.shape())?;
-    match gpu_of("dwconv7", &[x, weight, bias])? {
+    y.expect_shape("dwconv7 output", x.shape())?;
+    match gpu_of("dwconv7", &[x, weight, bias, &*y])? {
         Some(gpu) => {
             let p = Params { h: u32_of("h", h)?, w: u32_of("w", w)?, c: u32_of("c", c)?, _pad: 0 };
             u32_of("dwconv7 elements", h * w * c)?;
             let groups = gpu.grid((h * w * c) as u64, WG);
-            gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(x), buf(weight), buf(bias), buf(&y)], groups)?;
+            gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(x), buf(weight), buf(bias), buf(y)], groups)?;
         }
         None => dwconv7_cpu(y.cpu_mut().expect("cpu"), cpu(x), cpu(weight), cpu(bias), h, w, c),
     }
-    Ok(y)
+    Ok(())
 }
 
 /// CPU twin.
@@ -79,13 +86,15 @@ mod tests {
             let b = rng.vec(c, 0.1);
             let mut want = vec![0f32; h * w * c];
             dwconv7_cpu(&mut want, &x, &wt, &b, h, w, c);
-            let y = dwconv7(
+            let mut y = guarded(&[h, w, c], &vec![0.0; h * w * c]);
+            dwconv7_into(
+                &mut y,
                 &Tensor::from_vec(&dev, &[h, w, c], x).unwrap(),
                 &Tensor::from_vec(&dev, &[c, 1, 7, 7], wt).unwrap(),
                 &Tensor::from_vec(&dev, &[c], b).unwrap(),
             )
             .unwrap();
-            assert_close(&format!("dwconv7 {h}x{w}x{c}"), &read(&y), &want, 1e-6, 1e-6);
+            assert_close(&format!("dwconv7 {h}x{w}x{c}"), &read_guarded(&y), &want, 1e-6, 1e-6);
         }
     }
 }

@@ -155,10 +155,6 @@ pub(crate) mod test_util {
         all[..n].to_vec()
     }
 
-    pub fn read(t: &Tensor) -> Vec<f32> {
-        pollster::block_on(t.to_vec()).expect("readback")
-    }
-
     /// Asserts |a - b| ≤ atol + rtol·|b| everywhere and that all values are finite.
     pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
         assert_eq!(got.len(), want.len(), "{what}: lengths");

@@ -41,7 +41,23 @@ pub fn patchify(x: &Tensor, layout: Layout, k: usize) -> Result<Tensor> {
     }
     let patches = (h / k) * (w / k);
     let mut y = Tensor::empty(&x.device(), &[patches, c * k * k])?;
-    match gpu_of("patchify", &[x])? {
+    patchify_into(&mut y, x, layout, k)?;
+    Ok(y)
+}
+
+/// [`patchify`] into a caller's tensor [(H/k)·(W/k), C·k·k] (only its elements are written).
+pub fn patchify_into(y: &mut Tensor, x: &Tensor, layout: Layout, k: usize) -> Result<()> {
+    let (c, h, w) = match (layout, x.shape()) {
+        (Layout::Chw, [c, h, w]) => (*c, *h, *w),
+        (Layout::Hwc, [h, w, c]) => (*c, *h, *w),
+        _ => return Err(Error::Shape(format!("patchify: input {:?} does not match {layout:?}", x.shape()))),
+    };
+    if k == 0 || h % k != 0 || w % k != 0 {
+        return Err(Error::Shape(format!("patchify: {h}x{w} is not a multiple of the kernel {k}")));
+    }
+    let patches = (h / k) * (w / k);
+    y.expect_shape("patchify output", &[patches, c * k * k])?;
+    match gpu_of("patchify", &[x, &*y])? {
         Some(gpu) => {
             let p = Params {
                 c: u32_of("c", c)?,
@@ -53,11 +69,11 @@ pub fn patchify(x: &Tensor, layout: Layout, k: usize) -> Result<Tensor> {
             };
             u32_of("patchify elements", patches * c * k * k)?;
             let groups = gpu.grid((patches * c * k * k) as u64, WG);
-            gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(x), buf(&y)], groups)?;
+            gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(x), buf(y)], groups)?;
         }
         None => patchify_cpu(y.cpu_mut().expect("cpu"), cpu(x), layout, c, h, w, k),
     }
-    Ok(y)
+    Ok(())
 }
 
 /// CPU twin.
@@ -95,8 +111,10 @@ mod tests {
             let shape = if layout == Layout::Chw { [c, h, w] } else { [h, w, c] };
             let mut want = vec![0f32; c * h * w];
             patchify_cpu(&mut want, &x, layout, c, h, w, k);
-            let y = patchify(&Tensor::from_vec(&dev, &shape, x).unwrap(), layout, k).unwrap();
-            assert_eq!(read(&y), want, "{layout:?} {c}x{h}x{w}/{k}");
+            let rows = (h / k) * (w / k);
+            let mut y = guarded(&[rows, c * k * k], &vec![0.0; c * h * w]);
+            patchify_into(&mut y, &Tensor::from_vec(&dev, &shape, x).unwrap(), layout, k).unwrap();
+            assert_eq!(read_guarded(&y), want, "{layout:?} {c}x{h}x{w}/{k}");
         }
     }
 }

@@ -18,21 +18,28 @@ struct Params {
 
 /// x * rsqrt(mean(x²) + eps) * w over the last dimension.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    let mut y = Tensor::empty(&x.device(), x.shape())?;
+    rms_norm_into(&mut y, x, w, eps)?;
+    Ok(y)
+}
+
+/// [`rms_norm`] into a caller's tensor of the output shape (only its elements are written).
+pub fn rms_norm_into(y: &mut Tensor, x: &Tensor, w: &Tensor, eps: f64) -> Result<()> {
     let (rows, cols) = (x.rows(), x.last_dim());
     w.expect_shape("rms_norm weight", &[cols])?;
-    let mut y = Tensor::empty(&x.device(), x.shape())?;
-    match gpu_of("rms_norm", &[x, w])? {
+    y.expect_shape("rms_norm output", x.shape())?;
+    match gpu_of("rms_norm", &[x, w, &*y])? {
         Some(gpu) => {
             let p = Params { rows: u32_of("rows", rows)?, cols: u32_of("cols", cols)?, eps: eps as f32, _pad: 0 };
             let groups = gpu.grid(rows as u64, 1);
-            gpu.dispatch(&KERNEL, &[("WG", super::row_workgroup(cols) as f64)], &p, &[buf(x), buf(w), buf(&y)], groups)?;
+            gpu.dispatch(&KERNEL, &[("WG", super::row_workgroup(cols) as f64)], &p, &[buf(x), buf(w), buf(y)], groups)?;
         }
         None => {
             let out = y.cpu_mut().ok_or_else(|| Error::Shape("rms_norm output".into()))?;
             rms_norm_cpu(out, cpu(x), cpu(w), cols, eps);
         }
     }
-    Ok(y)
+    Ok(())
 }
 
 /// CPU twin (mean of squares in f64).
@@ -66,9 +73,10 @@ mod tests {
                 1e-5,
             )
             .unwrap();
-            let g = rms_norm(&Tensor::from_vec(&dev, &[rows, cols], x).unwrap(), &Tensor::from_vec(&dev, &[cols], w).unwrap(), 1e-5).unwrap();
+            let mut g = guarded(&[rows, cols], &vec![0.0; rows * cols]);
+            rms_norm_into(&mut g, &Tensor::from_vec(&dev, &[rows, cols], x).unwrap(), &Tensor::from_vec(&dev, &[cols], w).unwrap(), 1e-5).unwrap();
             // f32 sum of squares on the GPU vs f64 on the CPU, inverseSqrt within 2 ulp.
-            assert_close(&format!("rms_norm {rows}x{cols}"), &read(&g), cpu_out.cpu().unwrap(), 1e-5, 1e-5);
+            assert_close(&format!("rms_norm {rows}x{cols}"), &read_guarded(&g), cpu_out.cpu().unwrap(), 1e-5, 1e-5);
         }
     }
 }

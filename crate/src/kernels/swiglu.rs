@@ -19,26 +19,36 @@ struct Params {
 
 /// x [.., 2h] → silu(x[.., :h]) * x[.., h:]  [.., h].
 pub fn swiglu(x: &Tensor) -> Result<Tensor> {
+    let mut shape = x.shape().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last /= 2;
+    }
+    let mut y = Tensor::empty(&x.device(), &shape)?;
+    swiglu_into(&mut y, x)?;
+    Ok(y)
+}
+
+/// [`swiglu`] into a caller's tensor [.., h] (only its elements are written).
+pub fn swiglu_into(y: &mut Tensor, x: &Tensor) -> Result<()> {
     let (rows, two_h) = (x.rows(), x.last_dim());
     if two_h % 2 != 0 {
         return Err(Error::Shape(format!("swiglu: odd width {two_h}")));
     }
     let h = two_h / 2;
-    let mut shape = x.shape().to_vec();
-    *shape.last_mut().expect("rank ≥ 1") = h;
-    let mut y = Tensor::empty(&x.device(), &shape)?;
-    match gpu_of("swiglu", &[x])? {
+    if y.rows() != rows || y.last_dim() != h {
+        return Err(Error::Shape(format!("swiglu: output {:?} for input {:?}", y.shape(), x.shape())));
+    }
+    match gpu_of("swiglu", &[x, &*y])? {
         Some(gpu) => {
             let p = Params { rows: u32_of("rows", rows)?, hidden: u32_of("hidden", h)?, _pad: [0; 2] };
             let groups = gpu.grid((rows * h) as u64, WG);
-            gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(x), buf(&y)], groups)?;
+            gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(x), buf(y)], groups)
         }
         None => {
-            let out = y.cpu_mut().ok_or_else(|| Error::Shape("swiglu output".into()))?;
-            swiglu_cpu(out, cpu(x), h);
+            swiglu_cpu(y.cpu_mut().expect("cpu"), cpu(x), h);
+            Ok(())
         }
     }
-    Ok(y)
 }
 
 /// CPU twin.
@@ -65,9 +75,10 @@ mod tests {
             let x = rng.vec(rows * 2 * h, 5.0);
             let mut want = vec![0f32; rows * h];
             swiglu_cpu(&mut want, &x, h);
-            let g = swiglu(&Tensor::from_vec(&dev, &[rows, 2 * h], x).unwrap()).unwrap();
+            let mut g = guarded(&[rows, h], &vec![0.0; rows * h]);
+            swiglu_into(&mut g, &Tensor::from_vec(&dev, &[rows, 2 * h], x).unwrap()).unwrap();
             // exp differs by a few ulp between the GPU and libm.
-            assert_close(&format!("swiglu {rows}x{h}"), &read(&g), &want, 1e-6, 1e-5);
+            assert_close(&format!("swiglu {rows}x{h}"), &read_guarded(&g), &want, 1e-6, 1e-5);
         }
     }
 }

@@ -1,0 +1,98 @@
+//! The `sphinx` binary end to end: trace of the 2-way tensor-parallel upstream fixture against the
+//! golden reference, run with the real tokenizer, convert/inspect/mix, and the errors a user sees.
+
+use sphinx::testing::{check_close, fixtures_dir, golden_dir, json_ids, read_safetensor, reference_json, tolerance};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sphinx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sphinx")).args(args).env("XDG_RUNTIME_DIR", std::env::temp_dir()).output().expect("runs the sphinx binary")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = sphinx(args);
+    assert!(out.status.success(), "sphinx {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sphinx-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `sphinx trace` on the 2-way sharded upstream folder reproduces the wide case's reference tensors.
+#[test]
+fn trace_of_the_two_way_sharded_checkpoint_matches_upstream() {
+    let golden = golden_dir("sphinx-tiny-1k-dev");
+    let mp2 = fixtures_dir().join("sphinx-tiny-1k-dev-mp2");
+    let reference = reference_json(&golden);
+    let case = &reference["cases"]["wide"];
+    let ids: Vec<String> = json_ids(&case["prompt_ids"]).iter().map(u32::to_string).collect();
+    let out = tmp("mp2.safetensors");
+    ok(&["trace", "--device", "cpu", "--model", s(&mp2), "--image", s(&golden.join("image_wide.png")), "--prompt-ids", &ids.join(","), "--steps", "8", "--out", s(&out)]);
+    let ref_file = golden.join("reference.safetensors");
+    for name in ["padded_resize", "convnext_feats", "dinov2_feats", "visual_proj_out", "image_tokens", "logits"] {
+        let got = read_safetensor(&out, name).unwrap();
+        let want = read_safetensor(&ref_file, &format!("wide.{name}")).unwrap();
+        assert_eq!(got.shape, want.shape, "{name}");
+        let r = check_close(name, &got.data, &want.data, tolerance(&reference, &format!("wide.{name}")));
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let greedy = read_safetensor(&out, "greedy_ids").unwrap().data.iter().map(|&v| v as u32).collect::<Vec<_>>();
+    assert_eq!(greedy, json_ids(&case["greedy_ids"]));
+}
+
+#[test]
+fn run_answers_with_the_golden_greedy_text() {
+    let golden = golden_dir("sphinx-tiny-1k-dev");
+    let tok = fixtures_dir().join("../../assets/tokenizer-llama2.json");
+    let out = ok(&[
+        "run", "--device", "cpu", "--model", s(&golden), "--image", s(&golden.join("image_tall.png")), "--prompt", "What is in the image?",
+        "--tokenizer", s(&tok), "--temperature", "0", "--max-tokens", "8",
+    ]);
+    let want = reference_json(&golden)["cases"]["tall"]["greedy_text"].as_str().unwrap().to_string();
+    assert_eq!(out.trim_end_matches('\n'), want);
+}
+
+#[test]
+fn convert_inspect_and_mix_from_the_command_line() {
+    let golden = golden_dir("sphinx-tiny-1k-dev");
+    let tok = fixtures_dir().join("../../assets/tokenizer-llama2.json");
+    let q = tmp("q4");
+    let report = ok(&["convert", "--from", s(&golden), "--out", s(&q), "--quant", "q4", "--vision-quant", "q8", "--shard-mb", "1", "--tokenizer", s(&tok)]);
+    assert!(report.contains("precision    llm q4, vision q8"), "{report}");
+    let inspect = ok(&["inspect", s(&q)]);
+    assert!(inspect.contains("llama_ens5_light") && inspect.contains("q4") && inspect.contains("GPU total"), "{inspect}");
+    let preset = ok(&["inspect", "--preset", "llama_ens5"]);
+    assert!(preset.contains("16462228609 parameters"), "{preset}");
+    let m = tmp("mix");
+    ok(&["mix", "--beta", "0.5", "--out", s(&m), "--tokenizer", s(&tok), s(&golden), s(&q)]);
+    assert!(m.join("manifest.json").is_file());
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let golden = golden_dir("sphinx-tiny-1k-dev");
+    // no adapter for --device gpu: an error, never a CPU fall-back (no DX12 on this platform)
+    let out = Command::new(env!("CARGO_BIN_EXE_sphinx"))
+        .args(["trace", "--model", s(&golden), "--prompt-ids", "1,2", "--steps", "1", "--out", s(&tmp("x.safetensors"))])
+        .env("WGPU_BACKEND", "dx12")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("no GPU adapter"), "{e}");
+    let out = sphinx(&["run", "--device", "cpu", "--model", s(&golden), "--prompt", "hi"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("no tokenizer") && e.contains("--tokenizer"), "{e}");
+    let out = sphinx(&["convert", "--from", s(&golden), "--out", s(&tmp("bad")), "--quant", "q3"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("q3"), "{e}");
+    let out = sphinx(&["trace", "--device", "cpu", "--model", "/nonexistent", "--prompt-ids", "1", "--out", "/tmp/x"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
+}
