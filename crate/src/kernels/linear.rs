@@ -94,40 +94,7 @@ pub fn linear_into(y: &mut Tensor, y_col: usize, x: &Tensor, w: &Tensor, b: Opti
 /// CPU twin: y[r, y_col + j] = Σ_k x[r, k] w[j, k] + b[j], summed in order of k like the kernel.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_cpu(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize) {
-    // Output columns in blocks so that a single row (decode) still uses every core.
-    const BLOCK: usize = 64;
-    let blocks: Vec<usize> = (0..n.div_ceil(BLOCK)).collect();
-    let compute = |&blk: &usize| -> Vec<f32> {
-        let j0 = blk * BLOCK;
-        let j1 = (j0 + BLOCK).min(n);
-        let mut out = vec![0f32; m * (j1 - j0)]; // [m, j1 - j0]
-        for r in 0..m {
-            let xr = &x[r * k..(r + 1) * k];
-            for j in j0..j1 {
-                let wj = &w[j * k..(j + 1) * k];
-                let mut s = 0f32;
-                for (a, c) in xr.iter().zip(wj) {
-                    s += a * c;
-                }
-                out[r * (j1 - j0) + (j - j0)] = s + b.map_or(0.0, |b| b[j]);
-            }
-        }
-        out
-    };
-    #[cfg(feature = "parallel")]
-    let parts: Vec<Vec<f32>> = {
-        use rayon::prelude::*;
-        blocks.par_iter().map(compute).collect()
-    };
-    #[cfg(not(feature = "parallel"))]
-    let parts: Vec<Vec<f32>> = blocks.iter().map(compute).collect();
-    for (blk, part) in parts.iter().enumerate() {
-        let j0 = blk * BLOCK;
-        let width = part.len() / m.max(1);
-        for r in 0..m {
-            y[r * ny + y_col + j0..r * ny + y_col + j0 + width].copy_from_slice(&part[r * width..(r + 1) * width]);
-        }
-    }
+    super::matmul_cpu(y, ny, y_col, x, b, m, n, k, |j0, j1| std::borrow::Cow::Borrowed(&w[j0 * k..j1 * k]));
 }
 
 #[cfg(test)]

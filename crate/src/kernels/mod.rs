@@ -66,6 +66,51 @@ pub(crate) fn row_workgroup(cols: usize) -> u32 {
     (cols.div_ceil(4).next_power_of_two() as u32).clamp(32, 256)
 }
 
+/// CPU twin of every matrix product: y[r, y_col + j] = Σ_k x[r, k] w[j, k] + b[j], summed in order
+/// of k. Output columns go in blocks of 64 (in parallel where available) so that a single row
+/// (decode) still uses every core; `weight_rows(j0, j1)` gives rows j0..j1 of w as f32 (borrowed,
+/// or dequantized for packed formats).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_cpu<'w, F>(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], b: Option<&[f32]>, m: usize, n: usize, k: usize, weight_rows: F)
+where
+    F: Fn(usize, usize) -> std::borrow::Cow<'w, [f32]> + Sync + Send,
+{
+    const BLOCK: usize = 64;
+    let blocks: Vec<usize> = (0..n.div_ceil(BLOCK)).collect();
+    let compute = |&blk: &usize| -> Vec<f32> {
+        let j0 = blk * BLOCK;
+        let j1 = (j0 + BLOCK).min(n);
+        let w = weight_rows(j0, j1); // [j1 - j0, k]
+        let mut out = vec![0f32; m * (j1 - j0)]; // [m, j1 - j0]
+        for r in 0..m {
+            let xr = &x[r * k..(r + 1) * k];
+            for j in j0..j1 {
+                let wj = &w[(j - j0) * k..(j - j0 + 1) * k];
+                let mut s = 0f32;
+                for (a, c) in xr.iter().zip(wj) {
+                    s += a * c;
+                }
+                out[r * (j1 - j0) + (j - j0)] = s + b.map_or(0.0, |b| b[j]);
+            }
+        }
+        out
+    };
+    #[cfg(feature = "parallel")]
+    let parts: Vec<Vec<f32>> = {
+        use rayon::prelude::*;
+        blocks.par_iter().map(compute).collect()
+    };
+    #[cfg(not(feature = "parallel"))]
+    let parts: Vec<Vec<f32>> = blocks.iter().map(compute).collect();
+    for (blk, part) in parts.iter().enumerate() {
+        let j0 = blk * BLOCK;
+        let width = part.len() / m.max(1);
+        for r in 0..m {
+            y[r * ny + y_col + j0..r * ny + y_col + j0 + width].copy_from_slice(&part[r * width..(r + 1) * width]);
+        }
+    }
+}
+
 /// Runs `f(row_index, row)` over the rows of `out` ([rows, cols]), in parallel where available.
 pub(crate) fn for_rows<F>(out: &mut [f32], cols: usize, f: F)
 where

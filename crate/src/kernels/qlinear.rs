@@ -129,44 +129,14 @@ pub fn qlinear_into(y: &mut Tensor, y_col: usize, x: &Tensor, w: &QWeight, b: Op
 
 /// CPU twin: 64 weight rows dequantized at a time, then f32 dot products in order of k.
 pub fn qlinear_cpu(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], w: &Packed, b: Option<&[f32]>, m: usize) {
-    const BLOCK: usize = 64;
-    let (n, k) = (w.rows, w.cols);
-    let blocks: Vec<usize> = (0..n.div_ceil(BLOCK)).collect();
-    let compute = |&blk: &usize| -> Vec<f32> {
-        let j0 = blk * BLOCK;
-        let j1 = (j0 + BLOCK).min(n);
-        let mut rows = vec![0f32; (j1 - j0) * k]; // [j1 - j0, k] dequantized
+    let k = w.cols;
+    super::matmul_cpu(y, ny, y_col, x, b, m, w.rows, k, |j0, j1| {
+        let mut rows = vec![0f32; (j1 - j0) * k];
         for j in j0..j1 {
             w.dequantize_row(j, &mut rows[(j - j0) * k..(j - j0 + 1) * k]);
         }
-        let mut out = vec![0f32; m * (j1 - j0)];
-        for r in 0..m {
-            let xr = &x[r * k..(r + 1) * k];
-            for j in j0..j1 {
-                let wj = &rows[(j - j0) * k..(j - j0 + 1) * k];
-                let mut s = 0f32;
-                for (a, c) in xr.iter().zip(wj) {
-                    s += a * c;
-                }
-                out[r * (j1 - j0) + (j - j0)] = s + b.map_or(0.0, |b| b[j]);
-            }
-        }
-        out
-    };
-    #[cfg(feature = "parallel")]
-    let parts: Vec<Vec<f32>> = {
-        use rayon::prelude::*;
-        blocks.par_iter().map(compute).collect()
-    };
-    #[cfg(not(feature = "parallel"))]
-    let parts: Vec<Vec<f32>> = blocks.iter().map(compute).collect();
-    for (blk, part) in parts.iter().enumerate() {
-        let j0 = blk * BLOCK;
-        let width = part.len() / m.max(1);
-        for r in 0..m {
-            y[r * ny + y_col + j0..r * ny + y_col + j0 + width].copy_from_slice(&part[r * width..(r + 1) * width]);
-        }
-    }
+        std::borrow::Cow::Owned(rows)
+    });
 }
 
 #[repr(C)]
