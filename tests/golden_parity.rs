@@ -16,19 +16,48 @@ fn gpu() -> Device {
     pollster::block_on(Device::from_name("gpu")).unwrap_or_else(|e| panic!("the GPU golden tests need an adapter: {e}"))
 }
 
+/// Comparison results of one test: every line is printed, failures fail the test at the end.
+struct Report<'a> {
+    label: &'a str,
+    reference: &'a serde_json::Value,
+    lines: Vec<String>,
+    failures: Vec<String>,
+}
+
+impl<'a> Report<'a> {
+    fn new(label: &'a str, reference: &'a serde_json::Value) -> Self {
+        Report { label, reference, lines: Vec::new(), failures: Vec::new() }
+    }
+
+    /// Compares under the reference tolerance of `tensor` (the name `name` is only for messages).
+    fn check(&mut self, name: &str, tensor: &str, got: &[f32], want: &[f32]) {
+        match check_close(name, got, want, tolerance(self.reference, tensor)) {
+            Ok(s) => self.lines.push(format!("{} {s}", self.label)),
+            Err(s) => self.failures.push(format!("{} {s}", self.label)),
+        }
+    }
+
+    fn ids(&mut self, case: &str, got: &[i64], want: &[i64]) {
+        if got != want {
+            self.failures.push(format!("{} {case}: greedy ids {got:?}, reference {want:?}", self.label));
+        }
+    }
+
+    fn finish(self) {
+        println!("{}", self.lines.join("\n"));
+        assert!(self.failures.is_empty(), "{}", self.failures.join("\n"));
+    }
+}
+
 /// Runs every case of a golden folder through `model` and checks every reference tensor.
 fn check_cases(golden: &Path, model: &Sphinx, label: &str) {
     let reference = reference_json(golden);
     let ref_file = golden.join("reference.safetensors");
-    let mut report = Vec::new();
-    let mut failures = Vec::new();
+    let mut report = Report::new(label, &reference);
     // the DINOv2 position embedding interpolated for 224 inputs
     let name = "dinov2_pos_embed_224";
     let want = read_safetensor(&ref_file, name).unwrap();
-    match check_close(name, model.dinov2_pos_embed(), &want.data, tolerance(&reference, name)) {
-        Ok(s) => report.push(s),
-        Err(s) => failures.push(s),
-    }
+    report.check(name, name, model.dinov2_pos_embed(), &want.data);
     for (case, c) in reference["cases"].as_object().expect("cases") {
         let ids: Vec<u32> = c["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let greedy: Vec<i64> = c["greedy_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
@@ -43,19 +72,14 @@ fn check_cases(golden: &Path, model: &Sphinx, label: &str) {
             let layout = ViewLayout::from_llama_type(model.llama_type().name()).unwrap();
             let view = if layout.has_clip() { views_for(layout, p).unwrap().clip.swap_remove(0) } else { bicubic_fp16(p, 224, 224).unwrap() };
             let want = read_safetensor(&ref_file, &name).unwrap();
-            match check_close(&name, view.data(), &want.data, tolerance(&reference, &name)) {
-                Ok(s) => report.push(format!("{label} {s}")),
-                Err(s) => failures.push(format!("{label} {s}")),
-            }
+            report.check(&name, &name, view.data(), &want.data);
         }
         let traced = pollster::block_on(trace(model, padded.as_ref(), &ids, greedy.len())).unwrap();
         for t in &traced {
             match &t.data {
                 TraceData::I64(got) => {
                     assert_eq!(t.name, "greedy_ids");
-                    if got != &greedy {
-                        failures.push(format!("{label} {case}: greedy ids {got:?}, reference {greedy:?}"));
-                    }
+                    report.ids(case, got, &greedy);
                 }
                 TraceData::F32(got) => {
                     let name = format!("{case}.{}", t.name);
@@ -64,10 +88,7 @@ fn check_cases(golden: &Path, model: &Sphinx, label: &str) {
                     }
                     let want = read_safetensor(&ref_file, &name).unwrap();
                     assert_eq!(t.shape, want.shape, "{label} {name}: shape");
-                    match check_close(&name, got, &want.data, tolerance(&reference, &name)) {
-                        Ok(s) => report.push(format!("{label} {s}")),
-                        Err(s) => failures.push(format!("{label} {s}")),
-                    }
+                    report.check(&name, &name, got, &want.data);
                 }
             }
         }
@@ -80,8 +101,7 @@ fn check_cases(golden: &Path, model: &Sphinx, label: &str) {
             }
         }
     }
-    println!("{}", report.join("\n"));
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    report.finish();
 }
 
 fn run(golden_name: &str, device: Device, label: &str) {
@@ -172,11 +192,7 @@ fn run_replica(device: Device, label: &str) {
     assert_eq!(model.llama_type().name(), "llama_ens_light");
     assert_eq!(model.image_words(), 259);
     let images = golden_dir("sphinx-tiny-1k-dev");
-    let (mut report, mut failures) = (Vec::new(), Vec::new());
-    let mut check = |name: &str, got: &[f32], want: &[f32], failures: &mut Vec<String>| match check_close(name, got, want, tolerance(&reference, name)) {
-        Ok(s) => report.push(format!("{label} {s}")),
-        Err(s) => failures.push(format!("{label} {s}")),
-    };
+    let mut report = Report::new(label, &reference);
     for (case, c) in reference["cases"].as_object().unwrap() {
         let ids: Vec<u32> = c["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let greedy: Vec<i64> = c["greedy_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
@@ -186,27 +202,23 @@ fn run_replica(device: Device, label: &str) {
             let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
             assert_eq!(sha, c["padded_resize_sha256"].as_str().unwrap(), "{label} {case}: padded_resize(512)");
             let name = format!("{case}.view_dinov2_224");
-            check(&name, bicubic_fp16(p, 224, 224).unwrap().data(), &read_f16(&ref_file, &name), &mut failures);
+            report.check(&name, &name, bicubic_fp16(p, 224, 224).unwrap().data(), &read_f16(&ref_file, &name));
         }
         let traced = pollster::block_on(trace(&model, padded.as_ref(), &ids, greedy.len())).unwrap();
         let logit_ids = read_safetensor(&ref_file, &format!("{case}.logit_ids")).unwrap().data;
         for t in &traced {
             let name = format!("{case}.{}", t.name);
             match (&t.data, t.name.as_str()) {
-                (TraceData::I64(got), _) => {
-                    if got != &greedy {
-                        failures.push(format!("{label} {case}: greedy ids {got:?}, reference {greedy:?}"));
-                    }
-                }
+                (TraceData::I64(got), _) => report.ids(case, got, &greedy),
                 (TraceData::F32(got), "logits") => {
                     let vocab = t.shape[1];
                     let cols: Vec<f32> = (0..t.shape[0]).flat_map(|r| logit_ids.iter().map(move |&j| got[r * vocab + j as usize])).collect();
-                    check(&name, &cols, &read_safetensor(&ref_file, &name).unwrap().data, &mut failures);
+                    report.check(&name, &name, &cols, &read_safetensor(&ref_file, &name).unwrap().data);
                 }
                 (TraceData::F32(got), _) if reference["tensors"].get(&name).is_some() => {
                     let want = read_safetensor(&ref_file, &name).unwrap();
                     assert_eq!(t.shape.iter().product::<usize>(), want.shape.iter().product::<usize>(), "{label} {name}: shape {:?} vs {:?}", t.shape, want.shape);
-                    check(&name, got, &want.data, &mut failures);
+                    report.check(&name, &name, got, &want.data);
                 }
                 _ => {}
             }
@@ -217,9 +229,7 @@ fn run_replica(device: Device, label: &str) {
             }
         }
     }
-    drop(check);
-    println!("{}", report.join("\n"));
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    report.finish();
 }
 
 #[test]
@@ -256,7 +266,7 @@ fn run_ens_single_view(device: Device, label: &str) {
     assert_eq!(model.image_words(), 291);
     let reference = reference_json(&golden);
     let ref_file = golden.join("reference.safetensors");
-    let (mut report, mut failures) = (Vec::new(), Vec::new());
+    let mut report = Report::new(label, &reference);
     for case in ["wide", "tall"] {
         let img = decode(&std::fs::read(golden.join(format!("image_{case}.png"))).unwrap()).unwrap();
         let padded = padded_resize(&img, 448).unwrap();
@@ -271,15 +281,11 @@ fn run_ens_single_view(device: Device, label: &str) {
                 let name = format!("{case}.{short}");
                 let want = read_safetensor(&ref_file, &name).unwrap();
                 let per = want.data.len() / 5; // one sub-image's block (291 rows of image_tokens)
-                match check_close(&format!("{name}[{s}]"), &got, &want.data[s * per..(s + 1) * per], tolerance(&reference, &name)) {
-                    Ok(r) => report.push(format!("{label} {r}")),
-                    Err(r) => failures.push(format!("{label} {r}")),
-                }
+                report.check(&format!("{name}[{s}]"), &name, &got, &want.data[s * per..(s + 1) * per]);
             }
         }
     }
-    println!("{}", report.join("\n"));
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    report.finish();
 }
 
 #[test]

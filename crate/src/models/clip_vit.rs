@@ -51,7 +51,7 @@ pub struct ClipVit {
 /// head_dim): qkv [b·t, 3D] → [b·t, D], softmax(q kᵀ · head_dim^-0.5) v.
 pub(crate) fn fused_self_attention(qkv: &Tensor, b: usize, t: usize, heads: usize) -> Result<Tensor> {
     let d = qkv.last_dim() / 3;
-    if heads == 0 || d % heads != 0 || qkv.shape() != [b * t, 3 * d] {
+    if heads == 0 || !d.is_multiple_of(heads) || qkv.shape() != [b * t, 3 * d] {
         return Err(Error::Shape(format!("self-attention: qkv {:?} for {b}x{t} tokens, {heads} heads", qkv.shape())));
     }
     let hd = d / heads;
@@ -83,7 +83,7 @@ impl ClipVit {
         if layers != cfg.layers {
             return Err(Error::Weights(format!("{}: {layers} blocks, config says {}", v.path("transformer.resblocks"), cfg.layers)));
         }
-        if cfg.heads == 0 || width % cfg.heads != 0 {
+        if cfg.heads == 0 || !width.is_multiple_of(cfg.heads) {
             return Err(Error::Config(format!("clip: width {width} is not a multiple of heads {}", cfg.heads)));
         }
         let resblocks = (0..layers)

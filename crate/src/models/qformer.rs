@@ -120,7 +120,7 @@ impl VisionModel {
             return Err(Error::Weights(format!("{}: width {width}, config hidden_size {}", e.path("patch_embedding.weight"), cfg.hidden_size)));
         }
         let heads = cfg.num_attention_heads;
-        if heads == 0 || width % heads != 0 {
+        if heads == 0 || !width.is_multiple_of(heads) {
             return Err(Error::Config(format!("qformer vision: width {width} is not a multiple of {heads} heads")));
         }
         let grid = input_side / p;
@@ -196,7 +196,7 @@ impl VisionModel {
 impl QFormerModel {
     fn load(w: &Weights, cfg: &QFormerConfig, vision_width: usize) -> Result<QFormerModel> {
         let (h, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
-        if cfg.num_attention_heads == 0 || h % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !h.is_multiple_of(cfg.num_attention_heads) {
             return Err(Error::Config(format!("qformer: hidden {h} is not a multiple of {} heads", cfg.num_attention_heads)));
         }
         if cfg.encoder_hidden_size != vision_width {
