@@ -3,7 +3,8 @@
 
 use crate::kernels::attention::{attention_into, Attn};
 use crate::kernels::copy2d::Strided;
-use crate::kernels::linear::linear;
+use crate::io::quant::{Packed, Quant};
+use crate::nn::Linear;
 use crate::tensor::{Device, Tensor};
 use crate::Result;
 use std::time::Instant;
@@ -64,9 +65,20 @@ pub fn kernel_benches(device: &Device, dim: usize, hidden: usize, vocab: usize, 
     let mut rows = Vec::new();
     for &(m, n, k, what) in &[(1, hidden, dim, "decode ffn w1"), (1, vocab, dim, "decode output"), (256, hidden, dim, "prefill ffn w1 (256 rows)")] {
         let x = Tensor::from_vec(device, &[m, k], rand_vec(m * k, 1))?;
-        let w = Tensor::from_vec(device, &[n, k], rand_vec(n * k, 2))?;
-        let ms = time(device, reps, || linear(&x, &w, None).map(|_| ()))?;
+        // through nn::Linear: weights above the storage-binding limit are split into row chunks
+        let w = Linear::from_values(device, rand_vec(n * k, 2), n, k, None)?;
+        let ms = time(device, reps, || w.forward(&x).map(|_| ()))?;
         rows.push(BenchRow { name: format!("linear {what} {m}x{n}x{k}"), ms, flop: 2.0 * (m * n * k) as f64, bytes: 4.0 * (n * k + m * k) as f64 });
+    }
+    // the fused dequantizing kernels at decode (matvec) and prefill (tiled) shapes
+    for q in [Quant::F16, Quant::Q8, Quant::Q4] {
+        for &(m, what) in &[(1usize, "decode"), (256, "prefill")] {
+            let (n, k) = (hidden, dim);
+            let x = Tensor::from_vec(device, &[m, k], rand_vec(m * k, 6))?;
+            let w = Linear::from_packed(device, Packed::quantize(q, &rand_vec(n * k, 7), n, k), None)?;
+            let ms = time(device, reps, || w.forward(&x).map(|_| ()))?;
+            rows.push(BenchRow { name: format!("linear {q} {what} ffn w1 {m}x{n}x{k}"), ms, flop: 2.0 * (m * n * k) as f64, bytes: q.bytes(n, k) as f64 + 4.0 * (m * k) as f64 });
+        }
     }
     let hd = dim / heads;
     for &kv_len in &[64usize, 1344] {
