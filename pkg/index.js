@@ -228,6 +228,9 @@ class SphinxModel {
       }
     }
     if (image && image.model !== this) throw new TypeError('chat: the image was encoded by another model');
+    if (!Number.isSafeInteger(maxTokens) || maxTokens < 1) throw new TypeError('chat: maxTokens must be a positive integer');
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new TypeError('chat: seed must be a non-negative integer');
+    if (!(temperature >= 0) || !(topP > 0 && topP <= 1)) throw new TypeError('chat: temperature must be >= 0 and topP in (0, 1]');
     const queue = [];
     let wake = null;
     let outcome = null;

@@ -363,7 +363,7 @@ const OPS = {
     const t0 = performance.now();
     let firstTokenMs = null;
     const result = JSON.parse(
-      await session.chat(JSON.stringify(messages), image, maxTokens, temperature, topP, seed, (tokenId, text) => {
+      await session.chat(JSON.stringify({ messages, image, maxTokens, temperature, topP, seed }), (tokenId, text) => {
         if (signal.aborted) return false;
         firstTokenMs ??= performance.now() - t0;
         if (tokenId >= 0 || text) emit({ tokenId: tokenId >= 0 ? tokenId : null, text });

@@ -3,7 +3,8 @@
 // drawing the boxes and points an answer names over the image. Pixels go to the model's worker
 // only; no request ever carries them.
 
-import { loadSphinx, clearCache } from './pkg/index.js';
+// out/site/ (make demo) has the package beside the page; a checkout served whole has it one level up.
+const { loadSphinx, clearCache } = await import('./pkg/index.js').catch(() => import('../pkg/index.js'));
 
 const DEFAULT_MODEL = 'models/demo/manifest.json';
 const $ = (id) => document.getElementById(id);

@@ -23,6 +23,8 @@ const MAX_HEAD: usize = 16 * 1024;
 const CHUNK: usize = 64 * 1024;
 /// An idle keep-alive connection is closed after this long.
 const IDLE: Duration = Duration::from_secs(30);
+/// How long a `drop-after` fault waits between its last byte and closing the connection.
+const DROP_PAUSE: Duration = Duration::from_millis(300);
 
 /// A test-only fault injected into the responses for one file.
 #[derive(Clone, Debug, PartialEq)]
@@ -418,6 +420,9 @@ fn respond_inner(
     }
     if drop_after.is_some() && line.sent < count {
         out.flush()?;
+        // Let the client take in what was sent before the connection fails (a browser discards
+        // body bytes still queued in a stream when it errors).
+        std::thread::sleep(DROP_PAUSE);
         let _ = out.shutdown(Shutdown::Both);
         return Ok(false);
     }

@@ -43,7 +43,7 @@ export function prepareSite() {
   for (const f of ['image_wide.png', 'image_tall.png']) fs.copyFileSync(path.join(GOLDEN, f), path.join(SITE, 'golden', f));
   const model = path.join(SITE, 'models/golden');
   if (!fs.existsSync(path.join(model, 'manifest.json'))) {
-    run(SPHINX, ['convert', '--from', GOLDEN, '--out', model, '--quant', 'f32', '--tokenizer', path.join(SHARED, 'golden/tokenizer-llama2/tokenizer.json')]);
+    run(SPHINX, ['convert', '--from', GOLDEN, '--out', model, '--quant', 'f32', '--shard-mb', '8', '--tokenizer', path.join(SHARED, 'golden/tokenizer-llama2/tokenizer.json')]);
   }
   return { manifest: JSON.parse(fs.readFileSync(path.join(model, 'manifest.json'), 'utf8')), modelDir: model };
 }

@@ -1,11 +1,16 @@
 //! wasm-bindgen bindings of the SPHINX engine for browsers, driven by the npm package's Web Worker
 //! (`pkg/worker.js`): the GPU device and model session (`session.rs`), shard reads from the Origin
-//! Private File System (`opfs.rs`), incremental SHA-256 of downloads (`digest.rs`), and answer
-//! parsing for drawing boxes and points (`tasks.rs`). A thin shell: the model code is the `sphinx`
-//! crate's, the same as natively. Errors cross to JavaScript as `Error`s carrying the crate's message.
+//! Private File System (`opfs.rs`), incremental SHA-256 of downloads (`digest.rs`), the adapter-limit
+//! check of a manifest (`limits.rs`), and answer parsing for drawing boxes and points (`tasks.rs`).
+//! A thin shell: the model code is the `sphinx` crate's, the same as natively. Errors cross to
+//! JavaScript as `Error`s carrying the crate's message. The browser-only modules build for wasm32
+//! only; the rest is unit-tested natively.
 
 pub mod digest;
+pub mod limits;
+#[cfg(target_arch = "wasm32")]
 pub mod opfs;
+#[cfg(target_arch = "wasm32")]
 pub mod session;
 pub mod tasks;
 

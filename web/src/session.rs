@@ -4,7 +4,8 @@
 //! token to a callback. The same `sphinx` code as the native CLI (`crate/src/bin/sphinx.rs` `run`).
 
 use crate::opfs::OpfsShards;
-use crate::{js_error, session::limits::check_limits};
+use crate::js_error;
+use crate::limits::check_limits;
 use sphinx::generate::{generate, Finish, SamplingParams};
 use sphinx::image::{from_rgba, padded_resize};
 use sphinx::io::converted::{ConvertedSource, Manifest};
@@ -85,43 +86,20 @@ impl GpuDevice {
     }
 }
 
-mod limits {
-    use sphinx::io::converted::Manifest;
-    use sphinx::{Error, Result};
+/// An encoded image: [image_words, dim] on the GPU (shared with a chat that is using it).
+type EncodedImage = Rc<Tensor>;
 
-    /// A weight larger than `maxStorageBufferBindingSize` is split into row chunks by `nn::Linear`;
-    /// what cannot be split is one row above the binding limit, or any other tensor (norms, biases,
-    /// embeddings of the vision towers) above it.
-    pub fn check_limits(m: &Manifest, max_buffer: u64, max_binding: u64) -> Result<()> {
-        let limit = max_buffer.min(max_binding);
-        for t in &m.tensors {
-            let (rows, _) = t.matrix();
-            let row_bytes = t.bytes.div_ceil(rows.max(1) as u64);
-            // f32 copies on the GPU are up to 4 bytes per value whatever the stored precision.
-            let values: u64 = t.shape.iter().product::<usize>() as u64;
-            let splittable = t.shape.len() >= 2;
-            let need = if splittable { row_bytes.max(values / rows.max(1) as u64 * 4) } else { values * 4 };
-            if need > limit {
-                return Err(Error::Gpu(format!(
-                    "tensor {} ({:?}, {}) needs a GPU buffer of {} MiB, but this adapter allows {} MiB \
-                     (maxBufferSize {} MiB, maxStorageBufferBindingSize {} MiB); use a GPU with larger limits",
-                    t.name,
-                    t.shape,
-                    t.quant.name(),
-                    need >> 20,
-                    limit >> 20,
-                    max_buffer >> 20,
-                    max_binding >> 20
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-struct EncodedImage {
-    /// [image_words, dim] on the GPU
-    tokens: Tensor,
+/// A chat request as the worker sends it (JSON).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatRequest {
+    messages: Vec<Message>,
+    /// 0: no image
+    image: u32,
+    max_tokens: usize,
+    temperature: f32,
+    top_p: f32,
+    seed: u64,
 }
 
 struct Inner {
@@ -222,7 +200,7 @@ impl Session {
             enc.tokens.rows_to_vec(0, 1).await.map_err(to_js)?;
             let id = inner.next_image.get();
             inner.next_image.set(id + 1);
-            inner.images.borrow_mut().insert(id, EncodedImage { tokens: enc.tokens });
+            inner.images.borrow_mut().insert(id, Rc::new(enc.tokens));
             Ok(JsValue::from(id))
         })
     }
@@ -233,34 +211,28 @@ impl Session {
         self.inner.images.borrow_mut().remove(&id).is_some()
     }
 
-    /// Answers the last user message of `messages_json` (`[{role: "user"|"assistant", content}]`,
-    /// the upstream conversation template), with image `image` (0: none) after BOS. `on_token(id,
-    /// text)` receives each generated id with the text it makes final (id -1: the final flush);
-    /// returning `false` cancels. Resolves to JSON `{finish: "stop"|"length"|"cancelled", tokens}`.
-    pub fn chat(
-        &self,
-        messages_json: &str,
-        image: u32,
-        max_tokens: u32,
-        temperature: f32,
-        top_p: f32,
-        seed: f64,
-        on_token: js_sys::Function,
-    ) -> js_sys::Promise {
+    /// Answers a chat. `request_json`: `{messages: [{role: "user"|"assistant", content}], image (0:
+    /// none), maxTokens, temperature, topP, seed}`; the upstream conversation template, the image
+    /// after BOS. `on_token(id, text)` receives each generated id with the text it makes final (id
+    /// -1: the final flush); returning `false` cancels. Resolves to JSON `{finish:
+    /// "stop"|"length"|"cancelled", tokens, promptTokens}`.
+    pub fn chat(&self, request_json: &str, on_token: js_sys::Function) -> js_sys::Promise {
         let inner = self.inner.clone();
-        let messages: Result<Vec<Message>, JsValue> =
-            serde_json::from_str(messages_json).map_err(|e| JsError::new(&format!("messages: {e}")).into());
+        let request: Result<ChatRequest, JsValue> =
+            serde_json::from_str(request_json).map_err(|e| JsError::new(&format!("chat request: {e}")).into());
         future_to_promise(async move {
-            let messages = messages?;
+            let ChatRequest { messages, image, max_tokens, temperature, top_p, seed } = request?;
             inner.gpu.check_error().map_err(to_js)?;
             let text = conversation::prompt(&messages).map_err(to_js)?;
             let ids = inner.tokenizer.encode_prompt(&text).map_err(to_js)?;
-            let images = inner.images.borrow();
-            let tokens = match image {
+            let tokens: Option<EncodedImage> = match image {
                 0 => None,
-                id => Some(&images.get(&id).ok_or_else(|| JsError::new(&format!("image handle {id} was freed or never encoded")))?.tokens),
+                id => Some(
+                    inner.images.borrow().get(&id).cloned().ok_or_else(|| JsError::new(&format!("image handle {id} was freed or never encoded")))?,
+                ),
             };
-            let params = SamplingParams { temperature, top_p, seed: seed as u64, max_tokens: max_tokens as usize };
+            let tokens = tokens.as_deref();
+            let params = SamplingParams { temperature, top_p, seed, max_tokens };
             let mut callback_error = None;
             let g = generate(&inner.model, &inner.tokenizer, &ids, tokens, params, |id, delta| {
                 let id = if id == u32::MAX { JsValue::from(-1) } else { JsValue::from(id) };

@@ -47,3 +47,23 @@ pub fn parse_answer(answer: &str, width: u32, height: u32) -> Result<String, JsE
     };
     serde_json::to_string(&out).map_err(|e| JsError::new(&e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxes_in_pixels_and_ranges_in_utf16_units() {
+        // "é" is 2 bytes in UTF-8 and 1 unit in UTF-16: ranges after it shift by one.
+        let answer = "é <p>a dog</p> [0.00, 0.25, 0.50, 0.75]";
+        let json: serde_json::Value = serde_json::from_str(&parse_answer(answer, 200, 100).unwrap()).unwrap();
+        let g = &json["groundings"][0];
+        assert_eq!(g["phrase"], "a dog");
+        assert_eq!(g["phraseRange"], serde_json::json!([2, 14]));
+        assert_eq!(g["bracketRange"].as_array().unwrap()[0], 15);
+        let b = &g["shapes"][0];
+        assert_eq!(b["kind"], "box");
+        // the 200x100 image sits in a 200x200 square, 50 px down
+        assert_eq!((b["x1"].as_f64(), b["y1"].as_f64(), b["x2"].as_f64(), b["y2"].as_f64()), (Some(0.0), Some(0.0), Some(100.0), Some(100.0)));
+    }
+}
