@@ -3,7 +3,8 @@
 //! then the model is built on a device.
 
 use crate::config::{read_llama_type, ModelArgs, ModelConfig, VisionConfig};
-use crate::io::converted::ConvertedSource;
+use crate::io::converted::{matrix_of, ConvertedSource};
+use crate::io::quant::{Packed, Quant};
 use crate::io::UpstreamCheckpoint;
 use crate::models::sphinx::Sphinx;
 use crate::nn::{TensorSource, Weights};
@@ -26,6 +27,12 @@ impl TensorSource for UpstreamCheckpoint {
     }
     fn read_f32(&mut self, name: &str) -> Result<Vec<f32>> {
         Ok(UpstreamCheckpoint::read_f32(self, name)?.1)
+    }
+    /// Widened straight into the bytes the GPU upload takes (one copy of the tensor on the host).
+    fn read_packed(&mut self, name: &str) -> Result<Packed> {
+        let (shape, bytes) = self.read_f32_bytes(name)?;
+        let (rows, cols) = matrix_of(&shape);
+        Packed::new(Quant::F32, rows, cols, bytes)
     }
 }
 

@@ -245,6 +245,19 @@ fn gather(src: &[u8], es: usize, shape: &[usize], strides: &[usize]) -> Vec<u8> 
 }
 
 /// Little-endian `dtype` bytes → f32 (exact for bf16 and f16).
+/// Widens stored values to little-endian f32 bytes (`out` holds 4 bytes per value).
+pub fn widen_into(dtype: DType, bytes: &[u8], out: &mut [u8]) {
+    let es = dtype.size();
+    for (o, c) in out.chunks_exact_mut(4).zip(bytes.chunks_exact(es)) {
+        let v = match dtype {
+            DType::BF16 => f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16),
+            DType::F16 => half::f16::from_le_bytes([c[0], c[1]]).to_f32(),
+            DType::F32 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+        };
+        o.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
 pub fn to_f32(dtype: DType, bytes: &[u8]) -> Vec<f32> {
     match dtype {
         DType::BF16 => {
@@ -470,6 +483,34 @@ impl UpstreamCheckpoint {
             at += chunk;
         }
         Ok((t.dtype, t.shape.clone(), out))
+    }
+
+    /// The whole tensor as little-endian f32 bytes, merged from the ranks. Each rank's chunk is
+    /// widened as it is placed, so the host holds the output and one rank's raw chunk — never two
+    /// copies of the tensor.
+    pub fn read_f32_bytes(&self, name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+        let t = self.info(name)?;
+        let es = t.dtype.size();
+        let n: usize = t.shape.iter().product();
+        let mut out = vec![0u8; n * 4];
+        match t.split {
+            Split::Concat(d) if self.shards.len() > 1 => {
+                let outer: usize = t.shape[..d].iter().product();
+                let row = t.shape[d..].iter().product::<usize>() * 4; // f32 bytes per outer index, merged
+                let mut at = 0;
+                for s in &self.shards {
+                    let part = s.read_raw(name)?;
+                    let chunk = part.len() / outer.max(1); // raw bytes per outer index in this rank
+                    let wide = chunk / es * 4;
+                    for o in 0..outer {
+                        widen_into(t.dtype, &part[o * chunk..(o + 1) * chunk], &mut out[o * row + at..o * row + at + wide]);
+                    }
+                    at += wide;
+                }
+            }
+            _ => widen_into(t.dtype, &self.shards[0].read_raw(name)?, &mut out),
+        }
+        Ok((t.shape.clone(), out))
     }
 
     /// The whole tensor as f32 (bf16/f16 widen exactly), with its merged shape.

@@ -10,8 +10,10 @@ const KERNEL: Kernel = Kernel { name: "linear", source: include_str!("linear.wgs
 const MATVEC: Kernel = Kernel { name: "matvec", source: include_str!("matvec.wgsl") };
 /// Up to this many rows go through `matvec.wgsl`.
 pub const MATVEC_MAX_ROWS: usize = 4;
-/// Narrow problems (N < 64 or K ≤ 64): one invocation per output.
+/// Short rows (K ≤ 128, any number of rows) or few outputs (N < 64): one invocation per output.
+/// Reductions over a workgroup only pay off for longer rows.
 const SMALL: Kernel = Kernel { name: "linear_small", source: include_str!("linear_small.wgsl") };
+const SMALL_MAX_K: usize = 128;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -75,10 +77,11 @@ pub fn linear_into(y: &mut Tensor, y_col: usize, x: &Tensor, w: &Tensor, b: Opti
             };
             let bias = b.map(buf).unwrap_or(buf(w));
             let bufs = [buf(x), buf(w), bias, buf(y)];
-            if m <= MATVEC_MAX_ROWS {
-                gpu.dispatch(&MATVEC, &[], &p, &bufs, [n.div_ceil(8) as u32, m as u32, 1])
-            } else if (n < 64 || k <= 64) && m <= gpu.limits.max_compute_workgroups_per_dimension as usize {
+            let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+            if m <= max_groups && (k <= SMALL_MAX_K || (m > MATVEC_MAX_ROWS && n < 64)) {
                 gpu.dispatch(&SMALL, &[("WG", 64.0)], &p, &bufs, [n.div_ceil(64) as u32, m as u32, 1])
+            } else if m <= MATVEC_MAX_ROWS {
+                gpu.dispatch(&MATVEC, &[], &p, &bufs, [n.div_ceil(8) as u32, m as u32, 1])
             } else {
                 gpu.dispatch(&KERNEL, &[], &p, &bufs, [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1])
             }
@@ -106,8 +109,8 @@ mod tests {
     fn linear_gpu_matches_cpu() {
         let dev = gpu_device();
         let mut rng = Rng::new(1);
-        // rows ≤ 4 take matvec.wgsl; narrow ones (n < 64 or k ≤ 64) linear_small.wgsl; the rest the tiled kernel
-        for &(m, n, k, bias) in &[(1, 1, 1, false), (3, 5, 7, true), (4, 9, 70, true), (5, 9, 70, false), (67, 130, 33, true), (129, 65, 200, false), (70, 20, 300, true), (1, 300, 517, true)] {
+        // k ≤ 128 (or n < 64 beyond 4 rows) takes linear_small.wgsl; other rows ≤ 4 matvec.wgsl; the rest the tiled kernel
+        for &(m, n, k, bias) in &[(1, 1, 1, false), (3, 5, 7, true), (4, 9, 70, true), (5, 9, 70, false), (67, 130, 33, true), (129, 65, 200, false), (70, 20, 300, true), (1, 300, 517, true), (2, 70, 300, false)] {
             let x = rng.vec(m * k, 1.0);
             let w = rng.vec(n * k, 0.5);
             let b = rng.vec(n, 0.5);
