@@ -134,7 +134,12 @@ export interface SphinxModel {
 }
 
 /** Loads the converted model `manifestUrl` names (downloading into browser storage what is not
- *  there yet) and builds it on WebGPU in a Web Worker. */
+ *  there yet) and builds it on WebGPU in a Web Worker.
+ *
+ *  Rejects with an Error whose `name` says why: `AbortError` (the signal), `QuotaExceededError`
+ *  (browser storage too small, before downloading or when it fills up while writing; what was
+ *  stored is kept and a later load resumes from it), or `Error` with a message naming the file
+ *  (HTTP failures, SHA-256 mismatch after refetching, no WebGPU / no adapter, adapter limits). */
 export function loadSphinx(manifestUrl: string | URL, options?: LoadOptions): Promise<SphinxModel>;
 
 /** Removes what is stored for `manifestUrl`; resolves to whether anything was. */

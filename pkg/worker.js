@@ -119,6 +119,28 @@ function hashStored(handle, size, hasher, report) {
 
 class FatalHttpError extends Error {}
 
+/** The origin's storage quota ran out while writing (what estimate() promised was not there). */
+class StorageFullError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'QuotaExceededError';
+  }
+}
+
+/** Writes at `pos`; a full storage becomes a StorageFullError (not retried: refetching cannot help). */
+function writeAt(access, bytes, pos, entry) {
+  try {
+    access.write(bytes, { at: pos });
+  } catch (e) {
+    if (e?.name !== 'QuotaExceededError') throw e;
+    throw new StorageFullError(
+      `not enough browser storage for this model: storing ${entry.file} failed at byte ${pos} of ${entry.bytes} ` +
+        `(${e.message}). The bytes stored so far are kept and the next load resumes from them; free disk space or ` +
+        `clear this site's data, then reload.`,
+    );
+  }
+}
+
 /**
  * Brings one file of the manifest into `dir` as `<sha256>`: resumes `<sha256>.part` from its stored
  * bytes, hashes as it writes, checks size and digest, and renames. Returns the network bytes.
@@ -171,7 +193,7 @@ async function download(dir, entry, url, signal, onBytes, onVerify, emitNote) {
             if (pos + value.length > entry.bytes) {
               throw new FatalHttpError(`${entry.file}: the server sent more than the ${entry.bytes} bytes the manifest lists`);
             }
-            access.write(value, { at: pos });
+            writeAt(access, value, pos, entry);
             hasher.update(value);
             pos += value.length;
             received += value.length;
@@ -181,7 +203,7 @@ async function download(dir, entry, url, signal, onBytes, onVerify, emitNote) {
           if (pos < entry.bytes) throw new Error(`${entry.file}: the response ended at byte ${pos} of ${entry.bytes}`);
         } catch (e) {
           if (signal.aborted) throw signal.reason;
-          if (e instanceof FatalHttpError) throw e;
+          if (e instanceof FatalHttpError || e instanceof StorageFullError) throw e;
           if (++failures > MAX_RETRIES) throw new Error(`${entry.file}: download failed ${MAX_RETRIES} times in a row: ${e.message}`);
           emitNote(`${entry.file}: ${e.message}; resuming at byte ${pos}`);
           await sleep(200 * 2 ** failures, signal);

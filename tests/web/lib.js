@@ -85,17 +85,17 @@ export async function startServer(root, { faults = [] } = {}) {
   };
 }
 
-/** Headless Chromium with WebGPU on SwiftShader, in a fresh profile; every request it makes is
- *  recorded in `requests`. */
-export async function launchBrowser() {
+/** Headless Chromium with WebGPU on SwiftShader (or, with `webgpu: false`, as it starts on a machine
+ *  without a usable GPU: navigator.gpu present, no adapter), in a fresh profile; every request it
+ *  makes is recorded in `requests`. */
+export async function launchBrowser({ webgpu = true } = {}) {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'sphinx-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     args: [
       '--no-sandbox',
-      '--enable-unsafe-webgpu',
-      '--use-webgpu-adapter=swiftshader',
+      ...(webgpu ? ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'] : []),
       '--disable-quic',
       '--no-first-run',
       '--disable-background-networking',
@@ -108,6 +108,8 @@ export async function launchBrowser() {
   return {
     context,
     requests,
+    /** A DevTools session of a page (for overrides such as the storage quota). */
+    cdp: (page) => context.newCDPSession(page),
     async page(url) {
       const page = await context.newPage();
       const errors = [];

@@ -56,7 +56,7 @@ impl GpuDevice {
         Ok(GpuDevice { gpu })
     }
 
-    /// JSON: `{adapter, backend, driver, shaderF16, subgroups, maxBufferSize, maxStorageBufferBindingSize}`.
+    /// JSON: `{adapter, backend, driver, shaderF16, subgroups, software, maxBufferSize, maxStorageBufferBindingSize}`.
     pub fn info(&self) -> String {
         let i = &self.gpu.info;
         serde_json::json!({
@@ -65,6 +65,7 @@ impl GpuDevice {
             "driver": i.driver,
             "shaderF16": i.shader_f16,
             "subgroups": i.subgroups,
+            "software": i.software,
             "maxBufferSize": i.max_buffer_size,
             "maxStorageBufferBindingSize": i.max_storage_binding,
         })

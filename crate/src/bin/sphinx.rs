@@ -94,6 +94,9 @@ enum Command {
         kv_heads: usize,
         #[arg(long, default_value_t = 5)]
         reps: usize,
+        /// Skip the kernel timings (only the model, with --model)
+        #[arg(long)]
+        no_kernels: bool,
         /// Also time a model end to end
         #[arg(long)]
         model: Option<PathBuf>,
@@ -343,11 +346,13 @@ async fn main_async(cli: Cli) -> Result<()> {
             let _ = std::io::stdout().flush();
             server.run()?;
         }
-        Command::Bench { device, dim, hidden, vocab, heads, kv_heads, reps, model, image, tokens } => {
+        Command::Bench { device, dim, hidden, vocab, heads, kv_heads, reps, no_kernels, model, image, tokens } => {
             let device = Device::from_name(&device).await?;
             println!("device: {device:?}");
-            for row in sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps)? {
-                println!("{row}");
+            if !no_kernels {
+                for row in sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps)? {
+                    println!("{row}");
+                }
             }
             if let Some(dir) = model {
                 let t0 = Instant::now();
@@ -377,6 +382,16 @@ async fn main_async(cli: Cli) -> Result<()> {
                 }
                 let s = t3.elapsed().as_secs_f64();
                 println!("decode {tokens} tokens: {s:.3} s ({:.2} tokens/s)", tokens as f64 / s);
+            }
+            if let Device::Gpu(gpu) = &device {
+                let rows = gpu.profile_report();
+                if !rows.is_empty() {
+                    let total: f64 = rows.iter().map(|r| r.2).sum();
+                    println!("slowest dispatches (SPHINX_PROFILE=1; {total:.3} s in all):");
+                    for (name, calls, secs) in rows.iter().take(30) {
+                        println!("{secs:10.3} s {calls:6}×  {name}");
+                    }
+                }
             }
         }
     }

@@ -6,6 +6,9 @@ use crate::tensor::Tensor;
 use crate::{Error, Result};
 
 const KERNEL: Kernel = Kernel { name: "layer_norm", source: include_str!("layer_norm.wgsl") };
+/// Rows of at most this many columns take `layer_norm_rows.wgsl` (one invocation per row).
+const ROWS: Kernel = Kernel { name: "layer_norm_rows", source: include_str!("layer_norm_rows.wgsl") };
+const ROWS_MAX_COLS: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -32,11 +35,15 @@ pub fn layer_norm_into(y: &mut Tensor, x: &Tensor, w: &Tensor, b: &Tensor, eps: 
     match gpu_of("layer_norm", &[x, w, b, &*y])? {
         Some(gpu) => {
             let p = Params { rows: u32_of("rows", rows)?, cols: u32_of("cols", cols)?, eps: eps as f32, _pad: 0 };
-            let groups = gpu.grid(rows as u64, 1);
-            // One workgroup per row, no wider than the row needs: ConvNeXt normalises 16384+ rows of
-            // 16..3072 channels per view, and idle lanes still pay for every barrier (6x slower
-            // image encoding on SwiftShader with a fixed 256).
-            gpu.dispatch(&KERNEL, &[("WG", super::row_workgroup(cols) as f64)], &p, &[buf(x), buf(w), buf(b), buf(y)], groups)?;
+            let bufs = [buf(x), buf(w), buf(b), buf(y)];
+            if cols <= ROWS_MAX_COLS {
+                gpu.dispatch(&ROWS, &[("WG", 64.0)], &p, &bufs, gpu.grid(rows as u64, 64))?;
+            } else {
+                // One workgroup per row, no wider than the row needs: ConvNeXt normalises 16384+ rows
+                // of 16..3072 channels per view, and idle lanes still pay for every barrier (6x
+                // slower image encoding on SwiftShader with a fixed 256).
+                gpu.dispatch(&KERNEL, &[("WG", super::row_workgroup(cols) as f64)], &p, &bufs, gpu.grid(rows as u64, 1))?;
+            }
         }
         None => {
             let out = y.cpu_mut().ok_or_else(|| Error::Shape("layer_norm output".into()))?;
@@ -69,7 +76,7 @@ mod tests {
     fn layer_norm_gpu_matches_cpu() {
         let dev = gpu_device();
         let mut rng = Rng::new(3);
-        for &(rows, cols) in &[(1, 1), (3, 7), (17, 257), (5, 3072), (70000, 3)] {
+        for &(rows, cols) in &[(1, 1), (3, 7), (17, 257), (5, 3072), (70000, 3), (4099, 64), (33, 65)] {
             let x: Vec<f32> = rng.vec(rows * cols, 3.0).iter().map(|v| v + 2.0).collect();
             let w = rng.vec(cols, 1.0);
             let b = rng.vec(cols, 1.0);

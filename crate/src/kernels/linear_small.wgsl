@@ -1,6 +1,7 @@
 // Linear layer for narrow problems (few outputs or short rows, e.g. the first ConvNeXt stages):
 // one invocation per output element, a plain dot product over K. Tiling would leave most of a 64x64
-// tile idle there. Same addressing as linear.wgsl.
+// tile idle there. Outputs are numbered row-major over [m, n] and the grid is folded into x/y, so
+// every lane of a workgroup has work even when n is 16. Same addressing as linear.wgsl.
 
 struct Params {
     m: u32,
@@ -22,12 +23,13 @@ struct Params {
 override WG: u32 = 64;
 
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let n = gid.x;
-    let r = gid.y;
-    if (n >= p.n || r >= p.m) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.m * p.n) {
         return;
     }
+    let r = i / p.n;
+    let n = i % p.n;
     let xr = p.x_offset + r * p.x_stride;
     let wr = n * p.k;
     var s = 0.0;

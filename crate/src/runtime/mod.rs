@@ -30,6 +30,9 @@ pub struct GpuInfo {
     pub driver: String,
     pub shader_f16: bool,
     pub subgroups: bool,
+    /// A CPU implementation (lavapipe, SwiftShader: the browser's fallback adapter). Barriers and
+    /// workgroup memory cost far more there than repeated loads, so some kernels have a variant.
+    pub software: bool,
     pub max_buffer_size: u64,
     pub max_storage_binding: u64,
 }
@@ -57,6 +60,8 @@ pub struct Gpu {
     batch: Mutex<Batch>,
     /// First uncaptured wgpu error (validation, out of memory, device lost); reported at readback.
     error: Arc<Mutex<Option<String>>>,
+    /// Per-kernel wall times (kernel and grid → calls, seconds), when `SPHINX_PROFILE=1`.
+    profile: Option<Mutex<HashMap<String, (u32, f64)>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,6 +132,7 @@ impl Gpu {
             driver: format!("{} {}", ainfo.driver, ainfo.driver_info),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
+            software: ainfo.device_type == wgpu::DeviceType::Cpu,
             max_buffer_size: alimits.max_buffer_size,
             max_storage_binding: alimits.max_storage_buffer_binding_size as u64,
         };
@@ -152,6 +158,8 @@ impl Gpu {
             pool: Mutex::new(HashMap::new()),
             batch: Mutex::new(Batch { encoder: None, params: Vec::new(), arena, dispatches: 0 }),
             error,
+            profile: (cfg!(not(target_arch = "wasm32")) && std::env::var("SPHINX_PROFILE").is_ok_and(|v| v == "1"))
+                .then(|| Mutex::new(HashMap::new())),
         }))
     }
 
@@ -305,7 +313,33 @@ impl Gpu {
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         }
         batch.dispatches += 1;
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(profile) = &self.profile {
+            // Each dispatch runs alone and is waited for: its wall time is its own.
+            let key = format!("{} {groups:?}", kernel.name);
+            self.submit(&mut batch);
+            drop(batch);
+            let t = std::time::Instant::now();
+            self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("poll: {e}")))?;
+            let mut p = lock(profile);
+            let e = p.entry(key).or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 += t.elapsed().as_secs_f64();
+        }
         Ok(())
+    }
+
+    /// The per-dispatch times recorded since the device was opened with `SPHINX_PROFILE=1` (native
+    /// only; each dispatch is then submitted and waited for on its own, which serialises the GPU —
+    /// for finding slow kernels, not for throughput):
+    /// `(kernel and grid, calls, seconds)`, slowest first.
+    pub fn profile_report(&self) -> Vec<(String, u32, f64)> {
+        let mut rows: Vec<_> = match &self.profile {
+            Some(p) => lock(p).iter().map(|(k, v)| (k.clone(), v.0, v.1)).collect(),
+            None => Vec::new(),
+        };
+        rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+        rows
     }
 
     /// Records a buffer-to-buffer copy (byte offsets and size multiples of 4).
