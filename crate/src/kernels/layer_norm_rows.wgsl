@@ -2,18 +2,7 @@
 // dozen channels per view): one invocation per row, no workgroup reductions or barriers. Same
 // parameters and result as layer_norm.wgsl.
 
-struct Params {
-    rows: u32,
-    cols: u32,
-    eps: f32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;      // [rows, cols]
-@group(0) @binding(2) var<storage, read> weight: array<f32>; // [cols]
-@group(0) @binding(3) var<storage, read> bias: array<f32>;   // [cols]
-@group(0) @binding(4) var<storage, read_write> y: array<f32>; // [rows, cols]
+// Params and bindings: layer_norm_bindings.wgsl (layer_norm.rs puts it first).
 
 override WG: u32 = 64;
 

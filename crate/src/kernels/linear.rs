@@ -5,18 +5,18 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "linear", source: include_str!("linear.wgsl") };
+const KERNEL: Kernel = Kernel { name: "linear", source: concat!(include_str!("linear_params.wgsl"), include_str!("linear.wgsl")) };
 /// Few-row variant (decode): a workgroup reduces 8 outputs over K instead of tiling 64x64.
-const MATVEC: Kernel = Kernel { name: "matvec", source: include_str!("matvec.wgsl") };
+const MATVEC: Kernel = Kernel { name: "matvec", source: concat!(include_str!("linear_params.wgsl"), include_str!("matvec.wgsl")) };
 /// Up to this many rows go through `matvec.wgsl`.
 pub const MATVEC_MAX_ROWS: usize = 4;
 /// Short rows (K ≤ 128, any number of rows) or few outputs (N < 64): one invocation per output.
 /// Reductions over a workgroup only pay off for longer rows.
-const SMALL: Kernel = Kernel { name: "linear_small", source: include_str!("linear_small.wgsl") };
+const SMALL: Kernel = Kernel { name: "linear_small", source: concat!(include_str!("linear_params.wgsl"), include_str!("linear_small.wgsl")) };
 const SMALL_MAX_K: usize = 128;
 /// Many rows on a software adapter (K a multiple of 4): 4x4 register blocks from vec4 loads, no
 /// workgroup memory (2.2x faster image encoding than the tiled kernel on lavapipe).
-const VEC4: Kernel = Kernel { name: "linear_vec4", source: include_str!("linear_vec4.wgsl") };
+const VEC4: Kernel = Kernel { name: "linear_vec4", source: concat!(include_str!("linear_params.wgsl"), include_str!("linear_vec4.wgsl")) };
 
 /// The kernels `linear_into` chooses from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,16 +3,7 @@
 // tile idle there. Outputs are numbered row-major over [m, n] and the grid is folded into x/y, so
 // every lane of a workgroup has work even when n is 16. Same addressing as linear.wgsl.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    x_offset: u32,
-    x_stride: u32,
-    y_offset: u32,
-    y_stride: u32,
-}
+// struct Params: linear_params.wgsl (linear.rs puts it first).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -4,16 +4,7 @@
 // repeated loads from cache. Needs K, x_offset and x_stride multiples of 4 (linear.rs checks).
 // Same parameters and addressing as linear.wgsl.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    x_offset: u32,
-    x_stride: u32,
-    y_offset: u32,
-    y_stride: u32,
-}
+// struct Params: linear_params.wgsl (linear.rs puts it first).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;

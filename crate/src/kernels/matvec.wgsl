@@ -3,16 +3,7 @@
 // over K (coalesced reads of the weight row) and reduce their partial sums in workgroup memory.
 // Same addressing as linear.wgsl.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    x_offset: u32,
-    x_stride: u32,
-    y_offset: u32,
-    y_stride: u32,
-}
+// struct Params: linear_params.wgsl (linear.rs puts it first).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
