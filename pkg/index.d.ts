@@ -27,6 +27,8 @@ export interface AdapterInfo {
   driver: string;
   shaderF16: boolean;
   subgroups: boolean;
+  /** A CPU implementation of WebGPU (the browser's fallback adapter, e.g. SwiftShader): slow. */
+  software: boolean;
   maxBufferSize: number;
   maxStorageBufferBindingSize: number;
 }

@@ -72,7 +72,7 @@ async function load() {
   $('load-text').textContent =
     `Ready: ${m.release} (${formatBytes(l.totalBytes)}; ${l.downloadedBytes ? `${formatBytes(l.downloadedBytes)} downloaded` : 'from the browser cache'}) in ${formatSeconds(l.totalMs / 1000)}.`;
   $('gpu-info').textContent =
-    `GPU: ${adapter.adapter || 'unnamed adapter'} (${adapter.backend}); shader-f16 ${adapter.shaderF16 ? 'yes' : 'no'}, subgroups ${adapter.subgroups ? 'yes' : 'no'}; ` +
+    `GPU: ${adapter.adapter || 'unnamed adapter'} (${adapter.backend}${adapter.software ? ', a software adapter: expect it to be slow' : ''}); shader-f16 ${adapter.shaderF16 ? 'yes' : 'no'}, subgroups ${adapter.subgroups ? 'yes' : 'no'}; ` +
     `maxBufferSize ${formatBytes(adapter.maxBufferSize)}`;
   document.body.dataset.ready = 'true';
   updateButtons();

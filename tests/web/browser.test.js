@@ -131,6 +131,8 @@ test('golden: greedy ids of the f32 dev model through loadSphinx, then a reload 
     assert.equal(last.loaded, last.total);
     assert.equal(loaded.info.load.downloadedBytes, loaded.info.load.totalBytes);
     timings.adapter = loaded.info.adapter;
+    // SwiftShader is Chromium's fallback adapter: the kernels for software adapters are chosen.
+    assert.equal(loaded.info.adapter.software, true, JSON.stringify(loaded.info.adapter));
     timings.loadColdMs = Math.round(loaded.ms);
     timings.coldPhasesMs = { download: Math.round(loaded.info.load.downloadMs), upload: Math.round(loaded.info.load.uploadMs), compile: Math.round(loaded.info.load.compileMs) };
     timings.wasmHeapBytes = loaded.info.load.wasmHeapBytes;
@@ -325,6 +327,7 @@ test('demo page: loads the demo model, takes an image, streams an answer', { tim
     const page = await browser.page(server.url);
     await page.waitForSelector('body[data-ready="true"]', { timeout: TIMEOUT });
     assert.match(await page.textContent('#notice'), /random weights/);
+    assert.match(await page.textContent('#gpu-info'), /a software adapter: expect it to be slow/);
     await page.setInputFiles('#file', path.join(DEMO_SITE, 'assets/demo.png'));
     await page.waitForFunction(() => /encoded/.test(document.getElementById('image-status').textContent), null, { timeout: TIMEOUT });
     await page.fill('#max-tokens', '12');
