@@ -58,17 +58,22 @@ impl LinearPath {
     }
 }
 
+/// The parameters of every linear kernel (`linear_params.wgsl`; qlinear.rs uses them too).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    x_offset: u32,
-    x_stride: u32,
-    y_offset: u32,
-    y_stride: u32,
+pub(super) struct Params {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub has_bias: u32,
+    pub x_offset: u32,
+    pub x_stride: u32,
+    pub y_offset: u32,
+    pub y_stride: u32,
+    /// Block formats only (0 for f32): k padded to whole blocks, first word of the scales region.
+    pub kp: u32,
+    pub scales: u32,
+    pub _pad: [u32; 2],
 }
 
 /// x [.., K] · w[N, K]ᵀ + b[N] → [.., N].
@@ -123,6 +128,9 @@ pub fn linear_into_path(y: &mut Tensor, y_col: usize, x: &Tensor, w: &Tensor, b:
                 x_stride: k as u32,
                 y_offset: u32_of("linear output offset", y_col)?,
                 y_stride: u32_of("linear output stride", ny)?,
+                kp: 0,
+                scales: 0,
+                _pad: [0; 2],
             };
             let bias = b.map(buf).unwrap_or(buf(w));
             let bufs = [buf(x), buf(w), bias, buf(y)];

@@ -5,20 +5,7 @@
 // y: [M, N] written at y_offset + r * y_stride + n (so it can fill a column block of a wider tensor).
 // Each 16x16 workgroup computes a 64x64 output tile, 4x4 outputs per invocation, K in steps of 16.
 
-struct Params {
-    m: u32,         // rows of x and y
-    n: u32,         // output features (rows of w)
-    k: u32,         // input features
-    has_bias: u32,  // 1: add bias[n]
-    x_offset: u32,  // first element of x
-    x_stride: u32,  // elements between rows of x
-    y_offset: u32,  // first element of y
-    y_stride: u32,  // elements between rows of y
-    kp: u32,        // k padded to whole blocks of 32 (block formats)
-    scales: u32,    // first 32-bit word of the scales region (block formats)
-    _pad0: u32,
-    _pad1: u32,
-}
+// struct Params: linear_params.wgsl (qlinear.rs puts it first).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

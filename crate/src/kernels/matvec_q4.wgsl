@@ -4,20 +4,7 @@
 // q4: 16 bytes per block of 32 (value j in the low nibble of byte j, value j + 16 in the high
 // nibble, code u means (u - 8) · scale), then binary16 scales [n, kp / 32] (docs/format.md).
 
-struct Params {
-    m: u32,         // rows of x and y
-    n: u32,         // output features (rows of w)
-    k: u32,         // input features
-    has_bias: u32,  // 1: add bias[n]
-    x_offset: u32,  // first element of x
-    x_stride: u32,  // elements between rows of x
-    y_offset: u32,  // first element of y
-    y_stride: u32,  // elements between rows of y
-    kp: u32,        // k padded to whole blocks of 32 (block formats)
-    scales: u32,    // first 32-bit word of the scales region (block formats)
-    _pad0: u32,
-    _pad1: u32,
-}
+// struct Params: linear_params.wgsl (qlinear.rs puts it first).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -3,19 +3,19 @@
 //! matrix-matrix (`linear_*.wgsl`, prefill and vision) — and gather rows of a packed embedding table
 //! (`gather_rows_*.wgsl`). The CPU twins dequantize a few rows at a time, never a whole matrix.
 
-use super::linear::MATVEC_MAX_ROWS;
+use super::linear::{Params, MATVEC_MAX_ROWS};
 use super::{buf, cpu, gpu_of, u32_of};
 use crate::io::quant::{padded_cols, Packed, Quant};
 use crate::runtime::{GpuBuffer, Kernel};
 use crate::tensor::{Data, Device, Tensor};
 use crate::{Error, Result};
 
-const MATVEC_F16: Kernel = Kernel { name: "matvec_f16", source: include_str!("matvec_f16.wgsl") };
-const MATVEC_Q8: Kernel = Kernel { name: "matvec_q8", source: include_str!("matvec_q8.wgsl") };
-const MATVEC_Q4: Kernel = Kernel { name: "matvec_q4", source: include_str!("matvec_q4.wgsl") };
-const LINEAR_F16: Kernel = Kernel { name: "linear_f16", source: include_str!("linear_f16.wgsl") };
-const LINEAR_Q8: Kernel = Kernel { name: "linear_q8", source: include_str!("linear_q8.wgsl") };
-const LINEAR_Q4: Kernel = Kernel { name: "linear_q4", source: include_str!("linear_q4.wgsl") };
+const MATVEC_F16: Kernel = Kernel { name: "matvec_f16", source: concat!(include_str!("linear_params.wgsl"), include_str!("matvec_f16.wgsl")) };
+const MATVEC_Q8: Kernel = Kernel { name: "matvec_q8", source: concat!(include_str!("linear_params.wgsl"), include_str!("matvec_q8.wgsl")) };
+const MATVEC_Q4: Kernel = Kernel { name: "matvec_q4", source: concat!(include_str!("linear_params.wgsl"), include_str!("matvec_q4.wgsl")) };
+const LINEAR_F16: Kernel = Kernel { name: "linear_f16", source: concat!(include_str!("linear_params.wgsl"), include_str!("linear_f16.wgsl")) };
+const LINEAR_Q8: Kernel = Kernel { name: "linear_q8", source: concat!(include_str!("linear_params.wgsl"), include_str!("linear_q8.wgsl")) };
+const LINEAR_Q4: Kernel = Kernel { name: "linear_q4", source: concat!(include_str!("linear_params.wgsl"), include_str!("linear_q4.wgsl")) };
 const GATHER_F16: Kernel = Kernel { name: "gather_rows_f16", source: include_str!("gather_rows_f16.wgsl") };
 const GATHER_Q8: Kernel = Kernel { name: "gather_rows_q8", source: include_str!("gather_rows_q8.wgsl") };
 const GATHER_Q4: Kernel = Kernel { name: "gather_rows_q4", source: include_str!("gather_rows_q4.wgsl") };
@@ -55,21 +55,6 @@ impl QWeight {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    x_offset: u32,
-    x_stride: u32,
-    y_offset: u32,
-    y_stride: u32,
-    kp: u32,
-    scales: u32,
-    _pad: [u32; 2],
-}
 
 /// Writes x·wᵀ + b into columns `y_col .. y_col + rows(w)` of y ([M, Ny]); x is [M, cols(w)].
 pub fn qlinear_into(y: &mut Tensor, y_col: usize, x: &Tensor, w: &QWeight, b: Option<&Tensor>) -> Result<()> {
