@@ -9,28 +9,36 @@ WASM_TARGET := wasm32-unknown-unknown
 WASM := $(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/sphinx_web.wasm
 PORT ?= 8080
 
-.PHONY: all build web site demo demo-cli test test-rust test-web clean
+.PHONY: all setup-demo setup-test build web site demo demo-cli test test-rust test-web clean
 
 all: build
+
+# What a fresh Debian machine lacks (scripts/setup.sh says what; it skips what is present).
+setup-demo:
+	scripts/setup.sh demo
+setup-test:
+	scripts/setup.sh test
 
 build:
 	cargo build --release -p sphinx
 
 # The npm package pkg/: the wasm engine and its wasm-bindgen glue (pkg/wasm/, generated) beside the
 # hand-written entry, worker and types.
-web:
+web: setup-demo
 	cargo build --release -p sphinx-web --target $(WASM_TARGET)
 	wasm-bindgen --target web --out-dir pkg/wasm --out-name sphinx_web $(WASM)
 	@echo "pkg/wasm/sphinx_web_bg.wasm: $$(wc -c < pkg/wasm/sphinx_web_bg.wasm) bytes, $$(gzip -9c pkg/wasm/sphinx_web_bg.wasm | wc -c) gzipped"
 
-# The demo site out/site/: the page (www/), the package, and a tiny random-weight SPHINX-Tiny-1k in
-# the converted format (no real weights can be downloaded here).
+# The demo site out/site/: the page (www/), the package, a tiny random-weight SPHINX-Tiny-1k in the
+# converted format (no real weights can be downloaded here) and models.json listing it.
 site: build web
 	rm -rf out/site
 	mkdir -p out/site/models
 	cp -r www/. out/site/
 	cp -r pkg out/site/pkg
 	$(SPHINX) demo-model --out out/site/models/demo
+	printf '[\n  {"name": "Demo model (random weights, SPHINX-Tiny-1k structure)", "manifest": "models/demo/manifest.json", "size": %s, "precision": "f32"}\n]\n' \
+	  "$$(du -sb out/site/models/demo | cut -f1)" > out/site/models.json
 
 # Builds everything and serves the demo page on 127.0.0.1.
 demo: site
@@ -42,15 +50,15 @@ demo-cli: build
 	$(SPHINX) demo-model --out $(DEMO_MODEL)
 	$(SPHINX) run --model $(DEMO_MODEL) --image www/assets/demo.png --prompt "What is in the image?" --max-tokens 24
 
-test: test-rust test-web
+test: setup-test
+	$(MAKE) test-rust test-web
 
 test-rust:
 	cargo test --release --workspace
 
 # Browser tests: headless Chromium on SwiftShader's WebGPU, driven by playwright-core (npm ci).
 test-web: build web site
-	test -d node_modules/playwright-core || npm ci --no-audit --no-fund
-	node --test tests/web/browser.test.js
+	node --test --test-concurrency=1 tests/web/*.test.js
 
 clean:
 	rm -rf out

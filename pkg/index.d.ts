@@ -80,8 +80,13 @@ export interface ChatMessage {
 }
 
 export interface ChatOptions {
+  /** Replaces the upstream template's system line ("A chat between a curious human and …"). */
+  system?: string;
   /** Alternating turns starting with the user's, ending with the user's question. */
   messages: ChatMessage[];
+  /** Strings that end the answer where they first appear (they are not part of the text); the
+   *  finish is then 'stop'. */
+  stop?: string[];
   image?: SphinxImage;
   /** Default 512. */
   maxTokens?: number;
@@ -113,7 +118,8 @@ export type Shape =
   | { kind: 'box'; x1: number; y1: number; x2: number; y2: number }
   | { kind: 'point'; x: number; y: number };
 
-/** Boxes and points of a grounded answer, in the pixels of the image. */
+/** Boxes and points of a grounded answer, in the pixels of the image; the table of a chart→table
+ *  answer. */
 export interface Drawing {
   groundings: {
     phrase: string | null;
@@ -124,6 +130,9 @@ export interface Drawing {
   }[];
   /** Lines between key points of a person (when the answer has 17 key points). */
   skeleton: [[number, number], [number, number]][];
+  /** Rows of cells when the answer is a table (Markdown pipes, DePlot's `<0x0A>` rows or `&&&`
+   *  rows), else null. */
+  table: string[][] | null;
 }
 
 export interface SphinxModel {
@@ -132,7 +141,141 @@ export interface SphinxModel {
   encodeImage(image: ImageData | Pixels, options?: { signal?: AbortSignal }): Promise<SphinxImage>;
   chat(options: ChatOptions): AsyncGenerator<ChatToken, ChatResult, undefined>;
   parseAnswer(answer: string, size: { width: number; height: number }): Promise<Drawing>;
+  /** OpenAI's chat API over this model (see OpenAIChatRequest). */
+  readonly openai: { chat: { completions: { create: OpenAICreate } } };
   dispose(): Promise<void>;
+}
+
+// ---- SPHINX's tasks ------------------------------------------------------------------------------
+
+export type TaskId =
+  | 'general_qa' | 'detailed_description' | 'caption' | 'rec' | 'grounded_caption'
+  | 'detect' | 'keypoints' | 'text_spotting' | 'chart_to_table' | 'short_answer';
+
+export interface TaskField {
+  /** The key of the field in a Task (`phrase`, `class`, `question`, `region`). */
+  name: 'phrase' | 'class' | 'question' | 'region';
+  kind: 'text' | 'region';
+  label: string;
+  placeholder?: string;
+}
+
+export interface TaskInfo {
+  id: TaskId;
+  label: string;
+  fields: readonly TaskField[];
+  /** What the answer brings to draw. */
+  shows: 'boxes' | 'points' | 'table' | null;
+}
+
+/** The tasks SPHINX was tuned on, in the order a page lists them. */
+export const TASKS: readonly TaskInfo[];
+
+/** A region in image pixels. */
+export interface Region {
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+}
+
+export type Task =
+  | { task: 'general_qa' | 'detailed_description' | 'caption' | 'grounded_caption' | 'text_spotting' | 'chart_to_table' }
+  | { task: 'rec'; phrase: string }
+  | { task: 'detect'; class: string }
+  | { task: 'keypoints'; region: Region | [number, number, number, number] }
+  | { task: 'short_answer'; question: string };
+
+export interface Size {
+  width: number;
+  height: number;
+}
+
+/** The exact upstream user message of a task. A `region` in image pixels needs the image's size
+ *  (a Size or a SphinxImage); `[x1, y1, x2, y2]` are padded-square fractions already. Rejects naming
+ *  the task and the missing field. */
+export function taskPrompt(task: Task, size?: Size): Promise<string>;
+
+/** A region in image pixels as the bracket the model reads: "[0.10, 0.20, 0.50, 0.60]". */
+export function regionText(region: Region, size: Size): Promise<string>;
+
+/** Boxes, points, skeleton and table of an answer, in the pixels of an image of `size`. */
+export function parseAnswer(answer: string, size: Size): Promise<Drawing>;
+
+/** The task ids the engine knows (the same as TASKS'). */
+export function taskIds(): Promise<TaskId[]>;
+
+/** Plain language for an error of loadSphinx (no WebGPU, no adapter, storage, GPU limits, device
+ *  lost, network), with the exact message in `details`. */
+export function explain(error: unknown): {
+  kind: 'no-webgpu' | 'no-adapter' | 'storage' | 'gpu-limits' | 'device-lost' | 'network' | 'other';
+  title: string;
+  help: string;
+  details: string;
+};
+
+// ---- OpenAI's shape --------------------------------------------------------------------------------
+
+export type OpenAIContentPart =
+  | { type: 'text'; text: string }
+  /** data:, blob: or same-origin URLs; SPHINX reads one image per conversation. */
+  | { type: 'image_url'; image_url: { url: string; detail?: string } };
+
+export interface OpenAIChatRequest {
+  /** Echoed back; the model is the loaded one. */
+  model?: string;
+  /** An optional first system (or developer) message, then user/assistant turns ending with the user's. */
+  messages: { role: 'system' | 'developer' | 'user' | 'assistant'; content: string | OpenAIContentPart[] }[];
+  /** Defaults: SPHINX's (512 tokens, temperature 0.1, top_p 0.5, seed 0), not OpenAI's. */
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  seed?: number;
+  stop?: string | string[];
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+  /** Only 1. */
+  n?: number;
+}
+
+export interface OpenAIUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: 'assistant'; content: string; refusal: null }; finish_reason: 'stop' | 'length'; logprobs: null }[];
+  usage: OpenAIUsage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: { index: 0; delta: { role?: 'assistant'; content?: string }; finish_reason: 'stop' | 'length' | null; logprobs: null }[];
+  /** With stream_options.include_usage: null on each chunk, the totals on a last chunk without choices. */
+  usage?: OpenAIUsage | null;
+}
+
+export interface OpenAICreate {
+  (request: OpenAIChatRequest & { stream: true }, options?: { signal?: AbortSignal }): Promise<AsyncIterable<ChatCompletionChunk> & { controller: AbortController }>;
+  (request: OpenAIChatRequest & { stream?: false }, options?: { signal?: AbortSignal }): Promise<ChatCompletion>;
+}
+
+/** An error in OpenAI's shape (like the OpenAI SDK's APIError): `status` 400 for a bad request. */
+export class OpenAIError extends Error {
+  readonly status: number;
+  readonly type: string;
+  readonly param: string | null;
+  readonly code: string | null;
+  readonly error: { message: string; type: string; param: string | null; code: string | null };
 }
 
 /** Loads the converted model `manifestUrl` names (downloading into browser storage what is not

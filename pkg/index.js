@@ -4,6 +4,13 @@
 // worker by messages — the page's thread never blocks. Types: index.d.ts.
 
 import { CACHE_DIR, cacheFolder, cacheKey } from './cache.js';
+import { NO_WEBGPU } from './errors.js';
+import { openaiApi } from './openai.js';
+import { parseAnswer } from './tasks.js';
+
+export { TASKS, taskPrompt, regionText, parseAnswer, taskIds } from './tasks.js';
+export { OpenAIError } from './openai.js';
+export { explain } from './errors.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
@@ -100,6 +107,8 @@ class WorkerRpc {
 export async function loadSphinx(manifestUrl, { onProgress, signal } = {}) {
   const url = new URL(manifestUrl, globalThis.location?.href).href;
   signal?.throwIfAborted();
+  // Checked here too (the worker checks again): no worker, wasm or download without WebGPU.
+  if (!globalThis.navigator?.gpu) throw new Error(NO_WEBGPU);
   // Persistent storage keeps the browser from evicting gigabytes of weights under pressure; it is
   // a request (Window only), and refusing it is not an error.
   let persisted = false;
@@ -187,6 +196,7 @@ class SphinxImage {
 
 class SphinxModel {
   #rpc;
+  #openai = null;
   constructor(rpc, manifestUrl, info) {
     this.#rpc = rpc;
     this.manifestUrl = manifestUrl;
@@ -219,7 +229,7 @@ class SphinxModel {
    * for a final piece of text that no new token brought). The iterator's return value is
    * { finish: 'stop' | 'length', tokens, promptTokens, firstTokenMs, totalMs }.
    */
-  async *chat({ messages, image, maxTokens = 512, temperature = 0.1, topP = 0.5, seed = 0, signal } = {}) {
+  async *chat({ system, messages, image, maxTokens = 512, temperature = 0.1, topP = 0.5, seed = 0, stop = [], signal } = {}) {
     this.#alive();
     if (!Array.isArray(messages) || messages.length === 0) throw new TypeError('chat: messages must be a non-empty array');
     for (const m of messages) {
@@ -227,17 +237,21 @@ class SphinxModel {
         throw new TypeError("chat: each message is {role: 'user' | 'assistant', content: string}");
       }
     }
+    if (system !== undefined && typeof system !== 'string') throw new TypeError('chat: system must be a string');
+    if (!Array.isArray(stop) || !stop.every((s) => typeof s === 'string' && s.length > 0)) throw new TypeError('chat: stop must be an array of non-empty strings');
     if (image && image.model !== this) throw new TypeError('chat: the image was encoded by another model');
     if (!Number.isSafeInteger(maxTokens) || maxTokens < 1) throw new TypeError('chat: maxTokens must be a positive integer');
     if (!Number.isSafeInteger(seed) || seed < 0) throw new TypeError('chat: seed must be a non-negative integer');
-    if (!(temperature >= 0) || !(topP > 0 && topP <= 1)) throw new TypeError('chat: temperature must be >= 0 and topP in (0, 1]');
+    if (!(temperature >= 0 && temperature < Infinity) || !(topP > 0 && topP <= 1)) throw new TypeError('chat: temperature must be a finite number >= 0 and topP in (0, 1]');
     const queue = [];
     let wake = null;
     let outcome = null;
     const { id, promise } = this.#rpc.call(
       'chat',
       {
+        system,
         messages: messages.map(({ role, content }) => ({ role, content })),
+        stop,
         image: image ? image.id : 0,
         maxTokens,
         temperature,
@@ -274,10 +288,16 @@ class SphinxModel {
     }
   }
 
-  /** Boxes and points of an answer, in the pixels of `image` ({width, height}). */
-  async parseAnswer(answer, { width, height }) {
-    this.#alive();
-    return this.#rpc.call('parseAnswer', { answer, width, height }).promise;
+  /** Boxes, points and table of an answer, in the pixels of `image` ({width, height}); the same
+   *  as the package's `parseAnswer` (it needs no model). */
+  async parseAnswer(answer, size) {
+    return parseAnswer(answer, size);
+  }
+
+  /** OpenAI's chat API over this model: `model.openai.chat.completions.create(request)`. */
+  get openai() {
+    this.#openai ??= openaiApi(this);
+    return this.#openai;
   }
 
   /** Frees the GPU memory and ends the worker. The downloaded weights stay cached. */

@@ -2,13 +2,15 @@
 // Private File System with HTTP Range requests, hashing them in wasm as the bytes arrive (a mismatch
 // discards the file and fetches it again; an interrupted file resumes from the bytes stored), then
 // builds the model tensor by tensor from synchronous OPFS reads while uploading to WebGPU, and
-// answers encodeImage / chat / parseAnswer / dispose requests one at a time.
+// answers encodeImage / chat / freeImage / dispose requests one at a time.
 //
 // Messages in: {id, op, args} and {op: 'abort', target}. Out: {id, type: 'event' | 'result' |
 // 'error', ...}.
 
-import init, { GpuDevice, Session, Sha256, parseAnswer } from './wasm/sphinx_web.js';
+import init, { GpuDevice, Session, Sha256 } from './wasm/sphinx_web.js';
 import { cacheFolder, formatBytes } from './cache.js';
+import { NO_WEBGPU } from './errors.js';
+import { StopFilter } from './stop.js';
 
 /** Attempts at one file after a SHA-256 mismatch. */
 const MAX_DOWNLOADS = 3;
@@ -246,12 +248,7 @@ const OPS = {
   async load({ url, persisted }, { signal, emit }) {
     const t0 = performance.now();
     wasm ??= await init();
-    if (!globalThis.navigator?.gpu) {
-      throw new Error(
-        'WebGPU is not available in this browser (navigator.gpu is missing): use a recent Chrome, Edge or ' +
-          'Safari over https:// or http://localhost, and check that WebGPU is enabled',
-      );
-    }
+    if (!globalThis.navigator?.gpu) throw new Error(NO_WEBGPU);
     device = await GpuDevice.open();
     const adapter = JSON.parse(device.info());
 
@@ -380,25 +377,27 @@ const OPS = {
     return session?.freeImage(id) ?? false;
   },
 
-  async chat({ messages, image, maxTokens, temperature, topP, seed }, { signal, emit }) {
+  async chat({ system, messages, image, maxTokens, temperature, topP, seed, stop }, { signal, emit }) {
     alive();
     const t0 = performance.now();
     let firstTokenMs = null;
+    const filter = stop?.length ? new StopFilter(stop) : null;
+    let stopped = false;
     const result = JSON.parse(
-      await session.chat(JSON.stringify({ messages, image, maxTokens, temperature, topP, seed }), (tokenId, text) => {
+      await session.chat(JSON.stringify({ system, messages, image, maxTokens, temperature, topP, seed }), (tokenId, delta) => {
         if (signal.aborted) return false;
         firstTokenMs ??= performance.now() - t0;
+        let text = delta;
+        if (filter) ({ text, stopped } = filter.push(delta));
         if (tokenId >= 0 || text) emit({ tokenId: tokenId >= 0 ? tokenId : null, text });
-        return true;
+        return !stopped;
       }),
     );
     signal.throwIfAborted();
-    return { ...result, firstTokenMs, totalMs: performance.now() - t0 };
-  },
-
-  async parseAnswer({ answer, width, height }) {
-    wasm ??= await init();
-    return JSON.parse(parseAnswer(answer, width, height));
+    const tail = stopped ? '' : filter?.flush();
+    if (tail) emit({ tokenId: null, text: tail });
+    const finish = stopped ? 'stop' : result.finish;
+    return { ...result, finish, firstTokenMs, totalMs: performance.now() - t0 };
   },
 
   async dispose() {

@@ -4,14 +4,15 @@
 // in the image?" greedily for 8 tokens, which must give the reference greedy ids in order. Then:
 // a reload fetches no weight byte; a connection dropped mid-shard and an aborted load resume from the
 // stored bytes; a corrupted byte is detected and never used; a short storage quota and a browser
-// without a GPU adapter fail with clear messages before any weight is fetched; no request carries image data; the
-// demo page loads, takes an image and streams an answer (screenshot kept in out/test-artifacts/).
+// without a GPU adapter fail with clear messages before any weight is fetched; no request carries image
+// data; the OpenAI-shaped call streams the same text as model.chat. (The demo page and the one-tag
+// element: demo.test.js, embed.test.js.)
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ARTIFACTS, DEMO_SITE, SITE, goldenCases, launchBrowser, linesFor, prepareSite, startServer } from './lib.js';
+import { ARTIFACTS, SITE, assertNoImageData, goldenCases, launchBrowser, linesFor, prepareSite, startServer } from './lib.js';
 
 const TIMEOUT = 15 * 60 * 1000;
 let manifest;
@@ -102,20 +103,6 @@ function questionOf(c) {
   const m = /### Human: ([\s\S]*)\n### Assistant:$/.exec(c.prompt);
   assert.ok(m, `unexpected golden prompt ${JSON.stringify(c.prompt)}`);
   return m[1];
-}
-
-/** Every request the browser made carried no body and no image bytes (GETs of small URLs). */
-function assertNoImageData(requests, log) {
-  for (const r of requests) {
-    assert.ok(['GET', 'HEAD', 'OPTIONS'].includes(r.method), `${r.method} ${r.url}`);
-    assert.equal(r.postData, null, `request body on ${r.url}`);
-    assert.ok(r.url.length < 512, `long URL ${r.url.slice(0, 100)}…`);
-    for (const [k, v] of Object.entries(r.headers)) assert.ok(v.length < 1024, `large header ${k} on ${r.url}`);
-  }
-  for (const l of log) {
-    assert.equal(l.body_bytes, 0, `request body on ${l.path}`);
-    assert.ok(l.head_bytes < 4096, `request head of ${l.head_bytes} bytes on ${l.path}`);
-  }
 }
 
 test('golden: greedy ids of the f32 dev model through loadSphinx, then a reload fetches no weight', { timeout: TIMEOUT }, async () => {
@@ -320,23 +307,79 @@ test('limits: storage that fills up and a browser without a GPU adapter fail cle
   }
 });
 
-test('demo page: loads the demo model, takes an image, streams an answer', { timeout: TIMEOUT }, async () => {
-  assert.ok(fs.existsSync(path.join(DEMO_SITE, 'models/demo/manifest.json')), 'out/site is missing: run `make site`');
-  const server = await startServer(DEMO_SITE);
+test('openai: chat.completions.create with an image_url data URL streams the same text as model.chat', { timeout: TIMEOUT }, async () => {
+  const server = await startServer(SITE);
   try {
     const page = await browser.page(server.url);
-    await page.waitForSelector('body[data-ready="true"]', { timeout: TIMEOUT });
-    assert.match(await page.textContent('#notice'), /random weights/);
-    assert.match(await page.textContent('#gpu-info'), /a software adapter: expect it to be slow/);
-    await page.setInputFiles('#file', path.join(DEMO_SITE, 'assets/demo.png'));
-    await page.waitForFunction(() => /encoded/.test(document.getElementById('image-status').textContent), null, { timeout: TIMEOUT });
-    await page.fill('#max-tokens', '12');
-    await page.click('#send');
-    await page.waitForSelector('body[data-answered="1"]', { timeout: TIMEOUT });
-    const answer = await page.textContent('.msg.assistant .text');
-    assert.ok(answer.length > 0, 'empty answer');
-    fs.mkdirSync(ARTIFACTS, { recursive: true });
-    await page.screenshot({ path: path.join(ARTIFACTS, 'demo.png'), fullPage: true });
+    await page.waitForFunction(() => window.harnessReady);
+    const loaded = await loadIn(page);
+    assert.ok(!loaded.error, `load failed: ${JSON.stringify(loaded.error)}`);
+    const c = cases.wide;
+    const dataUrl = `data:image/png;base64,${fs.readFileSync(path.join(SITE, 'golden', c.image)).toString('base64')}`;
+    const got = await page.evaluate(
+      async ({ image, dataUrl, question }) => {
+        const model = window.model;
+        const encoded = await model.encodeImage(await imageDataOf(image));
+        let chatText = '';
+        for await (const t of model.chat({ messages: [{ role: 'user', content: question }], image: encoded, temperature: 0, maxTokens: 8 })) chatText += t.text;
+        const request = {
+          model: 'sphinx-tiny-1k-dev',
+          messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl } }, { type: 'text', text: question }] }],
+          temperature: 0,
+          max_tokens: 8,
+        };
+        const chunks = [];
+        const stream = await model.openai.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } });
+        for await (const chunk of stream) chunks.push(chunk);
+        const whole = await model.openai.chat.completions.create(request);
+        const errorOf = (p) => p.then(() => null, (e) => ({ name: e.name, status: e.status, error: e.error }));
+        const empty = await errorOf(model.openai.chat.completions.create({ messages: [] }));
+        const foreign = await errorOf(model.openai.chat.completions.create({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }] }] }));
+        const twoImages = await errorOf(model.openai.chat.completions.create({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl } }, { type: 'image_url', image_url: { url: dataUrl + '=' } }] }] }));
+        // A system message replaces the template's system line; a stop string ends the answer early.
+        const stopAt = chatText.trim().split(/\s+/)[1] ?? chatText.slice(2, 4);
+        const stopped = await model.openai.chat.completions.create({ ...request, stop: [stopAt] });
+        const system = await model.openai.chat.completions.create({ ...request, max_tokens: 1, messages: [{ role: 'system', content: 'Answer briefly.' }, ...request.messages] });
+        return { chatText, chunks, whole, empty, foreign, twoImages, stopAt, stopped, system };
+      },
+      { image: `golden/${c.image}`, dataUrl, question: questionOf(c) },
+    );
+    const streamed = got.chunks.map((k) => k.choices[0]?.delta?.content ?? '').join('');
+    assert.ok(got.chatText.length > 0);
+    assert.equal(streamed, got.chatText, 'streamed text = model.chat text');
+    assert.deepEqual(got.chunks[0].choices[0].delta, { role: 'assistant', content: '' });
+    for (const k of got.chunks) {
+      assert.equal(k.object, 'chat.completion.chunk');
+      assert.equal(k.id, got.chunks[0].id);
+      assert.equal(k.model, 'sphinx-tiny-1k-dev');
+    }
+    const finishes = got.chunks.map((k) => k.choices[0]?.finish_reason).filter(Boolean);
+    assert.deepEqual(finishes, ['length']);
+    const usageChunk = got.chunks.at(-1);
+    assert.deepEqual(usageChunk.choices, []);
+    assert.equal(usageChunk.usage.completion_tokens, 8);
+    assert.equal(got.whole.object, 'chat.completion');
+    assert.equal(got.whole.choices[0].message.role, 'assistant');
+    assert.equal(got.whole.choices[0].message.content, got.chatText);
+    assert.equal(got.whole.choices[0].finish_reason, 'length');
+    const { usage } = got.whole;
+    assert.equal(usage.completion_tokens, 8);
+    assert.ok(usage.prompt_tokens > 8, JSON.stringify(usage));
+    assert.equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+    assert.deepEqual(usageChunk.usage, usage);
+    for (const [e, param] of [[got.empty, 'messages'], [got.foreign, 'image_url'], [got.twoImages, 'messages']]) {
+      assert.equal(e?.status, 400, JSON.stringify(e));
+      assert.equal(e.name, 'BadRequestError');
+      assert.equal(e.error.type, 'invalid_request_error');
+      assert.equal(e.error.param, param, JSON.stringify(e));
+    }
+    const cut = got.chatText.indexOf(got.stopAt);
+    assert.ok(cut >= 0);
+    assert.equal(got.stopped.choices[0].message.content, got.chatText.slice(0, cut), `stop at ${JSON.stringify(got.stopAt)}`);
+    assert.equal(got.stopped.choices[0].finish_reason, 'stop');
+    assert.ok(got.stopped.usage.completion_tokens < 8, JSON.stringify(got.stopped.usage));
+    // "Answer briefly." replaces the 29-token upstream system line.
+    assert.ok(got.system.usage.prompt_tokens < usage.prompt_tokens - 20, `system prompt: ${JSON.stringify(got.system.usage)} vs ${JSON.stringify(usage)}`);
     assert.deepEqual(page.errors, []);
     assertNoImageData(browser.requests, server.log());
     await page.close();

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -130,3 +131,32 @@ export async function launchBrowser({ webgpu = true } = {}) {
 
 /** Log lines of one file's responses. */
 export const linesFor = (log, file) => log.filter((l) => l.path.split('?')[0].endsWith(`/${file}`));
+
+/** Every request the browser made carried no body and no image bytes (GETs of small URLs). */
+export function assertNoImageData(requests, log) {
+  for (const r of requests) {
+    assert.ok(['GET', 'HEAD', 'OPTIONS'].includes(r.method), `${r.method} ${r.url}`);
+    assert.equal(r.postData, null, `request body on ${r.url}`);
+    assert.ok(r.url.length < 512, `long URL ${r.url.slice(0, 100)}…`);
+    for (const [k, v] of Object.entries(r.headers)) assert.ok(v.length < 1024, `large header ${k} on ${r.url}`);
+  }
+  for (const l of log) {
+    assert.equal(l.body_bytes, 0, `request body on ${l.path}`);
+    assert.ok(l.head_bytes < 4096, `request head of ${l.head_bytes} bytes on ${l.path}`);
+  }
+}
+
+
+/** Every file under `root`, as URL paths ("/pkg/index.js"). */
+export function siteFiles(root) {
+  const out = new Set();
+  const walk = (dir) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else out.add(`/${path.relative(root, p).split(path.sep).join('/')}`);
+    }
+  };
+  walk(root);
+  return out;
+}

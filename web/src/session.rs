@@ -13,7 +13,7 @@ use sphinx::load::load_from_source;
 use sphinx::models::sphinx::Sphinx;
 use sphinx::runtime::Gpu;
 use sphinx::tensor::{Device, Tensor};
-use sphinx::text::{conversation, Message, Tokenizer};
+use sphinx::text::{Message, Template, Tokenizer};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -94,6 +94,9 @@ type EncodedImage = Rc<Tensor>;
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ChatRequest {
+    /// Replaces the template's system line (`conversation::SYSTEM`) when given.
+    #[serde(default)]
+    system: Option<String>,
     messages: Vec<Message>,
     /// 0: no image
     image: u32,
@@ -212,7 +215,7 @@ impl Session {
         self.inner.images.borrow_mut().remove(&id).is_some()
     }
 
-    /// Answers a chat. `request_json`: `{messages: [{role: "user"|"assistant", content}], image (0:
+    /// Answers a chat. `request_json`: `{system?, messages: [{role: "user"|"assistant", content}], image (0:
     /// none), maxTokens, temperature, topP, seed}`; the upstream conversation template, the image
     /// after BOS. `on_token(id, text)` receives each generated id with the text it makes final (id
     /// -1: the final flush); returning `false` cancels. Resolves to JSON `{finish:
@@ -222,9 +225,13 @@ impl Session {
         let request: Result<ChatRequest, JsValue> =
             serde_json::from_str(request_json).map_err(|e| JsError::new(&format!("chat request: {e}")).into());
         future_to_promise(async move {
-            let ChatRequest { messages, image, max_tokens, temperature, top_p, seed } = request?;
+            let ChatRequest { system, messages, image, max_tokens, temperature, top_p, seed } = request?;
             inner.gpu.check_error().map_err(to_js)?;
-            let text = conversation::prompt(&messages).map_err(to_js)?;
+            let mut template = Template::v1_2();
+            if let Some(system) = system {
+                template.system = system;
+            }
+            let text = template.prompt(&messages).map_err(to_js)?;
             let ids = inner.tokenizer.encode_prompt(&text).map_err(to_js)?;
             let tokens: Option<EncodedImage> = match image {
                 0 => None,

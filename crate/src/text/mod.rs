@@ -12,5 +12,5 @@ pub mod tokenizer;
 
 pub use conversation::{Message, Role, Template};
 pub use stop::{StopCriteria, StopReason, StopStream, StreamStep};
-pub use tasks::{Drawing, Grounding, PaddedSquare, Shape, Task};
+pub use tasks::{Drawing, Grounding, PaddedSquare, Region, Shape, Task, TASK_IDS};
 pub use tokenizer::{DecodeStream, Tokenizer};

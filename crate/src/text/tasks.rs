@@ -48,6 +48,20 @@ pub fn format_box(b: [f64; 4]) -> String {
     format!("[{:.2}, {:.2}, {:.2}, {:.2}]", b[0], b[1], b[2], b[3])
 }
 
+/// The ids of [`Task`]'s variants (its serde tags), in the order a page lists them.
+pub const TASK_IDS: [&str; 10] = [
+    "general_qa",
+    "detailed_description",
+    "caption",
+    "rec",
+    "grounded_caption",
+    "detect",
+    "keypoints",
+    "text_spotting",
+    "chart_to_table",
+    "short_answer",
+];
+
 /// A task as a web page would request it, e.g. `{"task": "detect", "class": "dogs"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "task", rename_all = "snake_case")]
@@ -58,28 +72,96 @@ pub enum Task {
     Rec { phrase: String },
     GroundedCaption,
     Detect { class: String },
-    Keypoints { region: [f64; 4] },
+    Keypoints { region: Region },
     TextSpotting,
     ChartToTable,
     ShortAnswer { question: String },
 }
 
+/// A task's text field, trimmed; an empty one is an error naming the task and the field.
+fn field<'a>(task: &str, name: &str, value: &'a str) -> Result<&'a str> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(Error::Msg(format!("task {task}: the field `{name}` is empty")));
+    }
+    Ok(v)
+}
+
 impl Task {
-    /// The user message for this task.
-    pub fn prompt(&self) -> String {
-        match self {
+    /// The user message for this task. `frame` (the image's padded square) is needed when a region
+    /// is given in image pixels.
+    pub fn prompt(&self, frame: Option<&PaddedSquare>) -> Result<String> {
+        Ok(match self {
             Task::GeneralQa => GENERAL_QA.into(),
             Task::DetailedDescription => DETAILED_DESCRIPTION.into(),
             Task::Caption => CAPTION.into(),
-            Task::Rec { phrase } => rec(phrase),
+            Task::Rec { phrase } => rec(field("rec", "phrase", phrase)?),
             Task::GroundedCaption => GROUNDED_CAPTION.into(),
-            Task::Detect { class } => detect(class),
-            Task::Keypoints { region } => keypoints(*region),
+            Task::Detect { class } => detect(field("detect", "class", class)?),
+            Task::Keypoints { region } => keypoints(region.fractions(frame)?),
             Task::TextSpotting => TEXT_SPOTTING.into(),
             Task::ChartToTable => CHART_TO_TABLE.into(),
-            Task::ShortAnswer { question } => short_answer(question),
+            Task::ShortAnswer { question } => short_answer(field("short_answer", "question", question)?),
+        })
+    }
+}
+
+/// A region of the image: padded-square fractions `[x1, y1, x2, y2]` (as the model reads them) or
+/// image pixels `{"x1", "y1", "x2", "y2"}` (as a page draws them; needs the image's size).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Region {
+    Fractions([f64; 4]),
+    Pixels { x1: f64, y1: f64, x2: f64, y2: f64 },
+}
+
+impl Region {
+    /// The region in padded-square fractions, corners ordered (a drag may go right to left); pixel
+    /// regions are clamped to the image first. Fails for non-finite numbers, fractions outside
+    /// [0, 1], a region without area, or pixels without a `frame`.
+    pub fn fractions(&self, frame: Option<&PaddedSquare>) -> Result<[f64; 4]> {
+        let bad = |why: &str| Error::Msg(format!("region {}: {why}", self.describe()));
+        let [x1, y1, x2, y2] = match *self {
+            Region::Fractions(b) => b,
+            Region::Pixels { x1, y1, x2, y2 } => [x1, y1, x2, y2],
+        };
+        if ![x1, y1, x2, y2].iter().all(|v| v.is_finite()) {
+            return Err(bad("the coordinates must be finite numbers"));
+        }
+        let (x1, x2, y1, y2) = (x1.min(x2), x1.max(x2), y1.min(y2), y1.max(y2));
+        let out = match self {
+            Region::Fractions(_) => {
+                if x1 < 0.0 || y1 < 0.0 || x2 > 1.0 || y2 > 1.0 {
+                    return Err(bad("fractions of the padded square must lie in [0, 1]"));
+                }
+                [x1, y1, x2, y2]
+            }
+            Region::Pixels { .. } => {
+                let f = frame.ok_or_else(|| bad("a region in pixels needs the image's size"))?;
+                let (w, h) = (f64::from(f.width), f64::from(f.height));
+                let (a, b) = f.to_fraction(x1.clamp(0.0, w), y1.clamp(0.0, h));
+                let (c, d) = f.to_fraction(x2.clamp(0.0, w), y2.clamp(0.0, h));
+                [a, b, c, d]
+            }
+        };
+        if out[2] <= out[0] || out[3] <= out[1] {
+            return Err(bad("it has no area inside the image"));
+        }
+        Ok(out)
+    }
+
+    fn describe(&self) -> String {
+        match *self {
+            Region::Fractions(b) => format!("{b:?}"),
+            Region::Pixels { x1, y1, x2, y2 } => format!("({x1}, {y1})-({x2}, {y2}) px"),
         }
     }
+}
+
+/// A region as the bracket the model reads (`[x1, y1, x2, y2]` in padded-square fractions), to put
+/// into any question ("What is in [0.10, 0.20, 0.50, 0.60]?").
+pub fn region_text(region: &Region, frame: Option<&PaddedSquare>) -> Result<String> {
+    Ok(format_box(region.fractions(frame)?))
 }
 
 /// The padded square of an image of `width` x `height` pixels: maps answer fractions to pixels.
@@ -372,19 +454,63 @@ pub fn skeleton_lines(groundings: &[Grounding]) -> Vec<[[f64; 2]; 2]> {
         .collect()
 }
 
-/// Everything a page needs to draw an answer over the original image, in image pixels.
+/// Everything a page needs to show an answer over the original image, in image pixels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drawing {
     pub groundings: Vec<Grounding>,
     pub skeleton: Vec<[[f64; 2]; 2]>,
+    /// The rows of cells when the answer is a table (a chart→table answer), see [`parse_table`].
+    pub table: Option<Vec<Vec<String>>>,
 }
 
-/// [`parse_answer`] mapped into the pixels of a `width` x `height` image, with the skeleton lines.
+/// [`parse_answer`] mapped into the pixels of a `width` x `height` image, with the skeleton lines
+/// and the table, if the answer is one.
 pub fn drawing(answer: &str, width: u32, height: u32) -> Result<Drawing> {
     let frame = PaddedSquare::new(width, height)?;
     let groundings: Vec<Grounding> = parse_answer(answer).iter().map(|g| g.to_pixels(&frame)).collect();
     let skeleton = skeleton_lines(&groundings);
-    Ok(Drawing { groundings, skeleton })
+    Ok(Drawing { groundings, skeleton, table: parse_table(answer) })
+}
+
+/// Cells of one table line: `a | b | c`, with or without the outer pipes of Markdown.
+fn table_cells(line: &str) -> Vec<String> {
+    let line = line.trim();
+    let line = line.strip_prefix('|').unwrap_or(line);
+    let line = line.strip_suffix('|').unwrap_or(line);
+    line.split('|').map(|c| c.trim().to_string()).collect()
+}
+
+/// Markdown's header rule: every cell `---`, `:--`, `--:` or `:-:`.
+fn is_rule(cells: &[String]) -> bool {
+    cells.iter().all(|c| {
+        let c = c.trim_matches(':');
+        c.len() >= 2 && c.chars().all(|ch| ch == '-')
+    })
+}
+
+/// A chart→table answer as rows of cells, or `None` when the answer holds no table. A table is two
+/// or more consecutive lines with a `|` between cells; rows are separated by newlines, by DePlot's
+/// literal `<0x0A>`, or by `&&&`; Markdown's outer pipes and header rule are dropped; text before and
+/// after the table is ignored. Rows keep their own cell counts (a page pads short ones). [inferred:
+/// the upstream code has no table parser; these are the layouts of the public chart→table data]
+pub fn parse_table(answer: &str) -> Option<Vec<Vec<String>>> {
+    let text = answer.replace("<0x0A>", "\n").replace("&&&", "\n");
+    let mut best: Vec<Vec<String>> = vec![];
+    let mut run: Vec<Vec<String>> = vec![];
+    for line in text.lines().chain(std::iter::once("")) {
+        if line.contains('|') {
+            let cells = table_cells(line);
+            if !is_rule(&cells) {
+                run.push(cells);
+            }
+            continue;
+        }
+        if run.len() > best.len() {
+            best = std::mem::take(&mut run);
+        }
+        run.clear();
+    }
+    (best.len() >= 2).then_some(best)
 }
 
 /// REC evaluation's box (eval_mm): the first `\[(.*?)\]` (or, without a bracket, the text before the
@@ -426,11 +552,71 @@ mod tests {
         );
         assert_eq!(short_answer("What color?"), "What color?\nAnswer the question using a single word or phrase.");
         let t: Task = serde_json::from_str(r#"{"task":"detect","class":"dogs"}"#).expect("json");
-        assert_eq!(t.prompt(), "Detect all dogs shown in the image.");
+        assert_eq!(t.prompt(None).expect("prompt"), "Detect all dogs shown in the image.");
         let t: Task = serde_json::from_str(r#"{"task":"keypoints","region":[0,0,1,1]}"#).expect("json");
-        assert_eq!(t.prompt(), "Detect the key points of the person in the region [0.00, 0.00, 1.00, 1.00].");
-        assert_eq!(Task::ChartToTable.prompt(), CHART_TO_TABLE);
-        assert_eq!(Task::GroundedCaption.prompt(), GROUNDED_CAPTION);
+        assert_eq!(t.prompt(None).expect("prompt"), "Detect the key points of the person in the region [0.00, 0.00, 1.00, 1.00].");
+        assert_eq!(Task::ChartToTable.prompt(None).expect("prompt"), CHART_TO_TABLE);
+        assert_eq!(Task::GroundedCaption.prompt(None).expect("prompt"), GROUNDED_CAPTION);
+    }
+
+    #[test]
+    fn every_task_id_is_a_task() {
+        for id in TASK_IDS {
+            let json = serde_json::json!({"task": id, "phrase": "a cat", "class": "cats", "question": "Why?", "region": [0.1, 0.1, 0.2, 0.2]});
+            let t: Task = serde_json::from_value(json).unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(serde_json::to_value(&t).expect("json")["task"], id);
+            assert!(!t.prompt(None).expect("prompt").is_empty());
+        }
+    }
+
+    #[test]
+    fn empty_fields_and_bad_regions_are_errors() {
+        let err = |t: Task, frame: Option<&PaddedSquare>| t.prompt(frame).expect_err("an error").to_string();
+        assert!(err(Task::Detect { class: "  ".into() }, None).contains("`class` is empty"));
+        assert!(err(Task::Rec { phrase: String::new() }, None).contains("`phrase`"));
+        let px = Region::Pixels { x1: 10.0, y1: 10.0, x2: 20.0, y2: 20.0 };
+        assert!(err(Task::Keypoints { region: px }, None).contains("needs the image's size"));
+        let frame = PaddedSquare::new(100, 50).expect("frame");
+        let nan = Region::Pixels { x1: f64::NAN, y1: 0.0, x2: 1.0, y2: 1.0 };
+        assert!(err(Task::Keypoints { region: nan }, Some(&frame)).contains("finite"));
+        let flat = Region::Pixels { x1: 5.0, y1: 60.0, x2: 50.0, y2: 90.0 }; // below the 50-px image
+        assert!(err(Task::Keypoints { region: flat }, Some(&frame)).contains("no area"));
+        assert!(err(Task::Keypoints { region: Region::Fractions([0.0, 0.0, 1.5, 1.0]) }, None).contains("[0, 1]"));
+    }
+
+    #[test]
+    fn pixel_regions_become_padded_square_fractions() -> Result<()> {
+        // Wide 400x200: side 400, the image sits 100 px down. A drag from (300, 150) to (100, 50)
+        // (right to left) is the box (100, 50)-(300, 150), i.e. y + 100 in the square.
+        let frame = PaddedSquare::new(400, 200)?;
+        let r = Region::Pixels { x1: 300.0, y1: 150.0, x2: 100.0, y2: 50.0 };
+        assert_eq!(r.fractions(Some(&frame))?, [0.25, 0.375, 0.75, 0.625]);
+        let t = Task::Keypoints { region: r };
+        assert_eq!(t.prompt(Some(&frame))?, "Detect the key points of the person in the region [0.25, 0.38, 0.75, 0.62].");
+        // Tall 200x400: x + 100. Pixels outside the image are clamped to it.
+        let frame = PaddedSquare::new(200, 400)?;
+        let r = Region::Pixels { x1: -20.0, y1: 0.0, x2: 100.0, y2: 400.0 };
+        assert_eq!(region_text(&r, Some(&frame))?, "[0.25, 0.00, 0.50, 1.00]");
+        let t: Task = serde_json::from_str(r#"{"task":"keypoints","region":{"x1":0,"y1":0,"x2":200,"y2":400}}"#).expect("json");
+        assert_eq!(t.prompt(Some(&frame))?, "Detect the key points of the person in the region [0.25, 0.00, 0.75, 1.00].");
+        Ok(())
+    }
+
+    #[test]
+    fn tables() {
+        let md = "Here is the table:\n| Year | Sales |\n|---|:--:|\n| 2020 | 1.5 |\n| 2021 | 2 |\nDone.";
+        let t = parse_table(md).expect("markdown table");
+        assert_eq!(t, [["Year", "Sales"], ["2020", "1.5"], ["2021", "2"]]);
+        let deplot = "TITLE | Sales <0x0A> Year | Sales <0x0A> 2020 | 1.5 <0x0A> 2021 | 2.0";
+        let t = parse_table(deplot).expect("deplot table");
+        assert_eq!(t.len(), 4);
+        assert_eq!(t[0], ["TITLE", "Sales"]);
+        assert_eq!(t[3], ["2021", "2.0"]);
+        assert_eq!(parse_table("a | b &&& 1 | 2 &&& 3 | 4").expect("&&& rows").len(), 3);
+        assert_eq!(parse_table("just text"), None);
+        assert_eq!(parse_table("one | row"), None);
+        let d = drawing("x | y\n1 | 2", 10, 10).expect("drawing");
+        assert_eq!(d.table.as_deref().map(<[_]>::len), Some(2));
     }
 
     #[test]
