@@ -1,32 +1,35 @@
-// Linear layer for a few rows (decode): y[r, n] = x[r, :] · w[n, :] + bias[n].
-// Each workgroup computes ROWS outputs of one x row; the 256 / ROWS invocations of an output stride
-// over K (coalesced reads of the weight row) and reduce their partial sums in workgroup memory.
-// Same addressing as linear.wgsl.
+// Linear layer body for a few rows (decode): y[r, n] = x[r, :] · w[n, :] + bias[n]. Each workgroup
+// computes ROWS outputs of one x row; the LANES invocations of an output stride over the row's units
+// (the accessor's natural step: 4 f32 values, one 32-bit word of q8 or q4 codes; coalesced reads of
+// the weight row) and reduce their partial sums in workgroup memory. LANES is a power of two.
+// Same parameters and addressing as linear_tiled.wgsl.
 
-// struct Params: linear_params.wgsl (linear.rs puts it first).
+// struct Params: linear_params.wgsl; w, units, unit_dot: the accessor (linear.rs puts both first).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-const ROWS: u32 = 8u;    // outputs per workgroup
-const LANES: u32 = 32u;  // invocations per output
-var<workgroup> part: array<f32, 256>;
+override ROWS: u32 = 8u;   // outputs per workgroup
+override LANES: u32 = 32u; // invocations per output
 
-@compute @workgroup_size(256)
+var<workgroup> part: array<f32, ROWS * LANES>;
+
+fn xin(i: u32) -> f32 {
+    return x[i];
+}
+
+@compute @workgroup_size(ROWS * LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let lane = li % LANES;
-    let slot = li / LANES;
-    let n = wid.x * ROWS + slot;
+    let n = wid.x * ROWS + li / LANES;
     let r = wid.y;
     var s = 0.0;
     if (n < p.n) {
         let xr = p.x_offset + r * p.x_stride;
-        let wr = n * p.k;
-        for (var k = lane; k < p.k; k += LANES) {
-            s += x[xr + k] * w[wr + k];
+        for (var u = lane; u < units(); u += LANES) {
+            s += unit_dot(n, u, xr);
         }
     }
     part[li] = s;

@@ -16,6 +16,7 @@ pub mod qlinear;
 pub mod rms_norm;
 pub mod rope;
 pub mod swiglu;
+pub mod tune;
 
 use crate::runtime::Gpu;
 use crate::tensor::{Data, Tensor};

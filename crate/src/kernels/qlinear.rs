@@ -1,21 +1,15 @@
-//! Fused dequantize-and-multiply for weights stored as f16, q8 or q4 (docs/format.md): the WGSL
-//! kernels read the packed words directly — matrix-vector (`matvec_*.wgsl`, decode) and tiled
-//! matrix-matrix (`linear_*.wgsl`, prefill and vision) — and gather rows of a packed embedding table
-//! (`gather_rows_*.wgsl`). The CPU twins dequantize a few rows at a time, never a whole matrix.
+//! Weights stored as f16, q8 or q4 (docs/format.md) on a device (`QWeight`), multiplied by the
+//! linear kernel bodies through their packed-format accessors (`linear.rs`: the kernels read the
+//! packed words directly, never a dequantized copy of the matrix), and rows of a packed embedding
+//! table gathered (`gather_rows_*.wgsl`). The CPU twins dequantize a few rows at a time.
 
-use super::linear::{Params, MATVEC_MAX_ROWS};
-use super::{buf, cpu, gpu_of, u32_of};
+use super::linear::{check_shapes, dispatch, Variant, WeightFormat, WeightRef};
+use super::{cpu, u32_of};
 use crate::io::quant::{padded_cols, Packed, Quant};
 use crate::runtime::{GpuBuffer, Kernel};
 use crate::tensor::{Data, Device, Tensor};
 use crate::{Error, Result};
 
-const MATVEC_F16: Kernel = Kernel { name: "matvec_f16", source: concat!(include_str!("linear_params.wgsl"), include_str!("matvec_f16.wgsl")) };
-const MATVEC_Q8: Kernel = Kernel { name: "matvec_q8", source: concat!(include_str!("linear_params.wgsl"), include_str!("matvec_q8.wgsl")) };
-const MATVEC_Q4: Kernel = Kernel { name: "matvec_q4", source: concat!(include_str!("linear_params.wgsl"), include_str!("matvec_q4.wgsl")) };
-const LINEAR_F16: Kernel = Kernel { name: "linear_f16", source: concat!(include_str!("linear_params.wgsl"), include_str!("linear_f16.wgsl")) };
-const LINEAR_Q8: Kernel = Kernel { name: "linear_q8", source: concat!(include_str!("linear_params.wgsl"), include_str!("linear_q8.wgsl")) };
-const LINEAR_Q4: Kernel = Kernel { name: "linear_q4", source: concat!(include_str!("linear_params.wgsl"), include_str!("linear_q4.wgsl")) };
 const GATHER_F16: Kernel = Kernel { name: "gather_rows_f16", source: include_str!("gather_rows_f16.wgsl") };
 const GATHER_Q8: Kernel = Kernel { name: "gather_rows_q8", source: include_str!("gather_rows_q8.wgsl") };
 const GATHER_Q4: Kernel = Kernel { name: "gather_rows_q4", source: include_str!("gather_rows_q4.wgsl") };
@@ -26,6 +20,8 @@ pub struct QWeight {
     pub quant: Quant,
     pub rows: usize,
     pub cols: usize,
+    /// f16 weights read as WGSL `f16` (the f16 precision path) rather than unpacked from words.
+    pub native_f16: bool,
     data: QData,
 }
 
@@ -36,6 +32,17 @@ enum QData {
 
 impl QWeight {
     pub fn new(device: &Device, packed: Packed) -> Result<QWeight> {
+        QWeight::with_native_f16(device, packed, false)
+    }
+
+    /// [`QWeight::new`]; f16 weights are read as WGSL `f16` when `native_f16` (the adapter must have
+    /// shader-f16).
+    pub fn with_native_f16(device: &Device, packed: Packed, native_f16: bool) -> Result<QWeight> {
+        if let (Device::Gpu(g), true) = (device, native_f16) {
+            if !g.info.shader_f16 {
+                return Err(Error::Gpu(format!("adapter {} has no shader-f16 for native f16 weights", g.info.name)));
+            }
+        }
         if packed.quant == Quant::F32 {
             return Err(Error::Shape("QWeight holds f16/q8/q4 weights; f32 ones are plain tensors".into()));
         }
@@ -47,7 +54,18 @@ impl QWeight {
                 QData::Gpu { buffer: g.upload(&packed.bytes)?, scales_word }
             }
         };
-        Ok(QWeight { quant, rows, cols, data })
+        Ok(QWeight { quant, rows, cols, native_f16: native_f16 && quant == Quant::F16, data })
+    }
+
+    /// The accessor the kernels read this weight with.
+    pub fn format(&self) -> WeightFormat {
+        match self.quant {
+            Quant::F16 if self.native_f16 => WeightFormat::F16Native,
+            Quant::F16 => WeightFormat::F16,
+            Quant::Q8 => WeightFormat::Q8,
+            Quant::Q4 => WeightFormat::Q4,
+            Quant::F32 => WeightFormat::F32,
+        }
     }
 
     pub fn byte_len(&self) -> usize {
@@ -58,53 +76,24 @@ impl QWeight {
 
 /// Writes x·wᵀ + b into columns `y_col .. y_col + rows(w)` of y ([M, Ny]); x is [M, cols(w)].
 pub fn qlinear_into(y: &mut Tensor, y_col: usize, x: &Tensor, w: &QWeight, b: Option<&Tensor>) -> Result<()> {
-    let (m, k, n) = (x.rows(), x.last_dim(), w.rows);
-    if w.cols != k {
-        return Err(Error::Shape(format!("linear: {} weight [{n}, {}] does not take inputs of width {k}", w.quant, w.cols)));
-    }
-    if let Some(b) = b {
-        b.expect_shape("linear bias", &[n])?;
-    }
-    let ny = y.last_dim();
-    if y.rows() != m || y_col + n > ny {
-        return Err(Error::Shape(format!("linear: output {:?} cannot take {m} rows x columns {y_col}..{}", y.shape(), y_col + n)));
-    }
+    qlinear_into_variant(y, y_col, x, w, b, None)
+}
+
+/// [`qlinear_into`] through a given variant (`None`: the tuned or default one).
+pub fn qlinear_into_variant(y: &mut Tensor, y_col: usize, x: &Tensor, w: &QWeight, b: Option<&Tensor>, variant: Option<&Variant>) -> Result<()> {
+    let (m, _, ny) = check_shapes(y, y_col, x, w.rows, w.cols, b)?;
     let mut all = vec![x, &*y];
     all.extend(b);
-    match (gpu_of("qlinear", &all)?, &w.data) {
+    match (super::gpu_of("qlinear", &all)?, &w.data) {
         (Some(gpu), QData::Gpu { buffer, scales_word }) => {
-            let p = Params {
-                m: u32_of("linear rows", m)?,
-                n: u32_of("linear outputs", n)?,
-                k: u32_of("linear inputs", k)?,
-                has_bias: b.is_some() as u32,
-                x_offset: 0,
-                x_stride: k as u32,
-                y_offset: u32_of("linear output offset", y_col)?,
-                y_stride: u32_of("linear output stride", ny)?,
-                kp: u32_of("padded inputs", padded_cols(k))?,
-                scales: *scales_word,
-                _pad: [0; 2],
-            };
-            let bias = b.map(buf).unwrap_or(buf(x));
-            let bufs = [buf(x), buffer.buffer(), bias, buf(y)];
-            let few = m <= MATVEC_MAX_ROWS;
-            let kernel = match (w.quant, few) {
-                (Quant::F16, true) => &MATVEC_F16,
-                (Quant::Q8, true) => &MATVEC_Q8,
-                (Quant::Q4, true) => &MATVEC_Q4,
-                (Quant::F16, false) => &LINEAR_F16,
-                (Quant::Q8, false) => &LINEAR_Q8,
-                (Quant::Q4, false) => &LINEAR_Q4,
-                (Quant::F32, _) => unreachable!("QWeight::new refuses f32"),
-            };
-            let groups = if few { [n.div_ceil(8) as u32, m as u32, 1] } else { [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1] };
-            gpu.dispatch(kernel, &[], &p, &bufs, groups)
+            let kp = if w.quant.is_block() { padded_cols(w.cols) } else { 0 };
+            let wr = WeightRef { buffer: buffer.buffer(), format: w.format(), n: w.rows, kp, scales: *scales_word };
+            dispatch(&gpu, y, y_col, x, &wr, b, variant)
         }
         (None, QData::Cpu(packed)) => {
             let bv = b.map(cpu).map(<[f32]>::to_vec);
             let xv = cpu(x).to_vec();
-            let out = y.cpu_mut().expect("cpu");
+            let out = y.cpu_mut().ok_or_else(|| Error::Shape("linear: output on the GPU, inputs on the CPU".into()))?;
             qlinear_cpu(out, ny, y_col, &xv, packed, bv.as_deref(), m);
             Ok(())
         }
@@ -207,12 +196,18 @@ mod tests {
     use crate::kernels::test_util::*;
 
     #[test]
-    fn qlinear_gpu_matches_cpu_for_every_format_and_shape() {
+    fn every_variant_matches_cpu_for_every_packed_format() {
+        use crate::kernels::linear::VARIANTS;
         let dev = gpu_device();
+        let gpu = gpu();
         let mut rng = Rng::new(21);
-        // rows ≤ 4 take matvec_*.wgsl, more the tiled linear_*.wgsl; k = 70 and 45 end in a partial block
-        for quant in [Quant::F16, Quant::Q8, Quant::Q4] {
-            for &(m, n, k, bias) in &[(1, 1, 32, false), (1, 13, 70, true), (3, 40, 45, true), (5, 17, 70, false), (70, 130, 96, true)] {
+        // k = 70 and 45 end in a partial block; 96 and 72 are whole blocks / multiples of 4
+        let cases = [(1, 1, 32, false), (1, 13, 70, true), (3, 40, 45, true), (5, 17, 72, false), (70, 130, 96, true), (9, 66, 200, false)];
+        for (quant, native) in [(Quant::F16, false), (Quant::F16, true), (Quant::Q8, false), (Quant::Q4, false)] {
+            if native && !gpu.info.shader_f16 {
+                continue; // WGSL f16 needs shader-f16 (lavapipe has it; SwiftShader does not)
+            }
+            for &(m, n, k, bias) in &cases {
                 let x = rng.vec(m * k, 1.0);
                 let w = rng.vec(n * k, 0.5);
                 let b = rng.vec(n, 0.5);
@@ -223,12 +218,14 @@ mod tests {
                 let mut plain = vec![0f32; m * n];
                 crate::kernels::linear::linear_cpu(&mut plain, n, 0, &x, &packed.to_f32(), bias.then_some(&b[..]), m, n, k);
                 assert_eq!(want, plain, "{quant} twin");
-                let qw = QWeight::new(&dev, packed).unwrap();
-                let bg = Tensor::from_vec(&dev, &[n], b).unwrap();
-                let mut y = guarded(&[m, n], &vec![0.0; m * n]);
-                qlinear_into(&mut y, 0, &Tensor::from_vec(&dev, &[m, k], x).unwrap(), &qw, bias.then_some(&bg)).unwrap();
-                // scale applied per block of products instead of per product: a few ulp
-                assert_close(&format!("{quant} {m}x{n}x{k}"), &read_guarded(&y), &want, 2e-5, 2e-5);
+                let qw = QWeight::with_native_f16(&dev, packed, native).unwrap();
+                let (xg, bg) = (Tensor::from_vec(&dev, &[m, k], x).unwrap(), Tensor::from_vec(&dev, &[n], b).unwrap());
+                for v in VARIANTS.iter().filter(|v| v.takes(&gpu, qw.format(), m, n, k)) {
+                    let mut y = guarded(&[m, n], &vec![0.0; m * n]);
+                    qlinear_into_variant(&mut y, 0, &xg, &qw, bias.then_some(&bg), Some(v)).unwrap();
+                    // scale applied per block of products instead of per product: a few ulp
+                    assert_close(&format!("{:?} {} {m}x{n}x{k}", qw.format(), v.name), &read_guarded(&y), &want, 2e-5, 2e-5);
+                }
             }
         }
     }

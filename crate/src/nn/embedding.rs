@@ -16,7 +16,7 @@ pub struct Embedding {
 impl Embedding {
     pub fn load(w: &Weights, vocab: usize, dim: usize) -> Result<Embedding> {
         let packed = w.packed("weight", &[vocab, dim])?;
-        Ok(Embedding { chunks: chunk_rows(w.device(), packed)?, dim })
+        Ok(Embedding { chunks: chunk_rows(w.device(), packed, false)?, dim })
     }
 
     /// Writes the rows of `ids` into rows `row0..` of `dst` ([rows, dim]).

@@ -1,12 +1,14 @@
 //! `Linear` (torch `nn.Linear`, fairscale Column/RowParallelLinear once merged): weight [out, in]
 //! in any stored precision (f32, or f16/q8/q4 multiplied by the fused kernels) plus an optional
 //! bias. A weight larger than the adapter's storage-binding limit is kept as row chunks, each
-//! multiplied into its own column block of the output.
+//! multiplied into its own column block of the output. At f16 precision an f32 weight is stored as
+//! f16 and read as WGSL `f16`. Each chunk's shape is registered for autotuning.
 
-use super::Weights;
+use super::{Precision, Weights};
 use crate::io::quant::{Packed, Quant};
-use crate::kernels::linear::linear_into;
+use crate::kernels::linear::{linear_into, WeightFormat};
 use crate::kernels::qlinear::{qlinear_into, QWeight};
+use crate::kernels::tune;
 use crate::tensor::{Device, Tensor};
 use crate::Result;
 
@@ -23,10 +25,18 @@ impl WeightChunk {
             WeightChunk::Packed(q) => q.rows,
         }
     }
+
+    pub fn format(&self) -> WeightFormat {
+        match self {
+            WeightChunk::F32(_) => WeightFormat::F32,
+            WeightChunk::Packed(q) => q.format(),
+        }
+    }
 }
 
-/// Splits a stored [rows, cols] matrix into row chunks that each fit one storage binding.
-pub fn chunk_rows(device: &Device, packed: Packed) -> Result<Vec<(usize, WeightChunk)>> {
+/// Splits a stored [rows, cols] matrix into row chunks that each fit one storage binding; f16
+/// chunks are read as WGSL `f16` when `native_f16`.
+pub fn chunk_rows(device: &Device, packed: Packed, native_f16: bool) -> Result<Vec<(usize, WeightChunk)>> {
     let (rows, cols, quant) = (packed.rows, packed.cols, packed.quant);
     let row_bytes = (quant.bytes(1, cols) as u64).max(4);
     let per = ((max_binding(device) / row_bytes) as usize).clamp(1, rows.max(1));
@@ -35,7 +45,7 @@ pub fn chunk_rows(device: &Device, packed: Packed) -> Result<Vec<(usize, WeightC
         Ok(if quant == Quant::F32 {
             WeightChunk::F32(Tensor::from_le_bytes(device, &[n, cols], &part.bytes)?)
         } else {
-            WeightChunk::Packed(QWeight::new(device, part)?)
+            WeightChunk::Packed(QWeight::with_native_f16(device, part, native_f16 && device.is_gpu())?)
         })
     };
     if per >= rows {
@@ -74,9 +84,13 @@ impl Linear {
 
     /// Loads a weight stored with more dimensions (a conv kernel [out, c, k, k]) as [out, prod(rest)].
     pub fn load_reshaped(w: &Weights, shape: &[usize], bias: bool) -> Result<Linear> {
-        let packed = w.packed("weight", shape)?;
+        let mut packed = w.packed("weight", shape)?;
+        let f16 = w.precision() == Precision::F16;
+        if f16 && packed.quant == Quant::F32 {
+            packed = Packed::quantize(Quant::F16, &packed.to_f32(), packed.rows, packed.cols);
+        }
         let bias = if bias { Some(w.values("bias", &[shape[0]])?) } else { None };
-        Linear::from_packed(w.device(), packed, bias)
+        Linear::from_packed_at(w.device(), packed, bias, f16)
     }
 
     /// A Linear from host f32 values (weight [out, in] row-major, bias [out]).
@@ -87,8 +101,19 @@ impl Linear {
     }
 
     pub fn from_packed(device: &Device, packed: Packed, bias: Option<Vec<f32>>) -> Result<Linear> {
+        Linear::from_packed_at(device, packed, bias, false)
+    }
+
+    /// [`Linear::from_packed`]; f16 weights are read as WGSL `f16` when `native_f16`.
+    fn from_packed_at(device: &Device, packed: Packed, bias: Option<Vec<f32>>, native_f16: bool) -> Result<Linear> {
         let (out_features, in_features, quant) = (packed.rows, packed.cols, packed.quant);
-        let chunks = chunk_rows(device, packed)?
+        let chunks = chunk_rows(device, packed, native_f16)?;
+        if let Device::Gpu(g) = device {
+            for (_, w) in &chunks {
+                tune::register(g, w.format(), w.rows(), in_features);
+            }
+        }
+        let chunks = chunks
             .into_iter()
             .map(|(first, w)| {
                 let n = w.rows();

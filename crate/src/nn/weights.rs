@@ -44,6 +44,7 @@ pub struct Weights {
     inner: Rc<RefCell<Inner>>,
     prefix: String,
     device: Device,
+    precision: super::Precision,
 }
 
 impl Weights {
@@ -52,17 +53,28 @@ impl Weights {
             inner: Rc::new(RefCell::new(Inner { source, used: BTreeSet::new(), ignored: BTreeSet::new() })),
             prefix: String::new(),
             device,
+            precision: super::Precision::F32,
         }
+    }
+
+    /// The same weights for a model built at `precision`.
+    pub fn with_precision(mut self, precision: super::Precision) -> Weights {
+        self.precision = precision;
+        self
     }
 
     pub fn device(&self) -> &Device {
         &self.device
     }
 
+    pub fn precision(&self) -> super::Precision {
+        self.precision
+    }
+
     /// A sub-scope: `pp("layers").pp(3)` → names under `layers.3.`.
     pub fn pp(&self, name: impl std::fmt::Display) -> Weights {
         let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Weights { inner: self.inner.clone(), prefix, device: self.device.clone() }
+        Weights { inner: self.inner.clone(), prefix, device: self.device.clone(), precision: self.precision }
     }
 
     /// The full name of `name` in this scope.

@@ -6,8 +6,10 @@
 //! Kernel parameters go into one uniform "arena" buffer written once per submission.
 //! Native and wasm differ only in how the device is obtained and how a readback is awaited.
 
+use crate::kernels::tune::Tuning;
 use crate::{Error, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A WGSL kernel: one `.wgsl` file with a `main` entry point. Binding 0 is the `Params` uniform,
@@ -26,6 +28,8 @@ const PARAMS_SLOT: u64 = 256;
 #[derive(Debug, Clone)]
 pub struct GpuInfo {
     pub name: String,
+    /// PCI vendor and device ids as hex ("10de:2330"; 0000:0000 where the platform hides them).
+    pub vendor: String,
     pub backend: String,
     pub driver: String,
     pub shader_f16: bool,
@@ -33,6 +37,8 @@ pub struct GpuInfo {
     /// A CPU implementation (lavapipe, SwiftShader: the browser's fallback adapter). Barriers and
     /// workgroup memory cost far more there than repeated loads, so some kernels have a variant.
     pub software: bool,
+    /// GPU timestamp queries (used to time kernels when autotuning).
+    pub timestamps: bool,
     pub max_buffer_size: u64,
     pub max_storage_binding: u64,
 }
@@ -48,6 +54,26 @@ struct Batch {
     params: Vec<u8>,
     arena: wgpu::Buffer,
     dispatches: usize,
+    /// While kernels are being timed with timestamp queries: the query set (0: start of the first
+    /// pass, 1: end of the last) and whether the first pass is still to come.
+    timing: Option<(wgpu::QuerySet, bool)>,
+}
+
+/// Bytes of GPU buffers that exist now, and the most that ever existed at once.
+#[derive(Default)]
+struct Memory {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Memory {
+    fn add(&self, bytes: u64) {
+        let now = self.now.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+    fn sub(&self, bytes: u64) {
+        self.now.fetch_sub(bytes, Ordering::Relaxed);
+    }
 }
 
 pub struct Gpu {
@@ -62,6 +88,9 @@ pub struct Gpu {
     error: Arc<Mutex<Option<String>>>,
     /// Per-kernel wall times (kernel and grid → calls, seconds), when `SPHINX_PROFILE=1`.
     profile: Option<Mutex<HashMap<String, (u32, f64)>>>,
+    /// The shapes the loaded models multiply and the kernel variant chosen for each.
+    tuning: Mutex<Tuning>,
+    memory: Memory,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,7 +120,7 @@ impl Gpu {
         let alimits = adapter.limits();
         let afeatures = adapter.features();
         let mut features = wgpu::Features::empty();
-        for f in [wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP] {
+        for f in [wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP, wgpu::Features::TIMESTAMP_QUERY] {
             if afeatures.contains(f) {
                 features |= f;
             }
@@ -128,11 +157,13 @@ impl Gpu {
         }
         let info = GpuInfo {
             name: ainfo.name.clone(),
+            vendor: format!("{:04x}:{:04x}", ainfo.vendor, ainfo.device),
             backend: format!("{:?}", ainfo.backend),
             driver: format!("{} {}", ainfo.driver, ainfo.driver_info),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             software: ainfo.device_type == wgpu::DeviceType::Cpu,
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             max_buffer_size: alimits.max_buffer_size,
             max_storage_binding: alimits.max_storage_buffer_binding_size as u64,
         };
@@ -156,11 +187,34 @@ impl Gpu {
             limits: alimits,
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
-            batch: Mutex::new(Batch { encoder: None, params: Vec::new(), arena, dispatches: 0 }),
+            batch: Mutex::new(Batch { encoder: None, params: Vec::new(), arena, dispatches: 0, timing: None }),
             error,
             profile: (cfg!(not(target_arch = "wasm32")) && std::env::var("SPHINX_PROFILE").is_ok_and(|v| v == "1"))
                 .then(|| Mutex::new(HashMap::new())),
+            tuning: Mutex::new(Tuning::default()),
+            memory: Memory::default(),
         }))
+    }
+
+    /// The tuning state (registered shapes, chosen variants).
+    pub fn tuning(&self) -> std::sync::MutexGuard<'_, Tuning> {
+        lock(&self.tuning)
+    }
+
+    /// (bytes of GPU buffers now, the peak since the device was opened): weights, pooled
+    /// activations and scratch, the params arena.
+    pub fn memory(&self) -> (u64, u64) {
+        (self.memory.now.load(Ordering::Relaxed), self.memory.peak.load(Ordering::Relaxed))
+    }
+
+    fn create_storage(&self, size: u64) -> wgpu::Buffer {
+        self.memory.add(size);
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
     }
 
     /// The first asynchronous GPU error seen so far, as an `Error`.
@@ -183,12 +237,7 @@ impl Gpu {
         let reused = lock(&self.pool).get_mut(&class).and_then(|v| v.pop());
         let buffer = match reused {
             Some(b) => b,
-            None => self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size: class,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
+            None => self.create_storage(class),
         };
         Ok(GpuBuffer { buffer: Some(buffer), len: size, pooled: true, gpu: self.clone() })
     }
@@ -203,12 +252,7 @@ impl Gpu {
                 self.limits.max_buffer_size
             )));
         }
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let buffer = self.create_storage(size);
         self.write(&buffer, 0, data);
         Ok(GpuBuffer { buffer: Some(buffer), len, pooled: false, gpu: self.clone() })
     }
@@ -231,7 +275,8 @@ impl Gpu {
 
     /// Drops every pooled buffer (after a model is released, say).
     pub fn trim_pool(&self) {
-        lock(&self.pool).clear();
+        let freed: u64 = lock(&self.pool).drain().flat_map(|(_, v)| v).map(|b| b.size()).sum();
+        self.memory.sub(freed);
     }
 
     fn pipeline(&self, kernel: &Kernel, overrides: &[(&str, f64)]) -> Arc<Pipeline> {
@@ -303,11 +348,14 @@ impl Gpu {
             layout: &pipeline.layout,
             entries: &entries,
         });
-        let encoder = batch
-            .encoder
-            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        let b = &mut *batch;
+        let encoder = b.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name), timestamp_writes: None });
+            let timestamp_writes = b.timing.as_mut().map(|(set, first)| {
+                let begin = std::mem::take(first).then_some(0);
+                wgpu::ComputePassTimestampWrites { query_set: &*set, beginning_of_pass_write_index: begin, end_of_pass_write_index: Some(1) }
+            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name), timestamp_writes });
             pass.set_pipeline(&pipeline.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -420,6 +468,65 @@ impl Gpu {
         self.check_error()
     }
 
+    /// How [`Gpu::time`] measures: "timestamp-query" or "wall-clock".
+    pub fn timer_name(&self) -> &'static str {
+        if self.info.timestamps {
+            "timestamp-query"
+        } else {
+            "wall-clock"
+        }
+    }
+
+    /// Seconds the GPU spends on the dispatches `record` makes: from the start of the first compute
+    /// pass to the end of the last by timestamp queries where the adapter has them, else the wall
+    /// time from submitting to completion (everything recorded before is finished first).
+    pub async fn time<F: FnMut() -> Result<()>>(&self, mut record: F) -> Result<f64> {
+        self.idle().await?;
+        if !self.info.timestamps {
+            let t0 = web_time::Instant::now();
+            record()?;
+            self.idle().await?;
+            return Ok(t0.elapsed().as_secs_f64());
+        }
+        let set = self.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("timing"), ty: wgpu::QueryType::Timestamp, count: 2 });
+        lock(&self.batch).timing = Some((set, true));
+        let recorded = record();
+        let Some((set, _)) = lock(&self.batch).timing.take() else {
+            return Err(Error::Gpu("timing state lost".into()));
+        };
+        recorded?;
+        let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        {
+            let mut batch = lock(&self.batch);
+            let encoder = batch.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+            encoder.resolve_query_set(&set, 0..2, &resolved, 0);
+        }
+        let bytes = self.read(&resolved, 0, 16).await?;
+        let t: &[u64] = bytemuck::cast_slice(&bytes);
+        Ok(t[1].saturating_sub(t[0]) as f64 * self.queue.get_timestamp_period() as f64 * 1e-9)
+    }
+
+    /// Waits until everything recorded so far has run (natively by polling, in the browser through
+    /// the queue's completion callback).
+    pub async fn idle(&self) -> Result<()> {
+        self.flush();
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("poll: {e}")))?;
+        rx.await.map_err(|_| Error::Gpu("the GPU queue was dropped".into()))?;
+        self.check_error()
+    }
+
     /// Workgroup counts for `threads` invocations in groups of `wg`, folded into x/y so that no
     /// dimension passes the limit. Kernels rebuild the index as `gid.x + gid.y * nwg.x * wg`.
     pub fn grid(&self, threads: u64, wg: u32) -> [u32; 3] {
@@ -470,6 +577,8 @@ impl Drop for GpuBuffer {
             // Not destroyed: recorded or in-flight work may still read it; wgpu frees it after.
             if self.pooled {
                 lock(&self.gpu.pool).entry(b.size()).or_default().push(b);
+            } else {
+                self.gpu.memory.sub(b.size());
             }
         }
     }
