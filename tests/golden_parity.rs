@@ -4,7 +4,8 @@
 
 use sphinx::image::{bicubic_fp16, decode, padded_resize, quadrants, views_for, ViewLayout};
 use sphinx::config::ModelConfig;
-use sphinx::load::{load_model, open, DEFAULT_MAX_SEQ_LEN};
+use sphinx::load::{load_model, load_model_with, open, LoadOptions, DEFAULT_MAX_SEQ_LEN};
+use sphinx::nn::{Precision, PrecisionChoice};
 use sphinx::nn::{TensorSource, Weights};
 use sphinx::models::sphinx::Sphinx;
 use sphinx::testing::{check_close, fixtures_dir, golden_dir, read_safetensor, reference_json, tolerance};
@@ -20,18 +21,25 @@ fn gpu() -> Device {
 struct Report<'a> {
     label: &'a str,
     reference: &'a serde_json::Value,
+    /// The f16 path's tolerances (tests/fixtures/f16_tolerances.json) when checking that path.
+    f16: Option<serde_json::Value>,
     lines: Vec<String>,
     failures: Vec<String>,
 }
 
 impl<'a> Report<'a> {
     fn new(label: &'a str, reference: &'a serde_json::Value) -> Self {
-        Report { label, reference, lines: Vec::new(), failures: Vec::new() }
+        Report { label, reference, f16: None, lines: Vec::new(), failures: Vec::new() }
     }
 
-    /// Compares under the reference tolerance of `tensor` (the name `name` is only for messages).
+    /// Compares under the reference tolerance of `tensor` (the name `name` is only for messages),
+    /// or the derived f16 one.
     fn check(&mut self, name: &str, tensor: &str, got: &[f32], want: &[f32]) {
-        match check_close(name, got, want, tolerance(self.reference, tensor)) {
+        let mut tol = tolerance(self.reference, tensor);
+        if let Some(abs) = self.f16.as_ref().and_then(|t| t[tensor]["abs"].as_f64()) {
+            tol.abs = abs;
+        }
+        match check_close(name, got, want, tol) {
             Ok(s) => self.lines.push(format!("{} {s}", self.label)),
             Err(s) => self.failures.push(format!("{} {s}", self.label)),
         }
@@ -49,11 +57,19 @@ impl<'a> Report<'a> {
     }
 }
 
-/// Runs every case of a golden folder through `model` and checks every reference tensor.
+/// Runs every case of a golden folder through `model` and checks every reference tensor (under the
+/// f16 path's derived tolerances when the model runs at f16).
 fn check_cases(golden: &Path, model: &Sphinx, label: &str) {
     let reference = reference_json(golden);
     let ref_file = golden.join("reference.safetensors");
     let mut report = Report::new(label, &reference);
+    if model.precision() == Precision::F16 {
+        let all: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures_dir().join("f16_tolerances.json")).unwrap()).unwrap();
+        let name = golden.file_name().unwrap().to_str().unwrap();
+        let t = all["goldens"][name].clone();
+        assert!(t.is_object(), "f16_tolerances.json has no {name}: run tests/fixtures/make_f16_tolerances.py");
+        report.f16 = Some(t);
+    }
     // the DINOv2 position embedding interpolated for 224 inputs
     let name = "dinov2_pos_embed_224";
     let want = read_safetensor(&ref_file, name).unwrap();
@@ -108,6 +124,27 @@ fn run(golden_name: &str, device: Device, label: &str) {
     let golden = golden_dir(golden_name);
     let model = load_model(&golden, &device, DEFAULT_MAX_SEQ_LEN).unwrap();
     check_cases(&golden, &model, label);
+}
+
+/// The f16 path (chosen by `auto` on an adapter with shader-f16, as lavapipe is): every tensor
+/// within the derived f16 tolerances, greedy ids identical.
+fn run_f16(golden_name: &str, label: &str) {
+    let golden = golden_dir(golden_name);
+    let device = gpu();
+    let opts = LoadOptions { precision: PrecisionChoice::Auto, ..Default::default() };
+    let model = load_model_with(&golden, &device, &opts).unwrap();
+    assert_eq!(model.precision(), Precision::F16, "auto picks f16 on an adapter with shader-f16");
+    check_cases(&golden, &model, label);
+}
+
+#[test]
+fn tiny_1k_upstream_gpu_f16() {
+    run_f16("sphinx-tiny-1k-dev", "tiny-1k gpu f16");
+}
+
+#[test]
+fn sphinx_1k_upstream_gpu_f16() {
+    run_f16("sphinx-1k-dev", "1k gpu f16");
 }
 
 #[test]

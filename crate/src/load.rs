@@ -7,7 +7,7 @@ use crate::io::converted::{matrix_of, ConvertedSource};
 use crate::io::quant::{Packed, Quant};
 use crate::io::UpstreamCheckpoint;
 use crate::models::sphinx::Sphinx;
-use crate::nn::{TensorSource, Weights};
+use crate::nn::{PrecisionChoice, TensorSource, Weights};
 use crate::tensor::Device;
 use crate::{Error, Result};
 use std::path::Path;
@@ -73,14 +73,39 @@ pub fn open(dir: &Path) -> Result<ModelDir> {
     Ok(ModelDir { config, source: Box::new(ckpt) })
 }
 
-/// Builds the model on `device` from any tensor source (tensor by tensor).
-pub fn load_from_source(config: &ModelConfig, source: Box<dyn TensorSource>, device: &Device, max_seq_len: usize) -> Result<Sphinx> {
-    let w = Weights::new(source, device.clone());
-    Sphinx::load(&w, config, max_seq_len)
+/// How to build a model.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Longest sequence (positions) a chat may use.
+    pub max_seq_len: usize,
+    pub precision: PrecisionChoice,
 }
 
-/// Opens a folder and builds the model on `device`.
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { max_seq_len: DEFAULT_MAX_SEQ_LEN, precision: PrecisionChoice::F32 }
+    }
+}
+
+/// Builds the model on `device` from any tensor source (tensor by tensor), in f32.
+pub fn load_from_source(config: &ModelConfig, source: Box<dyn TensorSource>, device: &Device, max_seq_len: usize) -> Result<Sphinx> {
+    load_with(config, source, device, &LoadOptions { max_seq_len, ..Default::default() })
+}
+
+/// Builds the model on `device` from any tensor source, as `opts` say.
+pub fn load_with(config: &ModelConfig, source: Box<dyn TensorSource>, device: &Device, opts: &LoadOptions) -> Result<Sphinx> {
+    let precision = opts.precision.resolve(device)?;
+    let w = Weights::new(source, device.clone()).with_precision(precision);
+    Sphinx::load(&w, config, opts.max_seq_len)
+}
+
+/// Opens a folder and builds the model on `device` (in f32).
 pub fn load_model(dir: &Path, device: &Device, max_seq_len: usize) -> Result<Sphinx> {
+    load_model_with(dir, device, &LoadOptions { max_seq_len, ..Default::default() })
+}
+
+/// Opens a folder and builds the model on `device` as `opts` say.
+pub fn load_model_with(dir: &Path, device: &Device, opts: &LoadOptions) -> Result<Sphinx> {
     let m = open(dir)?;
-    load_from_source(&m.config, m.source, device, max_seq_len)
+    load_with(&m.config, m.source, device, opts)
 }

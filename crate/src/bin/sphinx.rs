@@ -8,7 +8,9 @@ use sphinx::io::converted::{Manifest, QuantChoice};
 use sphinx::io::quant::Quant;
 use sphinx::models::params::{self, parameter_shapes, CLIP_TEXT_FULL};
 use sphinx::image::{decode, padded_resize};
-use sphinx::load::{load_model, DEFAULT_MAX_SEQ_LEN};
+use sphinx::kernels::tune::{autotune_with_file, AutotuneMode};
+use sphinx::load::{load_model, load_model_with, LoadOptions, DEFAULT_MAX_SEQ_LEN};
+use sphinx::nn::PrecisionChoice;
 use sphinx::tensor::Device;
 use sphinx::text::{conversation, Message, Tokenizer};
 use sphinx::trace::{trace, write_safetensors};
@@ -35,6 +37,34 @@ struct ModelOpts {
     /// Longest sequence (positions) the model may see; upstream's default is 4096
     #[arg(long, default_value_t = DEFAULT_MAX_SEQ_LEN)]
     max_seq_len: usize,
+    /// auto (f16 where the adapter has shader-f16), f32 or f16: f16 stores f32 weights as f16 and
+    /// the KV cache in f16, with f32 arithmetic [default: auto; trace: f32]
+    #[arg(long)]
+    precision: Option<String>,
+    /// Kernel autotuning on this device: cached (tune what the cache file lacks), fresh, off. The
+    /// cache is $SPHINX_AUTOTUNE_CACHE or ~/.cache/sphinx/autotune.json [default: cached; trace: off]
+    #[arg(long)]
+    autotune: Option<String>,
+}
+
+impl ModelOpts {
+    /// Loads the model as the options say (`defaults`: precision and autotune when not given) and
+    /// tunes its kernels; reports what it did on stderr.
+    async fn load(&self, defaults: (&str, &str)) -> Result<(sphinx::models::sphinx::Sphinx, Device)> {
+        let device = Device::from_name(&self.device).await?;
+        let precision = PrecisionChoice::parse(self.precision.as_deref().unwrap_or(defaults.0))?;
+        let mode = AutotuneMode::parse(self.autotune.as_deref().unwrap_or(defaults.1))?;
+        let t0 = Instant::now();
+        let m = load_model_with(&self.model, &device, &LoadOptions { max_seq_len: self.max_seq_len, precision })?;
+        eprintln!("loaded {} ({}) on {device:?} at {:?} precision in {:.2?}", m.llama_type().release(), self.model.display(), m.precision(), t0.elapsed());
+        if let Device::Gpu(g) = &device {
+            let r = autotune_with_file(g, mode).await?;
+            if mode != AutotuneMode::Off {
+                eprintln!("autotune ({}, {}): {} shapes, {} from the cache, {} tuned in {:.0} ms, {} left at the default", r.mode, r.timer, r.shapes, r.cached, r.tuned, r.ms, r.skipped);
+            }
+        }
+        Ok((m, device))
+    }
 }
 
 #[derive(Subcommand)]
@@ -244,11 +274,8 @@ fn tokenizer_json(dirs: &[&Path], explicit: Option<&Path>) -> Result<Vec<u8>> {
 async fn main_async(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { model, image, prompt, temperature, top_p, seed, max_tokens, tokenizer } => {
-            let device = Device::from_name(&model.device).await?;
             let tok = open_tokenizer(&model.model, tokenizer.as_deref())?;
-            let t0 = Instant::now();
-            let m = load_model(&model.model, &device, model.max_seq_len)?;
-            eprintln!("loaded {} ({}) on {device:?} in {:.2?}", m.llama_type().release(), model.model.display(), t0.elapsed());
+            let (m, device) = model.load(("auto", "cached")).await?;
             let text = conversation::prompt(&[Message::user(prompt)])?;
             let ids = tok.encode_prompt(&text)?;
             let img = match image {
@@ -276,10 +303,7 @@ async fn main_async(cli: Cli) -> Result<()> {
             eprintln!("{} tokens in {secs:.2} s ({:.2} tokens/s), ended by {:?}", g.ids.len(), g.ids.len() as f64 / secs, g.finish);
         }
         Command::Trace { model, image, prompt_ids, steps, out } => {
-            let device = Device::from_name(&model.device).await?;
-            let t0 = Instant::now();
-            let m = load_model(&model.model, &device, model.max_seq_len)?;
-            eprintln!("loaded {} on {device:?} in {:.2?}", m.llama_type().release(), t0.elapsed());
+            let (m, _device) = model.load(("f32", "off")).await?;
             let padded = match image {
                 Some(p) => Some(read_image(&p, m.llama_type().image_size())?),
                 None => None,

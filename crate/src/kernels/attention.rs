@@ -8,9 +8,12 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "attention", source: include_str!("attention.wgsl") };
+const KERNEL: Kernel = Kernel { name: "attention", source: concat!(include_str!("kv_f32.wgsl"), include_str!("attention.wgsl")) };
 /// Many queries: one invocation per query row, keys streamed through workgroup memory.
-const TILED: Kernel = Kernel { name: "attention_tiled", source: include_str!("attention_tiled.wgsl") };
+const TILED: Kernel = Kernel { name: "attention_tiled", source: concat!(include_str!("kv_f32.wgsl"), include_str!("attention_tiled.wgsl")) };
+/// The same two over an f16 KV cache.
+const KERNEL_KV16: Kernel = Kernel { name: "attention/kv16", source: concat!(include_str!("kv_f16.wgsl"), include_str!("attention.wgsl")) };
+const TILED_KV16: Kernel = Kernel { name: "attention_tiled/kv16", source: concat!(include_str!("kv_f16.wgsl"), include_str!("attention_tiled.wgsl")) };
 const WG: u32 = 64;
 /// From this many query rows on (and head_dim ≤ 128), `attention_tiled.wgsl` runs.
 pub const TILED_MIN_QUERIES: usize = 8;
@@ -62,6 +65,19 @@ fn extent(s: Strided, batch: usize, rows: usize, width: usize) -> usize {
 /// at their strides, k/v rows n_kv_heads·head_dim.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_into(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor, ks: Strided, v: &Tensor, vs: Strided, a: &Attn) -> Result<()> {
+    attention_kv(o, os, q, qs, k, ks, v, vs, a, false)
+}
+
+/// [`attention_into`] over an f16 KV cache: on the GPU `k` and `v` hold two f16 values per element
+/// (see `copy2d::copy2d_to_f16`) and their strides count f16 values; on the CPU they hold the
+/// f16-rounded values as f32.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_into_kv16(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor, ks: Strided, v: &Tensor, vs: Strided, a: &Attn) -> Result<()> {
+    attention_kv(o, os, q, qs, k, ks, v, vs, a, true)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attention_kv(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor, ks: Strided, v: &Tensor, vs: Strided, a: &Attn, kv16: bool) -> Result<()> {
     if a.n_kv_heads == 0 || a.n_heads % a.n_kv_heads != 0 {
         return Err(Error::Shape(format!("attention: {} heads over {} kv heads", a.n_heads, a.n_kv_heads)));
     }
@@ -73,8 +89,10 @@ pub fn attention_into(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &
     }
     let qw = a.n_heads * a.head_dim;
     let kw = a.n_kv_heads * a.head_dim;
-    for (name, t, s, rows, width) in [("q", &*q, qs, a.q_len, qw), ("k", k, ks, a.kv_len, kw), ("v", v, vs, a.kv_len, kw), ("o", &*o, os, a.q_len, qw)] {
-        if extent(s, a.batch, rows, width) > t.numel() {
+    // An f16 cache on the GPU packs two values per element.
+    let per = |t: &Tensor, kv: bool| if kv && kv16 && t.gpu().is_some() { 2 } else { 1 };
+    for (name, t, s, rows, width, kv) in [("q", &*q, qs, a.q_len, qw, false), ("k", k, ks, a.kv_len, kw, true), ("v", v, vs, a.kv_len, kw, true), ("o", &*o, os, a.q_len, qw, false)] {
+        if extent(s, a.batch, rows, width) > t.numel() * per(t, kv) {
             return Err(Error::Shape(format!("attention: {name} {:?} too small for {a:?} at {s:?}", t.shape())));
         }
     }
@@ -96,10 +114,16 @@ pub fn attention_into(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &
             };
             let bufs = [buf(q), buf(k), buf(v), buf(o)];
             let (heads, batch) = (u32_of("heads", a.n_heads)?, u32_of("batch", a.batch)?);
-            if a.q_len >= TILED_MIN_QUERIES && a.head_dim <= TILED_MAX_HEAD_DIM {
-                gpu.dispatch(&TILED, &[], &p, &bufs, [a.q_len.div_ceil(TILED_QB) as u32, heads, batch])
+            let (kernel, tiled) = match (kv16, a.q_len >= TILED_MIN_QUERIES && a.head_dim <= TILED_MAX_HEAD_DIM) {
+                (false, true) => (&TILED, true),
+                (false, false) => (&KERNEL, false),
+                (true, true) => (&TILED_KV16, true),
+                (true, false) => (&KERNEL_KV16, false),
+            };
+            if tiled {
+                gpu.dispatch(kernel, &[], &p, &bufs, [a.q_len.div_ceil(TILED_QB) as u32, heads, batch])
             } else {
-                gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &bufs, [u32_of("q_len", a.q_len)?, heads, batch])
+                gpu.dispatch(kernel, &[("WG", WG as f64)], &p, &bufs, [u32_of("q_len", a.q_len)?, heads, batch])
             }
         }
         None => {
@@ -190,5 +214,36 @@ mod tests {
         // one decode step at the end of a long cache, head_dim 128 and 200 (more than WG)
         run(Attn { q_len: 1, kv_len: 131, n_heads: 8, n_kv_heads: 1, head_dim: 128, causal: true, q_pos0: 130, scale: 0.088, ..base }, 5);
         run(Attn { q_len: 3, kv_len: 9, n_heads: 2, n_kv_heads: 2, head_dim: 200, causal: true, q_pos0: 6, scale: 0.07, ..base }, 6);
+    }
+
+    /// The f16 KV path: keys and values stored through `copy2d_to_f16` into f16 caches, attention
+    /// over them on the GPU vs the CPU twin on the f16-rounded values (both paths: decode and tiled).
+    #[test]
+    fn attention_over_an_f16_cache_matches_cpu() {
+        use crate::kernels::copy2d::copy2d_to_f16;
+        let gpu = gpu();
+        assert!(gpu.info.shader_f16, "the tests' adapter ({}) has no shader-f16 (lavapipe has it)", gpu.info.name);
+        let dev = gpu_device();
+        let mut rng = Rng::new(11);
+        let base = Attn { batch: 1, q_len: 1, kv_len: 1, n_heads: 4, n_kv_heads: 2, head_dim: 16, causal: true, q_pos0: 0, scale: 0.25 };
+        for a in [Attn { q_len: 1, kv_len: 37, q_pos0: 36, ..base }, Attn { q_len: 21, kv_len: 21, ..base }] {
+            let (qw, kw) = (a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim);
+            let (q, k, v) = (rng.vec(a.q_len * qw, 1.5), rng.vec(a.kv_len * kw, 1.5), rng.vec(a.kv_len * kw, 1.5));
+            let round = |x: &[f32]| x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect::<Vec<_>>();
+            let (qs, ks, os) = (Strided::rows(0, qw), Strided::rows(0, kw), Strided::rows(0, qw));
+            let mut want = vec![0f32; a.q_len * qw];
+            attention_cpu(&mut want, os, &q, qs, &round(&k), ks, &round(&v), ks, &a);
+            let store = |x: Vec<f32>| {
+                let src = Tensor::from_vec(&dev, &[a.kv_len, kw], x).unwrap();
+                let mut cache = Tensor::empty(&dev, &[a.kv_len, kw / 2]).unwrap();
+                copy2d_to_f16(&mut cache, ks, &src, ks, 1, a.kv_len, kw).unwrap();
+                cache
+            };
+            let (kc, vc) = (store(k), store(v));
+            let qt = Tensor::from_vec(&dev, &[a.q_len, qw], q).unwrap();
+            let mut o = guarded(&[a.q_len, qw], &vec![0.0; a.q_len * qw]);
+            attention_into_kv16(&mut o, os, &qt, qs, &kc, ks, &vc, ks, &a).unwrap();
+            assert_close(&format!("kv16 attention {a:?}"), &read_guarded(&o), &want, 2e-5, 2e-5);
+        }
     }
 }

@@ -36,8 +36,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+// k, v (bindings 2, 3) and kload, vload: the key/value accessor (kv_f32.wgsl or kv_f16.wgsl,
+// which attention.rs puts first).
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
 
 override WG: u32 = 64; // keys per block, at most 64
@@ -73,7 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             var dot = 0.0;
             let kr = k_base + t * p.k_stride;
             for (var d = 0u; d < p.head_dim; d++) {
-                dot += qs[d] * k[kr + d];
+                dot += qs[d] * kload(kr + d);
             }
             s = dot * p.scale;
         }
@@ -104,7 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             for (var e = 0u; e < 4u; e++) {
                 let d = lid + e * WG;
                 if (d < p.head_dim) {
-                    acc[e] += pj * v[vr + d];
+                    acc[e] += pj * vload(vr + d);
                 }
             }
         }

@@ -33,8 +33,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+// k, v (bindings 2, 3) and kload, vload: the key/value accessor (kv_f32.wgsl or kv_f16.wgsl,
+// which attention.rs puts first).
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
 
 const QB: u32 = 64u;      // query rows per workgroup (one per invocation)
@@ -79,8 +79,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var e = lid; e < n * hd; e += 64u) {
             let j = e / hd;
             let d = e % hd;
-            ks[j * MAXD + d] = k[k_base + (t0 + j) * p.k_stride + d];
-            vs[j * MAXD + d] = v[v_base + (t0 + j) * p.v_stride + d];
+            ks[j * MAXD + d] = kload(k_base + (t0 + j) * p.k_stride + d);
+            vs[j * MAXD + d] = vload(v_base + (t0 + j) * p.v_stride + d);
         }
         workgroupBarrier();
         if (valid && t0 < my_keys) {

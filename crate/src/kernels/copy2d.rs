@@ -6,7 +6,9 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "copy2d", source: include_str!("copy2d.wgsl") };
+const KERNEL: Kernel = Kernel { name: "copy2d", source: concat!(include_str!("store_f32.wgsl"), include_str!("copy2d.wgsl")) };
+/// Into f16 elements (the f16 KV cache).
+const TO_F16: Kernel = Kernel { name: "copy2d/f16", source: concat!(include_str!("store_f16.wgsl"), include_str!("copy2d.wgsl")) };
 const WG: u32 = 256;
 
 /// One side of a copy: element offset, then strides between rows and between batches.
@@ -50,7 +52,18 @@ fn extent(s: Strided, batch: usize, rows: usize, cols: usize) -> usize {
 
 /// Copies a [batch, rows, cols] block from `src` (laid out per `s`) into `dst` (per `d`).
 pub fn copy2d(dst: &mut Tensor, d: Strided, src: &Tensor, s: Strided, batch: usize, rows: usize, cols: usize) -> Result<()> {
-    if extent(s, batch, rows, cols) > src.numel() || extent(d, batch, rows, cols) > dst.numel() {
+    copy_block(dst, d, src, s, [batch, rows, cols], false)
+}
+
+/// [`copy2d`] into f16: on the GPU `dst` holds two f16 values per element and `d` counts f16
+/// values (the f16 KV cache; needs shader-f16); on the CPU `dst` holds the f16-rounded values.
+pub fn copy2d_to_f16(dst: &mut Tensor, d: Strided, src: &Tensor, s: Strided, batch: usize, rows: usize, cols: usize) -> Result<()> {
+    copy_block(dst, d, src, s, [batch, rows, cols], true)
+}
+
+fn copy_block(dst: &mut Tensor, d: Strided, src: &Tensor, s: Strided, [batch, rows, cols]: [usize; 3], to_f16: bool) -> Result<()> {
+    let dst_len = dst.numel() * if to_f16 && dst.gpu().is_some() { 2 } else { 1 };
+    if extent(s, batch, rows, cols) > src.numel() || extent(d, batch, rows, cols) > dst_len {
         return Err(Error::Shape(format!(
             "copy2d: block {batch}x{rows}x{cols} out of bounds (src {:?} {s:?}, dst {:?} {d:?})",
             src.shape(),
@@ -76,11 +89,20 @@ pub fn copy2d(dst: &mut Tensor, d: Strided, src: &Tensor, s: Strided, batch: usi
             };
             u32_of("copy2d elements", n)?;
             let groups = gpu.grid(n as u64, WG);
-            gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(src), buf(dst)], groups)
+            gpu.dispatch(if to_f16 { &TO_F16 } else { &KERNEL }, &[("WG", WG as f64)], &p, &[buf(src), buf(dst)], groups)
         }
         None => {
             let sv = cpu(src).to_vec();
-            copy2d_cpu(dst.cpu_mut().expect("cpu"), d, &sv, s, batch, rows, cols);
+            let out = dst.cpu_mut().expect("cpu");
+            copy2d_cpu(out, d, &sv, s, batch, rows, cols);
+            if to_f16 {
+                for b in 0..batch {
+                    for r in 0..rows {
+                        let at = d.offset + b * d.batch + r * d.row;
+                        out[at..at + cols].iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+                    }
+                }
+            }
             Ok(())
         }
     }

@@ -1,6 +1,7 @@
 // Strided copy of a [batch, rows, cols] block: dst[dst_offset + b*dst_batch + r*dst_row + c] =
 // src[src_offset + b*src_batch + r*src_row + c]. Concatenation, crops, KV-cache writes and sequence
-// assembly are all this kernel.
+// assembly are all this kernel. The destination's element type comes from the accessor prepended
+// to it (store_f32.wgsl, or store_f16.wgsl for the f16 KV cache).
 
 struct Params {
     batch: u32,
@@ -19,7 +20,6 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
 override WG: u32 = 256;
 
@@ -33,5 +33,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let b = i / per_batch;
     let r = (i % per_batch) / p.cols;
     let c = i % p.cols;
-    dst[p.dst_offset + b * p.dst_batch + r * p.dst_row + c] = src[p.src_offset + b * p.src_batch + r * p.src_row + c];
+    store(p.dst_offset + b * p.dst_batch + r * p.dst_row + c, src[p.src_offset + b * p.src_batch + r * p.src_row + c]);
 }

@@ -199,6 +199,37 @@ pub async fn autotune(gpu: &Arc<Gpu>, mode: AutotuneMode, cache: &mut TuneCache)
     Ok(report)
 }
 
+/// Where the native cache lives: `$SPHINX_AUTOTUNE_CACHE`, else `$XDG_CACHE_HOME/sphinx/autotune.json`,
+/// else `~/.cache/sphinx/autotune.json`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn cache_path() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("SPHINX_AUTOTUNE_CACHE") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("sphinx").join("autotune.json"))
+}
+
+/// [`autotune`] with the native cache file: read (a missing or unreadable one is empty), and
+/// written back (through a temporary file and a rename) when anything was tuned.
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn autotune_with_file(gpu: &Arc<Gpu>, mode: AutotuneMode) -> Result<TuneReport> {
+    let path = cache_path();
+    let text = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    let mut cache = TuneCache::parse(&text);
+    let report = autotune(gpu, mode, &mut cache).await?;
+    if let (Some(p), true) = (&path, report.tuned > 0) {
+        let tmp = p.with_extension("json.tmp");
+        let written = p.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| std::fs::write(&tmp, cache.to_json())).and_then(|_| std::fs::rename(&tmp, p));
+        // A cache that cannot be written only costs the next load its tuning time.
+        if let Err(e) = written {
+            eprintln!("autotune: could not write {}: {e}", p.display());
+        }
+    }
+    Ok(report)
+}
+
 /// A weight of a shape's format with random values.
 enum TestWeight {
     F32(Tensor),
@@ -268,4 +299,48 @@ async fn fastest(gpu: &Arc<Gpu>, s: Shape) -> Result<&'static Variant> {
         }
     }
     Ok(best.map_or_else(|| default_variant(gpu, s.format, m, s.n, s.k), |b| b.1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tunes_then_reuses_the_cache_and_retunes_for_another_engine() {
+        // A device of its own: the choices made here must not leak into other tests' devices.
+        let gpu = pollster::block_on(Gpu::new()).expect("a GPU adapter (lavapipe)");
+        for (format, n, k) in [(WeightFormat::F32, 40, 64), (WeightFormat::Q4, 24, 96), (WeightFormat::F32, 7, 300)] {
+            register(&gpu, format, n, k);
+        }
+        let mut cache = TuneCache::parse("");
+        let first = pollster::block_on(autotune(&gpu, AutotuneMode::Cached, &mut cache)).expect("tune");
+        assert_eq!((first.shapes, first.tuned, first.cached, first.skipped), (6, 6, 0, 0), "{first:?}");
+        assert!(first.ms > 0.0);
+        let entries = &cache.adapters[&adapter_key(&gpu)];
+        assert_eq!(entries.len(), 6);
+        for (key, name) in entries {
+            let v = super::super::linear::variant(name).unwrap_or_else(|| panic!("{key}: unknown variant {name}"));
+            // a decode shape gets a decode-capable variant and a choice that takes the shape
+            let s = gpu.tuning().shapes.iter().copied().find(|s| &s.key() == key).expect("registered");
+            assert!(v.takes(&gpu, s.format, s.rows(), s.n, s.k), "{key}: {name}");
+            assert_eq!(choose(&gpu, s.format, s.rows(), s.n, s.k).name, name.as_str());
+        }
+        // Stored and read back: everything comes from the cache, no time spent.
+        let mut stored = TuneCache::parse(&cache.to_json());
+        assert_eq!(stored, cache);
+        let again = pollster::block_on(autotune(&gpu, AutotuneMode::Cached, &mut stored)).expect("cached");
+        assert_eq!((again.tuned, again.cached, again.ms), (0, 6, 0.0), "{again:?}");
+        // `fresh` times everything again; `off` does nothing.
+        let fresh = pollster::block_on(autotune(&gpu, AutotuneMode::Fresh, &mut stored)).expect("fresh");
+        assert_eq!(fresh.tuned, 6);
+        let off = pollster::block_on(autotune(&gpu, AutotuneMode::Off, &mut stored)).expect("off");
+        assert_eq!((off.tuned, off.cached), (0, 0));
+        // A cache written by another engine version is not used.
+        let mut other = cache.clone();
+        other.engine = "0.0.0+0000000000000000".into();
+        assert!(TuneCache::parse(&other.to_json()).adapters.is_empty());
+        assert!(TuneCache::parse("not json").adapters.is_empty());
+        assert_eq!(AutotuneMode::parse("fresh").ok(), Some(AutotuneMode::Fresh));
+        assert!(AutotuneMode::parse("sometimes").is_err());
+    }
 }

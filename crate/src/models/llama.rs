@@ -4,11 +4,11 @@
 
 use crate::config::LlmConfig;
 use crate::kernels::add::add_;
-use crate::kernels::attention::{attention_into, Attn};
-use crate::kernels::copy2d::{copy2d, slice_rows, Strided};
+use crate::kernels::attention::{attention_into, attention_into_kv16, Attn};
+use crate::kernels::copy2d::{copy2d, copy2d_to_f16, slice_rows, Strided};
 use crate::kernels::rope::RopeTable;
 use crate::kernels::swiglu::swiglu;
-use crate::nn::{Embedding, Linear, RmsNorm, Weights};
+use crate::nn::{Embedding, Linear, Precision, RmsNorm, Weights};
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
 
@@ -32,6 +32,9 @@ struct Layer {
     ffn_norm: RmsNorm,
 }
 
+type Copy2d = fn(&mut Tensor, Strided, &Tensor, Strided, usize, usize, usize) -> Result<()>;
+type Attend = fn(&mut Tensor, Strided, &Tensor, Strided, &Tensor, Strided, &Tensor, Strided, &Attn) -> Result<()>;
+
 pub struct Llama {
     tok_embeddings: Embedding,
     layers: Vec<Layer>,
@@ -40,12 +43,17 @@ pub struct Llama {
     rope: RopeTable,
     pub cfg: LlmConfig,
     pub max_seq_len: usize,
+    /// The KV cache holds f16 (the f16 precision path).
+    pub kv_f16: bool,
 }
 
 /// Keys and values of every layer for positions 0..len, on the model's device.
 pub struct KvCache {
-    k: Vec<Tensor>, // per layer [capacity, n_kv_heads · head_dim]
+    // per layer [capacity, n_kv_heads · head_dim]; an f16 cache on the GPU packs two values per
+    // element ([capacity, n_kv_heads · head_dim / 2]), on the CPU it holds f16-rounded f32 values
+    k: Vec<Tensor>,
     v: Vec<Tensor>,
+    f16: bool,
     pub capacity: usize,
     /// Positions filled so far (the next token goes here).
     pub len: usize,
@@ -91,6 +99,7 @@ impl Llama {
             rope: RopeTable::new(w.device(), hd, cfg.rope_theta, max_seq_len, cfg.rope_scaling)?,
             cfg: cfg.clone(),
             max_seq_len,
+            kv_f16: w.precision() == Precision::F16,
         })
     }
 
@@ -105,8 +114,12 @@ impl Llama {
         }
         let kvd = self.cfg.n_kv_heads * self.cfg.head_dim;
         let dev = self.device();
-        let mk = || (0..self.layers.len()).map(|_| Tensor::empty(&dev, &[capacity, kvd])).collect::<Result<Vec<_>>>();
-        Ok(KvCache { k: mk()?, v: mk()?, capacity, len: 0 })
+        if self.kv_f16 && kvd % 2 != 0 {
+            return Err(Error::Config(format!("an f16 KV cache needs an even key width, not {kvd}")));
+        }
+        let width = if self.kv_f16 && dev.is_gpu() { kvd / 2 } else { kvd };
+        let mk = || (0..self.layers.len()).map(|_| Tensor::empty(&dev, &[capacity, width])).collect::<Result<Vec<_>>>();
+        Ok(KvCache { k: mk()?, v: mk()?, f16: self.kv_f16, capacity, len: 0 })
     }
 
     /// Writes the embeddings of `ids` into rows `row0..` of `dst` ([rows, dim]).
@@ -125,14 +138,14 @@ impl Llama {
         }
         let mut x = x;
         for (i, layer) in self.layers.iter().enumerate() {
-            self.layer_forward(layer, &mut x, &mut cache.k[i], &mut cache.v[i], pos0)?;
+            self.layer_forward(layer, &mut x, &mut cache.k[i], &mut cache.v[i], pos0, cache.f16)?;
         }
         cache.len = pos0 + l;
         let last = slice_rows(&x, l - 1, 1)?; // only the last position's logits are returned
         self.output.forward(&self.norm.forward(&last)?)
     }
 
-    fn layer_forward(&self, layer: &Layer, x: &mut Tensor, k_cache: &mut Tensor, v_cache: &mut Tensor, pos0: usize) -> Result<()> {
+    fn layer_forward(&self, layer: &Layer, x: &mut Tensor, k_cache: &mut Tensor, v_cache: &mut Tensor, pos0: usize, kv16: bool) -> Result<()> {
         let c = &self.cfg;
         let l = x.rows();
         let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
@@ -147,10 +160,11 @@ impl Llama {
         drop(h);
         self.rope.apply_(&mut qkv, 0, c.n_heads, pos0)?;
         self.rope.apply_(&mut qkv, qd, c.n_kv_heads, pos0)?;
-        copy2d(k_cache, Strided::rows(pos0 * kvd, kvd), &qkv, Strided::rows(qd, w), 1, l, kvd)?;
-        copy2d(v_cache, Strided::rows(pos0 * kvd, kvd), &qkv, Strided::rows(qd + kvd, w), 1, l, kvd)?;
+        let (store, attend) = if kv16 { (copy2d_to_f16 as Copy2d, attention_into_kv16 as Attend) } else { (copy2d as Copy2d, attention_into as Attend) };
+        store(k_cache, Strided::rows(pos0 * kvd, kvd), &qkv, Strided::rows(qd, w), 1, l, kvd)?;
+        store(v_cache, Strided::rows(pos0 * kvd, kvd), &qkv, Strided::rows(qd + kvd, w), 1, l, kvd)?;
         let mut o = Tensor::empty(&dev, &[l, qd])?;
-        attention_into(
+        attend(
             &mut o,
             Strided::rows(0, qd),
             &qkv,

@@ -95,6 +95,15 @@ impl Sphinx {
         self.llm.device()
     }
 
+    /// The precision the model was built at (f16: weights stored as f16, an f16 KV cache).
+    pub fn precision(&self) -> crate::nn::Precision {
+        if self.llm.kv_f16 {
+            crate::nn::Precision::F16
+        } else {
+            crate::nn::Precision::F32
+        }
+    }
+
     pub fn llama_type(&self) -> LlamaType {
         self.config.llama_type
     }

@@ -53,12 +53,8 @@ impl PrecisionChoice {
         match (self, device) {
             (PrecisionChoice::F32, _) => Ok(Precision::F32),
             (PrecisionChoice::Auto, _) => Ok(if f16 { Precision::F16 } else { Precision::F32 }),
-            (PrecisionChoice::F16, Device::Cpu) => Ok(Precision::F16),
-            (PrecisionChoice::F16, Device::Gpu(g)) if f16 => {
-                let _ = g;
-                Ok(Precision::F16)
-            }
-            (PrecisionChoice::F16, Device::Gpu(g)) => Err(Error::Gpu(format!("precision f16: the adapter {} has no shader-f16", g.info.name))),
+            (PrecisionChoice::F16, Device::Gpu(g)) if !f16 => Err(Error::Gpu(format!("precision f16: the adapter {} has no shader-f16", g.info.name))),
+            (PrecisionChoice::F16, _) => Ok(Precision::F16),
         }
     }
 }
