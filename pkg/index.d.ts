@@ -4,7 +4,7 @@
  *  `fileLoaded`/`fileTotal` those of `file`. `note` (download phase) tells of a retry or a
  *  discarded corrupt file. */
 export interface LoadProgress {
-  phase: 'download' | 'verify' | 'upload' | 'compile';
+  phase: 'download' | 'verify' | 'upload' | 'autotune' | 'compile';
   file: string | null;
   loaded: number;
   total: number;
@@ -19,6 +19,42 @@ export interface LoadOptions {
   onProgress?: (event: LoadProgress) => void;
   /** Cancels the load; the cache stays consistent (a partial file resumes next time). */
   signal?: AbortSignal;
+  /** 'auto' (default): f16 where the adapter has shader-f16, else f32. 'f16' stores f32 weights as
+   *  f16 and keeps the KV cache in f16 (sums stay f32); it fails on adapters without shader-f16. */
+  precision?: 'auto' | 'f32' | 'f16';
+  /** Kernel autotuning on this device: 'cached' (default: time only the shapes the stored choices
+   *  lack), 'fresh' (time all again), 'off' (the default kernels). Choices are stored in this
+   *  origin's storage, keyed by adapter, engine version and shape. */
+  autotune?: 'cached' | 'fresh' | 'off';
+}
+
+/** What autotuning did during a load. */
+export interface AutotuneReport {
+  mode: 'cached' | 'fresh' | 'off';
+  /** Shape classes (weight format, decode or batch rows, size) of the model. */
+  shapes: number;
+  /** Taken from the stored choices. */
+  cached: number;
+  /** Timed on this device during this load. */
+  tuned: number;
+  /** Left at the default kernel (the time budget was spent; a later load tunes them). */
+  skipped: number;
+  /** Milliseconds spent timing kernels (0 when everything came from the stored choices). */
+  ms: number;
+  timer: 'timestamp-query' | 'wall-clock';
+}
+
+export interface GpuMemory {
+  /** Bytes of GPU buffers now: weights, activations, KV cache, scratch. */
+  allocatedBytes: number;
+  /** The most there ever were at once. */
+  peakBytes: number;
+}
+
+export interface KernelSelfTest {
+  runs: number;
+  maxAbsError: number;
+  failures: string[];
 }
 
 export interface AdapterInfo {
@@ -26,6 +62,9 @@ export interface AdapterInfo {
   backend: string;
   driver: string;
   shaderF16: boolean;
+  /** GPU timestamp queries (autotuning times kernels with them; else with fenced wall time). */
+  timestamps: boolean;
+  /** Reported only: no kernel uses subgroups (wgpu's WebGPU backend cannot request them yet). */
   subgroups: boolean;
   /** A CPU implementation of WebGPU (the browser's fallback adapter, e.g. SwiftShader): slow. */
   software: boolean;
@@ -42,6 +81,7 @@ export interface ModelInfo {
     imageWords: number;
     vocabSize: number;
     maxSeqLen: number;
+    precision: 'f32' | 'f16';
   };
   load: {
     totalBytes: number;
@@ -51,10 +91,14 @@ export interface ModelInfo {
     downloadMs: number;
     uploadMs: number;
     compileMs: number;
+    autotuneMs: number;
+    autotune: AutotuneReport;
     totalMs: number;
     /** Size of the wasm memory after the load: its peak, since wasm memory never shrinks. */
     wasmHeapBytes: number;
   };
+  /** GPU buffers after the load. */
+  gpu: GpuMemory;
 }
 
 /** RGBA pixels: a canvas ImageData or the same shape. */
@@ -141,6 +185,9 @@ export interface SphinxModel {
   encodeImage(image: ImageData | Pixels, options?: { signal?: AbortSignal }): Promise<SphinxImage>;
   chat(options: ChatOptions): AsyncGenerator<ChatToken, ChatResult, undefined>;
   parseAnswer(answer: string, size: { width: number; height: number }): Promise<Drawing>;
+  /** Every kernel variant the autotuner may pick, run on this GPU against the CPU reference. */
+  kernelSelfTest(): Promise<KernelSelfTest>;
+  gpuMemory(): Promise<GpuMemory>;
   /** OpenAI's chat API over this model (see OpenAIChatRequest). */
   readonly openai: { chat: { completions: { create: OpenAICreate } } };
   dispose(): Promise<void>;

@@ -104,7 +104,9 @@ class WorkerRpc {
  * Downloads (or finds in the browser's storage) the converted model `manifestUrl` points to and
  * builds it on the GPU inside a Web Worker.
  */
-export async function loadSphinx(manifestUrl, { onProgress, signal } = {}) {
+export async function loadSphinx(manifestUrl, { onProgress, signal, precision = 'auto', autotune = 'cached' } = {}) {
+  if (!['auto', 'f32', 'f16'].includes(precision)) throw new TypeError(`loadSphinx: precision must be 'auto', 'f32' or 'f16', not ${JSON.stringify(precision)}`);
+  if (!['cached', 'fresh', 'off'].includes(autotune)) throw new TypeError(`loadSphinx: autotune must be 'cached', 'fresh' or 'off', not ${JSON.stringify(autotune)}`);
   const url = new URL(manifestUrl, globalThis.location?.href).href;
   signal?.throwIfAborted();
   // Checked here too (the worker checks again): no worker, wasm or download without WebGPU.
@@ -121,7 +123,7 @@ export async function loadSphinx(manifestUrl, { onProgress, signal } = {}) {
   const rpc = new WorkerRpc(new Worker(WORKER_URL, { type: 'module', name: 'sphinx' }));
   try {
     // During the (synchronous) upload the worker cannot read messages: an abort then ends it.
-    const { promise } = rpc.call('load', { url, persisted }, { onEvent: onProgress, signal, abortGraceMs: 2000 });
+    const { promise } = rpc.call('load', { url, persisted, precision, autotune }, { onEvent: onProgress, signal, abortGraceMs: 2000 });
     const info = await promise;
     return new SphinxModel(rpc, url, info);
   } catch (e) {
@@ -292,6 +294,19 @@ class SphinxModel {
    *  as the package's `parseAnswer` (it needs no model). */
   async parseAnswer(answer, size) {
     return parseAnswer(answer, size);
+  }
+
+  /** Runs every linear-kernel variant the autotuner may pick, on every weight format this GPU
+   *  reads, against the engine's CPU reference: `{runs, maxAbsError, failures}`. */
+  async kernelSelfTest() {
+    this.#alive();
+    return this.#rpc.call('selfTest', {}).promise;
+  }
+
+  /** `{allocatedBytes, peakBytes}` of GPU buffers now. */
+  async gpuMemory() {
+    this.#alive();
+    return this.#rpc.call('gpuMemory', {}).promise;
   }
 
   /** OpenAI's chat API over this model: `model.openai.chat.completions.create(request)`. */

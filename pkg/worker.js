@@ -8,7 +8,7 @@
 // 'error', ...}.
 
 import init, { GpuDevice, Session, Sha256 } from './wasm/sphinx_web.js';
-import { cacheFolder, formatBytes } from './cache.js';
+import { CACHE_DIR, cacheFolder, formatBytes } from './cache.js';
 import { NO_WEBGPU } from './errors.js';
 import { StopFilter } from './stop.js';
 
@@ -244,8 +244,47 @@ async function removeStale(dir, keep) {
   }
 }
 
+/** The kernel choices tuned on this device (shared by every model of the origin). */
+const AUTOTUNE_FILE = 'autotune.json';
+
+async function readAutotune() {
+  try {
+    const top = await (await navigator.storage.getDirectory()).getDirectoryHandle(CACHE_DIR, { create: true });
+    return await (await (await top.getFileHandle(AUTOTUNE_FILE)).getFile()).text();
+  } catch {
+    return '';
+  }
+}
+
+async function writeAutotune(text) {
+  const top = await (await navigator.storage.getDirectory()).getDirectoryHandle(CACHE_DIR, { create: true });
+  const handle = await top.getFileHandle(AUTOTUNE_FILE, { create: true });
+  const access = await handle.createSyncAccessHandle();
+  try {
+    const bytes = new TextEncoder().encode(text);
+    access.truncate(0);
+    access.write(bytes, { at: 0 });
+    access.flush();
+  } finally {
+    access.close();
+  }
+}
+
+/** Tunes the kernels for the loaded model's shapes (see kernels/tune.rs); stores new choices. */
+async function tune(mode) {
+  const { cache, report } = JSON.parse(await session.autotune(mode, await readAutotune()));
+  if (report.tuned > 0) {
+    try {
+      await writeAutotune(cache);
+    } catch (e) {
+      report.storeError = e.message; // the next load tunes again; nothing else is lost
+    }
+  }
+  return report;
+}
+
 const OPS = {
-  async load({ url, persisted }, { signal, emit }) {
+  async load({ url, persisted, precision, autotune }, { signal, emit }) {
     const t0 = performance.now();
     wasm ??= await init();
     if (!globalThis.navigator?.gpu) throw new Error(NO_WEBGPU);
@@ -334,12 +373,15 @@ const OPS = {
       signal.throwIfAborted();
       const up = progress(emit, 'upload', manifest.shards.reduce((s, f) => s + f.bytes, 0));
       up(null, 0, { force: true });
-      session = Session.load(device, manifestBytes, tokenizer, handles, (read, of) => up(null, read, { fileLoaded: read, fileTotal: of }));
+      session = Session.load(device, manifestBytes, tokenizer, handles, (read, of) => up(null, read, { fileLoaded: read, fileTotal: of }), precision);
       up(null, manifest.shards.reduce((s, f) => s + f.bytes, 0), { force: true });
     } finally {
       for (const h of opened.values()) h.close();
     }
     const uploadMs = performance.now() - tUpload;
+    emit({ phase: 'autotune', file: null, loaded: 0, total: 1, bytesPerSecond: 0 });
+    const tuning = await tune(autotune);
+    emit({ phase: 'autotune', file: null, loaded: 1, total: 1, bytesPerSecond: 0 });
     const tCompile = performance.now();
     emit({ phase: 'compile', file: null, loaded: 0, total: 1, bytesPerSecond: 0 });
     await session.warmup();
@@ -356,10 +398,23 @@ const OPS = {
         downloadMs,
         uploadMs,
         compileMs,
+        autotuneMs: tuning.ms,
+        autotune: tuning,
         totalMs: performance.now() - t0,
         wasmHeapBytes: wasm.memory.buffer.byteLength,
       },
+      gpu: JSON.parse(session.gpuMemory()),
     };
+  },
+
+  async selfTest() {
+    alive();
+    return JSON.parse(await device.selfTest());
+  },
+
+  async gpuMemory() {
+    alive();
+    return JSON.parse(session.gpuMemory());
   },
 
   async encodeImage({ pixels, width, height }, { signal }) {

@@ -6,7 +6,7 @@
 import { cachedBytes, clearCache, explain, loadSphinx } from '../index.js';
 import { formatBytes } from '../cache.js';
 
-const PHASES = { download: 'Downloading', verify: 'Checking the stored bytes of', upload: 'Uploading the weights to the GPU', compile: 'Compiling the GPU kernels' };
+const PHASES = { download: 'Downloading', verify: 'Checking the stored bytes of', upload: 'Uploading the weights to the GPU', autotune: 'Timing the GPU kernels on this device (once)', compile: 'Compiling the GPU kernels' };
 
 function formatSeconds(s) {
   if (!Number.isFinite(s)) return '…';

@@ -36,15 +36,18 @@ const shardFiles = () => manifest.shards.map((s) => s.file);
 const weightFiles = () => [manifest.tokenizer.file, ...shardFiles()];
 const MANIFEST = 'models/golden/manifest.json';
 
-/** In the page: load the model, recording progress events; returns the model's info. */
-async function loadIn(page, { abortOnNote } = {}) {
+/** In the page: load the model, recording progress events; returns the model's info. The tests
+ *  of downloads and storage load without autotuning (it would only add SwiftShader's pipeline
+ *  compile time); the golden and autotune tests load as a user would (`options: {}`). */
+async function loadIn(page, { abortOnNote, options = { autotune: 'off' } } = {}) {
   return page.evaluate(
-    async ({ url, abortOnNote }) => {
+    async ({ url, abortOnNote, options }) => {
       const events = [];
       const ctl = new AbortController();
       const t0 = performance.now();
       try {
         window.model = await sphinx.loadSphinx(url, {
+          ...options,
           signal: ctl.signal,
           onProgress: (e) => {
             events.push(e);
@@ -56,7 +59,7 @@ async function loadIn(page, { abortOnNote } = {}) {
       }
       return { info: window.model.info, events, ms: performance.now() - t0 };
     },
-    { url: MANIFEST, abortOnNote },
+    { url: MANIFEST, abortOnNote, options },
   );
 }
 
@@ -110,7 +113,7 @@ test('golden: greedy ids of the f32 dev model through loadSphinx, then a reload 
   try {
     const page = await browser.page(server.url);
     await page.waitForFunction(() => window.harnessReady);
-    const loaded = await loadIn(page);
+    const loaded = await loadIn(page, { options: {} });
     assert.ok(!loaded.error, `load failed: ${JSON.stringify(loaded.error)}`);
     const phases = [...new Set(loaded.events.map((e) => e.phase))];
     for (const p of ['download', 'upload', 'compile']) assert.ok(phases.includes(p), `no ${p} progress (${phases})`);
@@ -146,7 +149,7 @@ test('golden: greedy ids of the f32 dev model through loadSphinx, then a reload 
     const mark = server.log().length;
     await page.reload();
     await page.waitForFunction(() => window.harnessReady);
-    const warm = await loadIn(page);
+    const warm = await loadIn(page, { options: {} });
     assert.ok(!warm.error, `warm load failed: ${JSON.stringify(warm.error)}`);
     timings.loadWarmMs = Math.round(warm.ms);
     assert.equal(warm.info.load.downloadedBytes, 0);
@@ -382,6 +385,70 @@ test('openai: chat.completions.create with an image_url data URL streams the sam
     assert.ok(got.system.usage.prompt_tokens < usage.prompt_tokens - 20, `system prompt: ${JSON.stringify(got.system.usage)} vs ${JSON.stringify(usage)}`);
     assert.deepEqual(page.errors, []);
     assertNoImageData(browser.requests, server.log());
+    await page.close();
+  } finally {
+    server.close();
+  }
+});
+
+test('autotune: the first load tunes and stores, the next reuses (0 ms), another engine version retunes; every variant passes', { timeout: TIMEOUT }, async () => {
+  const server = await startServer(SITE);
+  const stored = (page) =>
+    page.evaluate(async () => {
+      const top = await (await navigator.storage.getDirectory()).getDirectoryHandle('sphinx-cache');
+      return (await (await top.getFileHandle('autotune.json')).getFile()).text();
+    });
+  try {
+    const page = await browser.page(server.url);
+    await page.waitForFunction(() => window.harnessReady);
+    const first = await loadIn(page, { options: {} });
+    assert.ok(!first.error, `load failed: ${JSON.stringify(first.error)}`);
+    const a = first.info.load.autotune;
+    assert.equal(a.mode, 'cached');
+    // Every shape decided now: timed, or too small to matter (or past the time budget), none cached.
+    assert.ok(a.shapes > 0 && a.tuned >= 1 && a.tuned + a.small + a.skipped === a.shapes && a.cached === 0, JSON.stringify(a));
+    assert.ok(first.info.load.autotuneMs > 0);
+    assert.ok(first.events.some((e) => e.phase === 'autotune'), 'no autotune progress');
+    timings.autotune = { first: a, adapterTimestamps: first.info.adapter.timestamps };
+    const cache = JSON.parse(await stored(page));
+    const choices = Object.values(cache.adapters)[0];
+    assert.equal(Object.keys(choices).length, a.shapes, JSON.stringify(cache));
+    // Every variant the tuner may pick runs correctly in this browser's WebGPU.
+    const selfTest = await page.evaluate(() => window.model.kernelSelfTest());
+    assert.ok(selfTest.runs >= 4 * 4 * 8, JSON.stringify(selfTest));
+    assert.deepEqual(selfTest.failures, []);
+    timings.autotune.selfTest = selfTest;
+    // With the tuned kernels the answer is still the golden one.
+    const text = await ask(page, cases.text);
+    assert.deepEqual(text.ids, cases.text.greedy_ids);
+    // A second load (a reload of the page) takes every choice from storage and times nothing.
+    await page.reload();
+    await page.waitForFunction(() => window.harnessReady);
+    const second = await loadIn(page, { options: {} });
+    const b = second.info.load.autotune;
+    assert.ok(b.tuned === 0 && b.cached === a.shapes, JSON.stringify(b));
+    assert.equal(second.info.load.autotuneMs, 0);
+    // Choices stored by another engine version are not used: the load tunes again.
+    await page.evaluate(async () => {
+      const top = await (await navigator.storage.getDirectory()).getDirectoryHandle('sphinx-cache');
+      const file = await top.getFileHandle('autotune.json');
+      const cache = JSON.parse(await (await file.getFile()).text());
+      cache.engine = '0.0.1+0000000000000000';
+      const w = await file.createWritable();
+      await w.write(JSON.stringify(cache));
+      await w.close();
+    });
+    await page.evaluate(() => window.model.dispose());
+    const third = await loadIn(page, { options: {} });
+    const c = third.info.load.autotune;
+    assert.ok(c.cached === 0 && c.tuned >= 1 && c.tuned + c.small + c.skipped === a.shapes, JSON.stringify(c));
+    assert.notEqual(JSON.parse(await stored(page)).engine, '0.0.1+0000000000000000');
+    // autotune: 'off' times nothing and uses no stored choice.
+    await page.evaluate(() => window.model.dispose());
+    const off = await loadIn(page, { options: { autotune: 'off' } });
+    assert.deepEqual([off.info.load.autotune.tuned, off.info.load.autotune.cached], [0, 0]);
+    assert.equal(off.info.model.precision, 'f32', 'SwiftShader has no shader-f16: auto is f32');
+    assert.deepEqual(page.errors, []);
     await page.close();
   } finally {
     server.close();

@@ -9,7 +9,9 @@ use crate::limits::check_limits;
 use sphinx::generate::{generate, Finish, SamplingParams};
 use sphinx::image::{from_rgba, padded_resize};
 use sphinx::io::converted::{ConvertedSource, Manifest};
-use sphinx::load::load_from_source;
+use sphinx::kernels::tune::{autotune, self_test, AutotuneMode, TuneCache};
+use sphinx::load::{load_with, LoadOptions};
+use sphinx::nn::PrecisionChoice;
 use sphinx::models::sphinx::Sphinx;
 use sphinx::runtime::Gpu;
 use sphinx::tensor::{Device, Tensor};
@@ -64,6 +66,7 @@ impl GpuDevice {
             "backend": i.backend,
             "driver": i.driver,
             "shaderF16": i.shader_f16,
+            "timestamps": i.timestamps,
             "subgroups": i.subgroups,
             "software": i.software,
             "maxBufferSize": i.max_buffer_size,
@@ -78,6 +81,17 @@ impl GpuDevice {
     pub fn check_manifest(&self, manifest: &[u8]) -> Result<(), JsError> {
         let m = Manifest::parse(manifest, "manifest.json").map_err(js_error)?;
         check_limits(&m, self.gpu.info.max_buffer_size, self.gpu.info.max_storage_binding).map_err(js_error)
+    }
+
+    /// Runs every linear kernel variant the tuner may pick, on every weight format this adapter
+    /// reads, against the CPU twin; resolves to JSON `{runs, maxAbsError, failures}`.
+    #[wasm_bindgen(js_name = selfTest)]
+    pub fn self_test(&self) -> js_sys::Promise {
+        let gpu = self.gpu.clone();
+        future_to_promise(async move {
+            let r = self_test(&gpu).await.map_err(to_js)?;
+            Ok(JsValue::from_str(&serde_json::to_string(&r).unwrap_or_default()))
+        })
     }
 
     /// The first asynchronous GPU error (validation, out of memory, device lost), if any.
@@ -129,13 +143,16 @@ impl Session {
     /// Builds the model from the shards stored in OPFS: `handles` are open
     /// `FileSystemSyncAccessHandle`s, one per shard of the manifest, in order; tensors are read one
     /// at a time and uploaded to the GPU. `on_read(bytesRead, totalBytes)` reports progress.
+    /// `precision`: auto (f16 where the adapter has shader-f16), f32 or f16.
     pub fn load(
         device: &GpuDevice,
         manifest: &[u8],
         tokenizer_json: &[u8],
         handles: js_sys::Array,
         on_read: js_sys::Function,
+        precision: &str,
     ) -> Result<Session, JsError> {
+        let precision = PrecisionChoice::parse(precision).map_err(js_error)?;
         let m = Manifest::parse(manifest, "manifest.json").map_err(js_error)?;
         if handles.length() as usize != m.shards.len() {
             return Err(JsError::new(&format!("{} shard handles for {} shards", handles.length(), m.shards.len())));
@@ -146,7 +163,8 @@ impl Session {
         let tokenizer = Tokenizer::from_bytes(tokenizer_json, "tokenizer.json").map_err(js_error)?;
         let config = m.model.clone();
         let source = ConvertedSource::new(m, Box::new(reader), "OPFS cache");
-        let model = load_from_source(&config, Box::new(source), &Device::Gpu(device.gpu.clone()), MAX_SEQ_LEN).map_err(|e| {
+        let opts = LoadOptions { max_seq_len: MAX_SEQ_LEN, precision };
+        let model = load_with(&config, Box::new(source), &Device::Gpu(device.gpu.clone()), &opts).map_err(|e| {
             let mut msg = e.to_string();
             if msg.contains("maxBufferSize") || msg.contains("binding") {
                 let i = &device.gpu.info;
@@ -156,6 +174,21 @@ impl Session {
         })?;
         Ok(Session {
             inner: Rc::new(Inner { model, tokenizer, gpu: device.gpu.clone(), images: RefCell::new(HashMap::new()), next_image: Cell::new(1) }),
+        })
+    }
+
+    /// Tunes the kernels for this model's shapes (`mode`: cached, fresh or off) with the stored
+    /// cache `cache_json` (any text: unusable or another engine's is empty); resolves to JSON
+    /// `{cache, report}` — the cache to store back and what was done.
+    pub fn autotune(&self, mode: &str, cache_json: &str) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let mode = AutotuneMode::parse(mode);
+        let mut cache = TuneCache::parse(cache_json);
+        future_to_promise(async move {
+            let mode = mode.map_err(to_js)?;
+            let report = autotune(&inner.gpu, mode, &mut cache).await.map_err(to_js)?;
+            let out = serde_json::json!({ "cache": cache.to_json(), "report": report });
+            Ok(JsValue::from_str(&out.to_string()))
         })
     }
 
@@ -173,10 +206,11 @@ impl Session {
         })
     }
 
-    /// JSON: `{llamaType, release, imageSize, imageWords, vocabSize, maxSeqLen}`.
+    /// JSON: `{llamaType, release, imageSize, imageWords, vocabSize, maxSeqLen, precision}`.
     pub fn info(&self) -> String {
         let m = &self.inner.model;
         serde_json::json!({
+            "precision": m.precision(),
             "llamaType": m.llama_type().name(),
             "release": m.llama_type().release(),
             "imageSize": m.llama_type().image_size(),
@@ -207,6 +241,14 @@ impl Session {
             inner.images.borrow_mut().insert(id, Rc::new(enc.tokens));
             Ok(JsValue::from(id))
         })
+    }
+
+    /// JSON `{allocatedBytes, peakBytes}`: the GPU buffers that exist now (weights, activations,
+    /// KV cache, scratch) and the most there ever were.
+    #[wasm_bindgen(js_name = gpuMemory)]
+    pub fn gpu_memory(&self) -> String {
+        let (now, peak) = self.inner.gpu.memory();
+        serde_json::json!({ "allocatedBytes": now, "peakBytes": peak }).to_string()
     }
 
     /// Frees an encoded image's embeddings.

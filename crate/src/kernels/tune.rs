@@ -1,14 +1,17 @@
 //! On-device autotuning of the linear kernels: for each weight shape a model uses (registered as its
 //! Linear layers are uploaded), every variant that can take the problem is timed on this device —
 //! with GPU timestamp queries where the adapter has `timestamp-query`, else fenced wall time — at a
-//! decode size (1 row) and a batch size ([`BATCH_ROWS`] rows), and the fastest is kept. Choices are
+//! decode size (1 row) and a batch size ([`BATCH_ROWS`] rows; fewer on software adapters), and the
+//! fastest is kept. Problems too small for the choice to matter ([`MIN_FLOPS`]) keep the default
+//! without being timed, and once the time budget is spent the rest keep theirs too. Choices are
 //! cached keyed by adapter, engine version (crate version + a hash of the kernel sources) and shape
 //! ([`TuneCache`], a JSON file natively and in the browser's storage), so a later load only looks
 //! them up. Untuned shapes run [`default_variant`].
 
-use super::linear::{default_variant, kernel_sources, linear_into_variant, Variant, WeightFormat, MATVEC_MAX_ROWS, VARIANTS};
+use super::linear::{default_variant, kernel_sources, linear_into_variant, Body, Variant, WeightFormat, MATVEC_MAX_ROWS, VARIANTS};
 use super::qlinear::{qlinear_into_variant, QWeight};
 use crate::io::quant::{Packed, Quant};
+use crate::nn::Rows;
 use crate::runtime::Gpu;
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
@@ -16,12 +19,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Rows of the batch-class problem a shape is tuned at (prefill and vision run thousands of rows;
-/// the relative speed of the variants settles well before that).
+/// the relative speed of the variants settles well before that), and on software adapters.
 pub const BATCH_ROWS: usize = 256;
+const SOFTWARE_BATCH_ROWS: usize = 64;
+/// Problems of fewer floating-point operations keep the default variant untimed: launch and
+/// synchronisation costs swamp the differences between variants.
+pub const MIN_FLOPS: f64 = 1e6;
 /// Timed runs per variant (after one warm-up).
 const REPS: usize = 3;
-/// Tuning stops after this much wall time on one load; the rest keeps the default variants (and is
-/// tuned by a later load). Software adapters at full size would otherwise take minutes.
+/// Timing stops after this much wall time on one load; the remaining shapes keep the default
+/// variants (stored like tuned ones; `fresh` times them again). Software adapters at full size would
+/// otherwise take minutes.
 pub const BUDGET_S: f64 = 3.0;
 
 /// What autotuning does at load.
@@ -67,12 +75,36 @@ impl Shape {
         format!("{f} {} {}x{}", if self.decode { "decode" } else { "batch" }, self.n, self.k)
     }
 
-    fn rows(&self) -> usize {
-        if self.decode {
-            1
-        } else {
-            BATCH_ROWS
+    fn rows(&self, gpu: &Gpu) -> usize {
+        match (self.decode, gpu.info.software) {
+            (true, _) => 1,
+            (false, true) => SOFTWARE_BATCH_ROWS,
+            (false, false) => BATCH_ROWS,
         }
+    }
+
+    fn flops(&self, gpu: &Gpu) -> f64 {
+        2.0 * (self.rows(gpu) * self.n * self.k) as f64
+    }
+
+    /// The variants worth timing: the decode class's matvec shapes, the batch class's tiles and
+    /// register blocks, and one invocation per output for short rows; each one that takes the
+    /// problem. Software adapters (lavapipe, SwiftShader) compile a pipeline in about a second, so
+    /// they time a short list: no tiles (2–5x slower there), two of each other kind.
+    fn candidates(&self, gpu: &Gpu) -> Vec<&'static Variant> {
+        const SOFTWARE: [&str; 5] = ["vec4r4", "vec4r2", "small64", "matvec8x32", "matvec4x64"];
+        let m = self.rows(gpu);
+        VARIANTS
+            .iter()
+            .filter(|v| match v.body {
+                Body::Matvec => self.decode,
+                Body::Tiled => !self.decode,
+                Body::Vec4 => !self.decode,
+                Body::Small => self.k <= 128 || (!self.decode && self.n < 64),
+            })
+            .filter(|v| !gpu.info.software || SOFTWARE.contains(&v.name))
+            .filter(|v| v.takes(gpu, self.format, m, self.n, self.k))
+            .collect()
     }
 }
 
@@ -83,11 +115,15 @@ pub struct Tuning {
     chosen: HashMap<Shape, &'static Variant>,
 }
 
-/// Notes that a weight of this format and size will be multiplied on `gpu` (decode and batch).
-pub fn register(gpu: &Gpu, format: WeightFormat, n: usize, k: usize) {
+/// Notes that a weight of this format and size will be multiplied on `gpu` with `rows`.
+pub fn register(gpu: &Gpu, format: WeightFormat, n: usize, k: usize, rows: Rows) {
     let mut t = gpu.tuning();
-    t.shapes.insert(Shape { format, decode: true, n, k });
-    t.shapes.insert(Shape { format, decode: false, n, k });
+    if rows != Rows::Batch {
+        t.shapes.insert(Shape { format, decode: true, n, k });
+    }
+    if rows != Rows::Decode {
+        t.shapes.insert(Shape { format, decode: false, n, k });
+    }
 }
 
 /// The variant for a problem: the tuned choice, else the default.
@@ -157,12 +193,29 @@ pub struct TuneReport {
     pub cached: usize,
     /// Timed on this device now.
     pub tuned: usize,
-    /// Left at the default (budget spent).
+    /// Decided now without timing: too small to matter ([`MIN_FLOPS`]).
+    pub small: usize,
+    /// Left at the default now because the time budget was spent.
     pub skipped: usize,
     /// Wall time spent timing kernels, in milliseconds (0 when everything was cached).
     pub ms: f64,
     /// "timestamp-query" or "wall-clock".
     pub timer: String,
+    /// Each shape timed now: its key, the variant chosen, the default, their times in
+    /// microseconds, and the wall time the shape took to tune.
+    pub timed: Vec<Timed>,
+}
+
+/// One shape timed by [`autotune`].
+#[derive(Debug, Default, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timed {
+    pub shape: String,
+    pub chosen: String,
+    pub chosen_us: f64,
+    pub default: String,
+    pub default_us: f64,
+    pub wall_ms: f64,
 }
 
 /// Tunes the registered shapes of `gpu` as `mode` says, using and updating `cache`.
@@ -183,16 +236,25 @@ pub async fn autotune(gpu: &Arc<Gpu>, mode: AutotuneMode, cache: &mut TuneCache)
             report.cached += 1;
             continue;
         }
-        if t0.elapsed().as_secs_f64() > BUDGET_S {
+        let m = s.rows(gpu);
+        let v = if s.flops(gpu) < MIN_FLOPS {
+            report.small += 1;
+            default_variant(gpu, s.format, m, s.n, s.k)
+        } else if t0.elapsed().as_secs_f64() > BUDGET_S {
             report.skipped += 1;
-            continue;
-        }
-        let v = fastest(gpu, s).await?;
+            default_variant(gpu, s.format, m, s.n, s.k)
+        } else {
+            report.tuned += 1;
+            let t1 = web_time::Instant::now();
+            let (v, mut timed) = fastest(gpu, s, t0, BUDGET_S).await?;
+            timed.wall_ms = t1.elapsed().as_secs_f64() * 1e3;
+            report.timed.push(timed);
+            v
+        };
         gpu.tuning().chosen.insert(s, v);
         entries.insert(key, v.name.to_string());
-        report.tuned += 1;
     }
-    if report.tuned > 0 {
+    if report.tuned + report.small + report.skipped > 0 {
         report.ms = t0.elapsed().as_secs_f64() * 1e3;
     }
     gpu.check_error()?;
@@ -219,7 +281,7 @@ pub async fn autotune_with_file(gpu: &Arc<Gpu>, mode: AutotuneMode) -> Result<Tu
     let text = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
     let mut cache = TuneCache::parse(&text);
     let report = autotune(gpu, mode, &mut cache).await?;
-    if let (Some(p), true) = (&path, report.tuned > 0) {
+    if let (Some(p), true) = (&path, report.tuned + report.small + report.skipped > 0) {
         let tmp = p.with_extension("json.tmp");
         let written = p.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| std::fs::write(&tmp, cache.to_json())).and_then(|_| std::fs::rename(&tmp, p));
         // A cache that cannot be written only costs the next load its tuning time.
@@ -236,33 +298,44 @@ enum TestWeight {
     Packed(QWeight),
 }
 
-/// Random-valued inputs of a shape: x [rows, k], the weight in its format, y [rows, n].
+/// Random-valued inputs of a shape: x [rows, k], the weight in its format, y [rows, n]; the values
+/// follow from `seed`.
 struct Problem {
+    shape: Shape,
+    seed: u32,
     x: Tensor,
     w: TestWeight,
     y: Tensor,
 }
 
+fn quant_of(format: WeightFormat) -> Quant {
+    match format {
+        WeightFormat::F32 => Quant::F32,
+        WeightFormat::F16 | WeightFormat::F16Native => Quant::F16,
+        WeightFormat::Q8 => Quant::Q8,
+        WeightFormat::Q4 => Quant::Q4,
+    }
+}
+
 impl Problem {
     fn new(gpu: &Arc<Gpu>, s: Shape) -> Result<Problem> {
+        Problem::sized(gpu, s, s.rows(gpu), 0)
+    }
+
+    /// A problem of `m` rows; `seed` varies the values.
+    fn sized(gpu: &Arc<Gpu>, s: Shape, m: usize, seed: u32) -> Result<Problem> {
         let dev = Device::Gpu(gpu.clone());
-        let m = s.rows();
-        let x = Tensor::from_vec(&dev, &[m, s.k], values(m * s.k, 1))?;
+        let x = Tensor::from_vec(&dev, &[m, s.k], values(m * s.k, 1 + 2 * seed))?;
         let y = Tensor::empty(&dev, &[m, s.n])?;
-        let wv = values(s.n * s.k, 2);
+        let wv = values(s.n * s.k, 2 + 2 * seed);
         let w = match s.format {
             WeightFormat::F32 => TestWeight::F32(Tensor::from_vec(&dev, &[s.n, s.k], wv)?),
             f => {
-                let quant = match f {
-                    WeightFormat::Q8 => Quant::Q8,
-                    WeightFormat::Q4 => Quant::Q4,
-                    _ => Quant::F16,
-                };
-                let packed = Packed::quantize(quant, &wv, s.n, s.k);
+                let packed = Packed::quantize(quant_of(f), &wv, s.n, s.k);
                 TestWeight::Packed(QWeight::with_native_f16(&dev, packed, f == WeightFormat::F16Native)?)
             }
         };
-        Ok(Problem { x, w, y })
+        Ok(Problem { shape: s, seed, x, w, y })
     }
 
     fn run(&mut self, v: &Variant) -> Result<()> {
@@ -270,6 +343,19 @@ impl Problem {
             TestWeight::F32(w) => linear_into_variant(&mut self.y, 0, &self.x, w, None, Some(v)),
             TestWeight::Packed(w) => qlinear_into_variant(&mut self.y, 0, &self.x, w, None, Some(v)),
         }
+    }
+
+    /// y by the CPU twin: the same values, the weight dequantized, f32 sums in order of k.
+    fn cpu_reference(&self) -> Vec<f32> {
+        let (m, Shape { n, k, format, .. }) = (self.x.rows(), self.shape);
+        let xv = values(m * k, 1 + 2 * self.seed);
+        let mut wv = values(n * k, 2 + 2 * self.seed);
+        if format != WeightFormat::F32 {
+            wv = Packed::quantize(quant_of(format), &wv, n, k).to_f32();
+        }
+        let mut y = vec![0f32; m * n];
+        super::linear::linear_cpu(&mut y, n, 0, &xv, &wv, None, m, n, k);
+        y
     }
 }
 
@@ -286,19 +372,79 @@ fn values(len: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-/// Times every variant that takes `s` (one warm-up, then REPS runs) and returns the fastest.
-async fn fastest(gpu: &Arc<Gpu>, s: Shape) -> Result<&'static Variant> {
-    let m = s.rows();
+/// Times every candidate of `s`: one warm-up (which compiles its pipeline), one timed run, and —
+/// unless that run is already half again slower than the best so far — REPS more in one
+/// submission. Stops early once `deadline` (seconds of `t0`) has passed. Returns the fastest, with
+/// the times of it and of the default.
+async fn fastest(gpu: &Arc<Gpu>, s: Shape, t0: web_time::Instant, deadline: f64) -> Result<(&'static Variant, Timed)> {
     let mut p = Problem::new(gpu, s)?;
+    let default = default_variant(gpu, s.format, s.rows(gpu), s.n, s.k);
     let mut best: Option<(f64, &'static Variant)> = None;
-    for v in VARIANTS.iter().filter(|v| v.takes(gpu, s.format, m, s.n, s.k)) {
-        p.run(v)?; // warm-up: compiles the pipeline
-        let t = gpu.time(|| (0..REPS).try_for_each(|_| p.run(v))).await? / REPS as f64;
+    let mut timed = Timed { shape: s.key(), default: default.name.into(), ..Default::default() };
+    // the default first: it is the one to beat, and the one kept if time runs out
+    let mut candidates = s.candidates(gpu);
+    candidates.sort_by_key(|v| *v != default);
+    for v in candidates {
+        if best.is_some() && t0.elapsed().as_secs_f64() > deadline {
+            break;
+        }
+        p.run(v)?;
+        let mut t = gpu.time(|| p.run(v)).await?;
+        if best.is_none_or(|(bt, _)| t < 1.5 * bt) {
+            t = gpu.time(|| (0..REPS).try_for_each(|_| p.run(v))).await? / REPS as f64;
+        }
+        if v == default {
+            timed.default_us = t * 1e6;
+        }
         if best.is_none_or(|(bt, _)| t < bt) {
             best = Some((t, v));
         }
     }
-    Ok(best.map_or_else(|| default_variant(gpu, s.format, m, s.n, s.k), |b| b.1))
+    let (t, v) = best.unwrap_or((0.0, default));
+    timed.chosen = v.name.into();
+    timed.chosen_us = t * 1e6;
+    Ok((v, timed))
+}
+
+/// The outcome of [`self_test`]: every variant the tuner may pick, run on this device against the
+/// CPU twin.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfTest {
+    /// (format, variant) pairs run.
+    pub runs: usize,
+    /// Largest |GPU - CPU| over all of them.
+    pub max_abs_error: f64,
+    /// "format variant shape: error" for each run over the tolerance (none when the kernels work).
+    pub failures: Vec<String>,
+}
+
+/// Runs every variant on every weight format this device can read, on small random problems that
+/// reach every body (decode rows, short rows, partial tiles and blocks), against the CPU twin with
+/// the kernel tests' tolerance (a few ulp of the sums). In the browser this checks the kernels as
+/// the page's WebGPU compiles them.
+pub async fn self_test(gpu: &Arc<Gpu>) -> Result<SelfTest> {
+    const CASES: [(usize, usize, usize); 4] = [(1, 13, 70), (3, 40, 96), (9, 66, 200), (70, 20, 64)];
+    let mut out = SelfTest::default();
+    for format in WeightFormat::ALL.into_iter().filter(|f| f.runs_on(gpu)) {
+        for (i, &(m, n, k)) in CASES.iter().enumerate() {
+            let s = Shape::of(format, m, n, k);
+            let mut p = Problem::sized(gpu, s, m, i as u32)?;
+            let want = p.cpu_reference();
+            for v in VARIANTS.iter().filter(|v| v.takes(gpu, format, m, n, k)) {
+                p.run(v)?;
+                let got = p.y.to_vec().await?;
+                let err = got.iter().zip(&want).map(|(g, w)| (*g as f64 - *w as f64).abs()).fold(0.0, f64::max);
+                let scale = want.iter().fold(1f64, |a, w| a.max(w.abs() as f64));
+                if !(err <= 2e-5 * scale) {
+                    out.failures.push(format!("{} {} {m}x{n}x{k}: |gpu - cpu| = {err:e}", s.key(), v.name));
+                }
+                out.max_abs_error = out.max_abs_error.max(err);
+                out.runs += 1;
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -309,12 +455,13 @@ mod tests {
     fn tunes_then_reuses_the_cache_and_retunes_for_another_engine() {
         // A device of its own: the choices made here must not leak into other tests' devices.
         let gpu = pollster::block_on(Gpu::new()).expect("a GPU adapter (lavapipe)");
-        for (format, n, k) in [(WeightFormat::F32, 40, 64), (WeightFormat::Q4, 24, 96), (WeightFormat::F32, 7, 300)] {
-            register(&gpu, format, n, k);
+        // shapes of ≥ MIN_FLOPS at the tuning rows are timed (the batch ones here), the rest not
+        for (format, n, k) in [(WeightFormat::F32, 640, 160), (WeightFormat::Q4, 384, 256), (WeightFormat::F32, 7, 300)] {
+            register(&gpu, format, n, k, Rows::Both);
         }
         let mut cache = TuneCache::parse("");
         let first = pollster::block_on(autotune(&gpu, AutotuneMode::Cached, &mut cache)).expect("tune");
-        assert_eq!((first.shapes, first.tuned, first.cached, first.skipped), (6, 6, 0, 0), "{first:?}");
+        assert_eq!((first.shapes, first.tuned, first.small, first.cached, first.skipped), (6, 2, 4, 0, 0), "{first:?}");
         assert!(first.ms > 0.0);
         let entries = &cache.adapters[&adapter_key(&gpu)];
         assert_eq!(entries.len(), 6);
@@ -322,8 +469,9 @@ mod tests {
             let v = super::super::linear::variant(name).unwrap_or_else(|| panic!("{key}: unknown variant {name}"));
             // a decode shape gets a decode-capable variant and a choice that takes the shape
             let s = gpu.tuning().shapes.iter().copied().find(|s| &s.key() == key).expect("registered");
-            assert!(v.takes(&gpu, s.format, s.rows(), s.n, s.k), "{key}: {name}");
-            assert_eq!(choose(&gpu, s.format, s.rows(), s.n, s.k).name, name.as_str());
+            assert!(v.takes(&gpu, s.format, s.rows(&gpu), s.n, s.k), "{key}: {name}");
+            assert_eq!(choose(&gpu, s.format, s.rows(&gpu), s.n, s.k).name, name.as_str());
+            assert!(s.flops(&gpu) < MIN_FLOPS || s.candidates(&gpu).contains(&v), "{key}: {name} is no candidate");
         }
         // Stored and read back: everything comes from the cache, no time spent.
         let mut stored = TuneCache::parse(&cache.to_json());
@@ -332,7 +480,7 @@ mod tests {
         assert_eq!((again.tuned, again.cached, again.ms), (0, 6, 0.0), "{again:?}");
         // `fresh` times everything again; `off` does nothing.
         let fresh = pollster::block_on(autotune(&gpu, AutotuneMode::Fresh, &mut stored)).expect("fresh");
-        assert_eq!(fresh.tuned, 6);
+        assert_eq!(fresh.tuned + fresh.small, 6);
         let off = pollster::block_on(autotune(&gpu, AutotuneMode::Off, &mut stored)).expect("off");
         assert_eq!((off.tuned, off.cached), (0, 0));
         // A cache written by another engine version is not used.
@@ -342,5 +490,15 @@ mod tests {
         assert!(TuneCache::parse("not json").adapters.is_empty());
         assert_eq!(AutotuneMode::parse("fresh").ok(), Some(AutotuneMode::Fresh));
         assert!(AutotuneMode::parse("sometimes").is_err());
+    }
+
+    #[test]
+    fn self_test_passes_every_variant_on_every_format() {
+        let gpu = crate::kernels::test_util::gpu();
+        let r = pollster::block_on(self_test(&gpu)).expect("self test");
+        // 5 formats on lavapipe (shader-f16), 4 shapes, most variants take each
+        assert!(r.runs >= 5 * 4 * 8, "{r:?}");
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert!(r.max_abs_error > 0.0 && r.max_abs_error < 1e-3, "{r:?}");
     }
 }

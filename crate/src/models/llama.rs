@@ -8,7 +8,7 @@ use crate::kernels::attention::{attention_into, attention_into_kv16, Attn};
 use crate::kernels::copy2d::{copy2d, copy2d_to_f16, slice_rows, Strided};
 use crate::kernels::rope::RopeTable;
 use crate::kernels::swiglu::swiglu;
-use crate::nn::{Embedding, Linear, Precision, RmsNorm, Weights};
+use crate::nn::{Embedding, Linear, Precision, RmsNorm, Rows, Weights};
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
 
@@ -95,7 +95,8 @@ impl Llama {
             tok_embeddings,
             layers,
             norm: RmsNorm::load(&w.pp("norm"), dim, cfg.norm_eps)?,
-            output: Linear::load(&w.pp("output"), cfg.vocab_size, dim, false)?,
+            // only the last position is projected: decode-sized products
+            output: Linear::load(&w.pp("output").with_rows(Rows::Decode), cfg.vocab_size, dim, false)?,
             rope: RopeTable::new(w.device(), hd, cfg.rope_theta, max_seq_len, cfg.rope_scaling)?,
             cfg: cfg.clone(),
             max_seq_len,

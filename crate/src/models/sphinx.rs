@@ -55,7 +55,9 @@ const PROJ_NORM_EPS: f64 = 1e-5;
 impl Sphinx {
     /// Builds the model from the root scope of a checkpoint (keys `llma.*`).
     pub fn load(root: &Weights, config: &ModelConfig, max_seq_len: usize) -> Result<Sphinx> {
-        let w = root.pp("llma");
+        let llm_scope = root.pp("llma");
+        // everything but the decoder multiplies whole images' tokens at once
+        let w = llm_scope.with_rows(crate::nn::Rows::Batch);
         let t = config.llama_type;
         let dim = config.llm.dim;
         let convnext = ConvNext::load(&w.pp("openclip_convnext_xxl"), &config.vision.convnext)?;
@@ -86,7 +88,7 @@ impl Sphinx {
         let visual_proj_norm = LayerNorm::load(&w.pp("visual_proj").pp("1"), dim, PROJ_NORM_EPS)?;
         let start_img = w.tensor("start_img", &[1, 1, dim])?.reshape(&[1, dim])?;
         let end_img = w.tensor("end_img", &[1, 1, dim])?.reshape(&[1, dim])?;
-        let llm = Llama::load(&w, &config.llm, max_seq_len)?;
+        let llm = Llama::load(&llm_scope, &config.llm, max_seq_len)?;
         root.finish()?;
         Ok(Sphinx { config: config.clone(), ens, convnext, dinov2, visual_proj, visual_proj_norm, start_img, end_img, llm })
     }

@@ -4,7 +4,7 @@
 //! multiplied into its own column block of the output. At f16 precision an f32 weight is stored as
 //! f16 and read as WGSL `f16`. Each chunk's shape is registered for autotuning.
 
-use super::{Precision, Weights};
+use super::{Precision, Rows, Weights};
 use crate::io::quant::{Packed, Quant};
 use crate::kernels::linear::{linear_into, WeightFormat};
 use crate::kernels::qlinear::{qlinear_into, QWeight};
@@ -90,7 +90,7 @@ impl Linear {
             packed = Packed::quantize(Quant::F16, &packed.to_f32(), packed.rows, packed.cols);
         }
         let bias = if bias { Some(w.values("bias", &[shape[0]])?) } else { None };
-        Linear::from_packed_at(w.device(), packed, bias, f16)
+        Linear::from_packed_at(w.device(), packed, bias, f16, w.rows())
     }
 
     /// A Linear from host f32 values (weight [out, in] row-major, bias [out]).
@@ -101,16 +101,17 @@ impl Linear {
     }
 
     pub fn from_packed(device: &Device, packed: Packed, bias: Option<Vec<f32>>) -> Result<Linear> {
-        Linear::from_packed_at(device, packed, bias, false)
+        Linear::from_packed_at(device, packed, bias, false, Rows::Both)
     }
 
-    /// [`Linear::from_packed`]; f16 weights are read as WGSL `f16` when `native_f16`.
-    fn from_packed_at(device: &Device, packed: Packed, bias: Option<Vec<f32>>, native_f16: bool) -> Result<Linear> {
+    /// [`Linear::from_packed`]; f16 weights are read as WGSL `f16` when `native_f16`; `rows` say
+    /// which row classes to autotune.
+    fn from_packed_at(device: &Device, packed: Packed, bias: Option<Vec<f32>>, native_f16: bool, rows: Rows) -> Result<Linear> {
         let (out_features, in_features, quant) = (packed.rows, packed.cols, packed.quant);
         let chunks = chunk_rows(device, packed, native_f16)?;
         if let Device::Gpu(g) = device {
             for (_, w) in &chunks {
-                tune::register(g, w.format(), w.rows(), in_features);
+                tune::register(g, w.format(), w.rows(), in_features, rows);
             }
         }
         let chunks = chunks

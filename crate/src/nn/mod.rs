@@ -58,3 +58,12 @@ impl PrecisionChoice {
         }
     }
 }
+
+/// Which row counts a layer's matrix products see: decode steps (a few rows), batches (prefill,
+/// the vision towers), or both. Autotuning tunes only those classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rows {
+    Both,
+    Decode,
+    Batch,
+}

@@ -45,6 +45,7 @@ pub struct Weights {
     prefix: String,
     device: Device,
     precision: super::Precision,
+    rows: super::Rows,
 }
 
 impl Weights {
@@ -54,7 +55,18 @@ impl Weights {
             prefix: String::new(),
             device,
             precision: super::Precision::F32,
+            rows: super::Rows::Both,
         }
+    }
+
+    /// The same scope, for layers that see `rows` (a hint for autotuning: which row classes of their
+    /// matrix products to tune).
+    pub fn with_rows(&self, rows: super::Rows) -> Weights {
+        Weights { rows, ..self.clone() }
+    }
+
+    pub fn rows(&self) -> super::Rows {
+        self.rows
     }
 
     /// The same weights for a model built at `precision`.
@@ -74,7 +86,7 @@ impl Weights {
     /// A sub-scope: `pp("layers").pp(3)` → names under `layers.3.`.
     pub fn pp(&self, name: impl std::fmt::Display) -> Weights {
         let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Weights { inner: self.inner.clone(), prefix, device: self.device.clone(), precision: self.precision }
+        Weights { inner: self.inner.clone(), prefix, device: self.device.clone(), precision: self.precision, rows: self.rows }
     }
 
     /// The full name of `name` in this scope.
