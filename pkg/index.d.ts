@@ -26,6 +26,10 @@ export interface LoadOptions {
    *  lack), 'fresh' (time all again), 'off' (the default kernels). Choices are stored in this
    *  origin's storage, keyed by adapter, engine version and shape. */
   autotune?: 'cached' | 'fresh' | 'off';
+  /** 'adapter' (default): the device gets every limit the adapter offers. 'default': only WebGPU's
+   *  default limits (128 MiB per storage binding, 256 MiB per buffer — what many phones and iOS
+   *  Safari grant); weights are split and activations processed view by view to fit. */
+  limits?: 'adapter' | 'default';
 }
 
 /** What autotuning did during a load. */
@@ -49,6 +53,15 @@ export interface GpuMemory {
   allocatedBytes: number;
   /** The most there ever were at once. */
   peakBytes: number;
+}
+
+export interface BenchReport {
+  device: string;
+  precision: 'f32' | 'f16';
+  phases: { name: string; ms: number; detail: string }[];
+  kernels: { name: string; variant: string; tuned: boolean; ms: number; gflops: number; gbps: number }[];
+  decode: { tokens: number; tokensPerSecond: number; bytesPerToken: number; gbPerSecond: number } | null;
+  gpuPeakBytes: number;
 }
 
 export interface KernelSelfTest {
@@ -188,6 +201,8 @@ export interface SphinxModel {
   /** Every kernel variant the autotuner may pick, run on this GPU against the CPU reference. */
   kernelSelfTest(): Promise<KernelSelfTest>;
   gpuMemory(): Promise<GpuMemory>;
+  /** Times one question on this device (as `sphinx bench --model --json`). */
+  bench(options?: { image?: ImageData | Pixels; tokens?: number }): Promise<BenchReport>;
   /** OpenAI's chat API over this model (see OpenAIChatRequest). */
   readonly openai: { chat: { completions: { create: OpenAICreate } } };
   dispose(): Promise<void>;

@@ -104,7 +104,8 @@ class WorkerRpc {
  * Downloads (or finds in the browser's storage) the converted model `manifestUrl` points to and
  * builds it on the GPU inside a Web Worker.
  */
-export async function loadSphinx(manifestUrl, { onProgress, signal, precision = 'auto', autotune = 'cached' } = {}) {
+export async function loadSphinx(manifestUrl, { onProgress, signal, precision = 'auto', autotune = 'cached', limits = 'adapter' } = {}) {
+  if (!['adapter', 'default'].includes(limits)) throw new TypeError(`loadSphinx: limits must be 'adapter' or 'default', not ${JSON.stringify(limits)}`);
   if (!['auto', 'f32', 'f16'].includes(precision)) throw new TypeError(`loadSphinx: precision must be 'auto', 'f32' or 'f16', not ${JSON.stringify(precision)}`);
   if (!['cached', 'fresh', 'off'].includes(autotune)) throw new TypeError(`loadSphinx: autotune must be 'cached', 'fresh' or 'off', not ${JSON.stringify(autotune)}`);
   const url = new URL(manifestUrl, globalThis.location?.href).href;
@@ -123,7 +124,7 @@ export async function loadSphinx(manifestUrl, { onProgress, signal, precision = 
   const rpc = new WorkerRpc(new Worker(WORKER_URL, { type: 'module', name: 'sphinx' }));
   try {
     // During the (synchronous) upload the worker cannot read messages: an abort then ends it.
-    const { promise } = rpc.call('load', { url, persisted, precision, autotune }, { onEvent: onProgress, signal, abortGraceMs: 2000 });
+    const { promise } = rpc.call('load', { url, persisted, precision, autotune, limits }, { onEvent: onProgress, signal, abortGraceMs: 2000 });
     const info = await promise;
     return new SphinxModel(rpc, url, info);
   } catch (e) {
@@ -301,6 +302,16 @@ class SphinxModel {
   async kernelSelfTest() {
     this.#alive();
     return this.#rpc.call('selfTest', {}).promise;
+  }
+
+  /** Times one question on this device (see `sphinx bench`): the phases (image encode and each
+   *  vision tower alone when `image` pixels are given, prefill, `tokens` decode steps with the
+   *  bandwidth they imply) and every linear shape of the model with its kernel variant. */
+  async bench({ image, tokens = 16 } = {}) {
+    this.#alive();
+    const pixels = image ? pixelsOf(image) : null;
+    const args = { pixels, width: image?.width ?? 0, height: image?.height ?? 0, tokens };
+    return this.#rpc.call('bench', args, { transfer: pixels ? [pixels.buffer] : [] }).promise;
   }
 
   /** `{allocatedBytes, peakBytes}` of GPU buffers now. */

@@ -284,11 +284,11 @@ async function tune(mode) {
 }
 
 const OPS = {
-  async load({ url, persisted, precision, autotune }, { signal, emit }) {
+  async load({ url, persisted, precision, autotune, limits }, { signal, emit }) {
     const t0 = performance.now();
     wasm ??= await init();
     if (!globalThis.navigator?.gpu) throw new Error(NO_WEBGPU);
-    device = await GpuDevice.open();
+    device = await GpuDevice.open(limits);
     const adapter = JSON.parse(device.info());
 
     const resp = await fetch(url, { cache: 'no-store', signal });
@@ -405,6 +405,11 @@ const OPS = {
       },
       gpu: JSON.parse(session.gpuMemory()),
     };
+  },
+
+  async bench({ pixels, width, height, tokens }) {
+    alive();
+    return JSON.parse(await session.bench(pixels ?? new Uint8Array(0), width ?? 0, height ?? 0, tokens));
   },
 
   async selfTest() {

@@ -1,35 +1,146 @@
-//! Benchmarks (`sphinx bench`): kernel timings at the shapes SPHINX runs, on the device in hand.
-//! Timings only — no test asserts on them.
+//! Benchmarks (`sphinx bench`, the bench page `www/bench.html`): a model's phases — load, image
+//! encode (and each vision tower alone), prefill, decode with tokens/s against the bandwidth it
+//! implies — and every linear shape the model multiplies, each with the kernel variant that runs
+//! it, on the device in hand. One async code path natively and in the browser. Timings only: no
+//! test asserts on them.
 
+use crate::image::ImageTensor;
 use crate::kernels::attention::{attention_into, Attn};
 use crate::kernels::copy2d::Strided;
+use crate::kernels::tune::{self, TuneReport};
 use crate::io::quant::{Packed, Quant};
+use crate::models::sphinx::Sphinx;
 use crate::nn::Linear;
 use crate::tensor::{Device, Tensor};
 use crate::Result;
-use std::time::Instant;
 
-/// One measured case.
-pub struct BenchRow {
+/// A phase of a question: "load", "encode", "encode convnext", "prefill", "decode".
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Phase {
     pub name: String,
     pub ms: f64,
-    /// Useful work per run (flop) for a rate.
-    pub flop: f64,
-    /// Bytes of weights/activations read per run, for a bandwidth.
-    pub bytes: f64,
+    pub detail: String,
 }
 
-impl std::fmt::Display for BenchRow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:<44} {:>10.3} ms {:>9.2} GFLOP/s {:>8.2} GB/s",
-            self.name,
-            self.ms,
-            self.flop / self.ms / 1e6,
-            self.bytes / self.ms / 1e6
-        )
+/// One kernel case.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KernelRow {
+    pub name: String,
+    pub variant: String,
+    pub tuned: bool,
+    pub ms: f64,
+    pub gflops: f64,
+    pub gbps: f64,
+}
+
+/// Decode speed against the bandwidth it implies.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecodeRate {
+    pub tokens: usize,
+    pub tokens_per_second: f64,
+    /// Weights of the decoder read per token plus the mean KV cache read.
+    pub bytes_per_token: f64,
+    /// bytes_per_token × tokens_per_second.
+    pub gb_per_second: f64,
+}
+
+/// Everything a bench run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub device: String,
+    pub precision: String,
+    pub autotune: Option<TuneReport>,
+    pub phases: Vec<Phase>,
+    pub kernels: Vec<KernelRow>,
+    pub decode: Option<DecodeRate>,
+    pub gpu_peak_bytes: u64,
+}
+
+/// Waits until the device has done everything recorded.
+async fn done(device: &Device) -> Result<()> {
+    match device {
+        Device::Gpu(g) => g.idle().await,
+        Device::Cpu => Ok(()),
     }
+}
+
+/// Milliseconds `f` takes on the device, with its result.
+async fn timed<T>(device: &Device, f: impl FnOnce() -> Result<T>) -> Result<(f64, T)> {
+    done(device).await?;
+    let t0 = web_time::Instant::now();
+    let v = f()?;
+    done(device).await?;
+    Ok((t0.elapsed().as_secs_f64() * 1e3, v))
+}
+
+fn row(name: String, variant: &str, tuned: bool, secs: f64, flop: f64, bytes: f64) -> KernelRow {
+    KernelRow { name, variant: variant.into(), tuned, ms: secs * 1e3, gflops: flop / secs / 1e9, gbps: bytes / secs / 1e9 }
+}
+
+/// The phases of one question about `padded` (or a text prompt) with `tokens` decode steps, and
+/// every linear shape of the model with its variant. `load_ms`: the load time, if measured.
+pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, tokens: usize, load_ms: Option<f64>, autotune: Option<TuneReport>) -> Result<Report> {
+    let device = model.device();
+    let mut phases = Vec::new();
+    if let Some(ms) = load_ms {
+        phases.push(Phase { name: "load".into(), ms, detail: String::new() });
+    }
+    let mut image = None;
+    if let Some(p) = padded {
+        let (ms, enc) = timed(&device, || model.encode_image(p, false)).await?;
+        phases.push(Phase { name: "encode".into(), ms, detail: format!("{} image tokens", enc.tokens.rows()) });
+        for tower in model.towers() {
+            let (ms, _) = timed(&device, || model.encode_tower(p, tower)).await?;
+            phases.push(Phase { name: format!("encode {tower}"), ms, detail: "alone".into() });
+        }
+        image = Some(enc.tokens);
+    }
+    let ids: Vec<u32> = (0..48).map(|i| if i == 0 { 1 } else { 100 + i }).collect();
+    let mut cache = model.llm.new_cache(ids.len() + image.as_ref().map_or(0, |t| t.rows()) + tokens + 1)?;
+    let (ms, logits) = timed(&device, || model.prefill(&mut cache, &ids, image.as_ref())).await?;
+    phases.push(Phase { name: "prefill".into(), ms, detail: format!("{} positions", cache.len) });
+    let mut id = crate::generate::argmax(&logits.to_vec().await?);
+    let t0 = web_time::Instant::now();
+    for _ in 0..tokens {
+        id = crate::generate::argmax(&model.decode(&mut cache, id)?.to_vec().await?);
+    }
+    let decode_s = t0.elapsed().as_secs_f64();
+    phases.push(Phase { name: "decode".into(), ms: decode_s * 1e3, detail: format!("{tokens} tokens") });
+    let (kernels, weight_bytes, peak) = match &device {
+        Device::Gpu(g) => (shape_rows(g).await?, decode_weight_bytes(g), g.memory().1),
+        Device::Cpu => (Vec::new(), 0.0, 0),
+    };
+    let l = &model.config.llm;
+    let kv_elem = if model.llm.kv_f16 { 2.0 } else { 4.0 };
+    let kv_bytes = 2.0 * (l.n_layers * l.n_kv_heads * l.head_dim) as f64 * kv_elem * (cache.len as f64 - tokens as f64 / 2.0);
+    let decode = (tokens > 0 && device.is_gpu()).then(|| {
+        let tps = tokens as f64 / decode_s;
+        let bpt = weight_bytes + kv_bytes;
+        DecodeRate { tokens, tokens_per_second: tps, bytes_per_token: bpt, gb_per_second: bpt * tps / 1e9 }
+    });
+    let precision = format!("{:?}", model.precision()).to_lowercase();
+    Ok(Report { device: format!("{device:?}"), precision, autotune, phases, kernels, decode, gpu_peak_bytes: peak })
+}
+
+/// Every registered linear shape at its tuning rows, with the variant chosen for it.
+async fn shape_rows(g: &std::sync::Arc<crate::runtime::Gpu>) -> Result<Vec<KernelRow>> {
+    let shapes = g.tuning().shapes();
+    let mut rows = Vec::new();
+    for (s, count) in shapes {
+        let (secs, variant, tuned) = tune::time_shape(g, s).await?;
+        let m = s.rows(g);
+        let bytes = tune::weight_bytes(&s) as f64 + 4.0 * (m * (s.k + s.n)) as f64;
+        rows.push(row(format!("{} ×{count} ({m} rows)", s.key()), variant, tuned, secs, s.flops(g), bytes));
+    }
+    Ok(rows)
+}
+
+/// Bytes of the decoder's weights one decode step reads.
+fn decode_weight_bytes(g: &crate::runtime::Gpu) -> f64 {
+    g.tuning().shapes().iter().filter(|(s, _)| s.decode).map(|(s, n)| *n as f64 * tune::weight_bytes(s) as f64).sum()
 }
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
@@ -44,58 +155,74 @@ fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Median wall time of `f` (after one warm-up run), waiting for the device each time.
-fn time(device: &Device, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    device.sync()?;
+/// Median milliseconds of `f` over `reps` runs after a warm-up.
+async fn median_ms(device: &Device, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    timed(device, &mut f).await?;
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {
-        let t = Instant::now();
-        f()?;
-        device.sync()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+        times.push(timed(device, &mut f).await?.0);
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
 }
 
-/// Linear layers and attention at decode and prefill shapes of a model with `dim`, `hidden`,
-/// `vocab`, `heads`/`kv_heads` (scaled down with `scale` for slow devices).
-pub fn kernel_benches(device: &Device, dim: usize, hidden: usize, vocab: usize, heads: usize, kv_heads: usize, reps: usize) -> Result<Vec<BenchRow>> {
+/// Without a model: linear layers (f32 and the packed formats) and decode attention at the shapes
+/// of a model with `dim`, `hidden`, `vocab`, `heads`/`kv_heads`.
+pub async fn kernel_benches(device: &Device, dim: usize, hidden: usize, vocab: usize, heads: usize, kv_heads: usize, reps: usize) -> Result<Vec<KernelRow>> {
     let mut rows = Vec::new();
-    for &(m, n, k, what) in &[(1, hidden, dim, "decode ffn w1"), (1, vocab, dim, "decode output"), (256, hidden, dim, "prefill ffn w1 (256 rows)")] {
-        let x = Tensor::from_vec(device, &[m, k], rand_vec(m * k, 1))?;
-        // through nn::Linear: weights above the storage-binding limit are split into row chunks
-        let w = Linear::from_values(device, rand_vec(n * k, 2), n, k, None)?;
-        let ms = time(device, reps, || w.forward(&x).map(|_| ()))?;
-        rows.push(BenchRow { name: format!("linear {what} {m}x{n}x{k}"), ms, flop: 2.0 * (m * n * k) as f64, bytes: 4.0 * (n * k + m * k) as f64 });
-    }
-    // the fused dequantizing kernels at decode (matvec) and prefill (tiled) shapes
-    for q in [Quant::F16, Quant::Q8, Quant::Q4] {
-        for &(m, what) in &[(1usize, "decode"), (256, "prefill")] {
-            let (n, k) = (hidden, dim);
-            let x = Tensor::from_vec(device, &[m, k], rand_vec(m * k, 6))?;
-            let w = Linear::from_packed(device, Packed::quantize(q, &rand_vec(n * k, 7), n, k), None)?;
-            let ms = time(device, reps, || w.forward(&x).map(|_| ()))?;
-            rows.push(BenchRow { name: format!("linear {q} {what} ffn w1 {m}x{n}x{k}"), ms, flop: 2.0 * (m * n * k) as f64, bytes: q.bytes(n, k) as f64 + 4.0 * (m * k) as f64 });
+    let cases = [(1, hidden, dim, "decode ffn w1"), (1, vocab, dim, "decode output"), (256, hidden, dim, "prefill ffn w1")];
+    for q in [Quant::F32, Quant::F16, Quant::Q8, Quant::Q4] {
+        for &(m, n, k, what) in &cases {
+            let x = Tensor::from_vec(device, &[m, k], rand_vec(m * k, 1))?;
+            // through nn::Linear: weights above the storage-binding limit are split into row chunks
+            let w = Linear::from_packed(device, Packed::quantize(q, &rand_vec(n * k, 2), n, k), None)?;
+            let ms = median_ms(device, reps, || w.forward(&x).map(|_| ())).await?;
+            let (variant, tuned) = match device {
+                Device::Gpu(g) => {
+                    let (format, rows) = w.first_chunk();
+                    tune::chosen_name(g, format, m, rows, k)
+                }
+                Device::Cpu => ("cpu", false),
+            };
+            rows.push(row(format!("linear {q} {what} {m}x{n}x{k}"), variant, tuned, ms / 1e3, 2.0 * (m * n * k) as f64, q.bytes(n, k) as f64 + 4.0 * (m * k) as f64));
         }
     }
-    let hd = dim / heads;
+    let hd = dim / heads.max(1);
     for &kv_len in &[64usize, 1344] {
         let q = Tensor::from_vec(device, &[1, heads * hd], rand_vec(heads * hd, 3))?;
         let kc = Tensor::from_vec(device, &[kv_len, kv_heads * hd], rand_vec(kv_len * kv_heads * hd, 4))?;
         let vc = Tensor::from_vec(device, &[kv_len, kv_heads * hd], rand_vec(kv_len * kv_heads * hd, 5))?;
         let mut o = Tensor::empty(device, &[1, heads * hd])?;
         let a = Attn { batch: 1, q_len: 1, kv_len, n_heads: heads, n_kv_heads: kv_heads, head_dim: hd, causal: true, q_pos0: kv_len - 1, scale: 0.125 };
-        let ms = time(device, reps, || {
-            attention_into(&mut o, Strided::rows(0, heads * hd), &q, Strided::rows(0, heads * hd), &kc, Strided::rows(0, kv_heads * hd), &vc, Strided::rows(0, kv_heads * hd), &a)
-        })?;
-        rows.push(BenchRow {
-            name: format!("attention decode kv={kv_len} h={heads}/{kv_heads} d={hd}"),
-            ms,
-            flop: 4.0 * (kv_len * heads * hd) as f64,
-            bytes: 8.0 * (kv_len * kv_heads * hd) as f64,
-        });
+        let (qs, ks) = (Strided::rows(0, heads * hd), Strided::rows(0, kv_heads * hd));
+        let ms = median_ms(device, reps, || attention_into(&mut o, qs, &q, qs, &kc, ks, &vc, ks, &a)).await?;
+        rows.push(row(format!("attention decode kv={kv_len} h={heads}/{kv_heads} d={hd}"), "attention", false, ms / 1e3, 4.0 * (kv_len * heads * hd) as f64, 8.0 * (kv_len * kv_heads * hd) as f64));
     }
     Ok(rows)
+}
+
+/// The report as text tables.
+pub fn format_text(r: &Report) -> String {
+    let mut s = format!("device: {}\nprecision: {}\n", r.device, r.precision);
+    if let Some(a) = &r.autotune {
+        s += &format!("autotune: {} ({}): {} shapes, {} cached, {} tuned, {} too small, {} past the budget, {:.0} ms\n", a.mode, a.timer, a.shapes, a.cached, a.tuned, a.small, a.skipped, a.ms);
+    }
+    for p in &r.phases {
+        s += &format!("{:<20} {:>12.1} ms  {}\n", p.name, p.ms, p.detail);
+    }
+    if let Some(d) = &r.decode {
+        s += &format!("decode: {:.2} tokens/s, {:.1} MB per token → {:.2} GB/s\n", d.tokens_per_second, d.bytes_per_token / 1e6, d.gb_per_second);
+    }
+    s += &format!("GPU memory peak: {:.1} MiB\n", r.gpu_peak_bytes as f64 / (1u64 << 20) as f64);
+    s + &format_kernels(&r.kernels)
+}
+
+/// Kernel rows as a text table.
+pub fn format_kernels(rows: &[KernelRow]) -> String {
+    let mut s = format!("{:<52} {:<14} {:>10} {:>10} {:>9}\n", "kernel", "variant", "ms", "GFLOP/s", "GB/s");
+    for k in rows {
+        let v = format!("{}{}", k.variant, if k.tuned { " (tuned)" } else { "" });
+        s += &format!("{:<52} {:<14} {:>10.3} {:>10.2} {:>9.2}\n", k.name, v, k.ms, k.gflops, k.gbps);
+    }
+    s
 }

@@ -178,6 +178,44 @@ pub fn demo_model(config: &ModelConfig, out: &Path, seed: u64, choice: QuantChoi
     writer.finish(config, choice, Some(tokenizer_json))
 }
 
+/// The sizes `demo-model` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DemoSize {
+    /// The golden dev data's small widths (a few MB): the demo page and most tests.
+    Tiny,
+    /// Every real width of SPHINX-Tiny-1k, its real vocabulary and image size, but one block per
+    /// ConvNeXt stage, one DINOv2 block and two LLM layers.
+    Wide,
+    /// SPHINX-Tiny-1k in full (3.09 B parameters).
+    Full,
+}
+
+impl DemoSize {
+    pub fn parse(s: &str) -> Result<DemoSize> {
+        match s {
+            "tiny" => Ok(DemoSize::Tiny),
+            "wide" => Ok(DemoSize::Wide),
+            "full" => Ok(DemoSize::Full),
+            other => Err(Error::Config(format!("--size {other}: expected tiny, wide or full"))),
+        }
+    }
+
+    /// The configuration of a demo model of this size.
+    pub fn config(self) -> ModelConfig {
+        match self {
+            DemoSize::Tiny => demo_config(),
+            DemoSize::Full => crate::models::params::preset(LlamaType::Ens5Light),
+            DemoSize::Wide => {
+                let mut c = crate::models::params::preset(LlamaType::Ens5Light);
+                c.vision.convnext.depths.iter_mut().for_each(|d| *d = 1);
+                c.vision.dinov2.depth = 1;
+                c.llm.n_layers = 2;
+                c
+            }
+        }
+    }
+}
+
 /// The demo model's shapes: SPHINX-Tiny-1k's structure (every hard-coded size kept: 1024 px input,
 /// 5 tiles, 16x16 grids, 257 tokens per tile) with the golden dev data's small widths.
 pub fn demo_config() -> ModelConfig {
@@ -233,16 +271,42 @@ impl MemoryEstimate {
     }
 }
 
+/// The largest working set of activations: ConvNeXt stage 0 on one view (the map, its dwconv/norm
+/// outputs, plus one 64 MiB MLP chunk) when an image is encoded, and the decoder's prefill of `seq`
+/// positions (a few [seq, dim] buffers and the [seq, 2·ffn] gate).
+fn activation_bytes(config: &ModelConfig, seq: usize, image: bool) -> u64 {
+    let (l, v) = (&config.llm, &config.vision);
+    let side = if config.llama_type.has_clip_qformer() { 64 } else { 128 };
+    let conv = if image { (side * side * v.convnext.dims[0] * 4 * 4) as u64 + (64 << 20) } else { 0 };
+    let prefill = (seq * (6 * l.dim + 2 * l.ffn_hidden + (l.n_heads + 2 * l.n_kv_heads) * l.head_dim) * 4) as u64;
+    conv.max(prefill)
+}
+
+/// The GPU memory `inspect` predicts for running a converted model: its stored weights (f32
+/// matrices halved at f16 precision, which stores them as f16), the KV cache of `seq` positions
+/// (f16 at f16 precision) and the largest activations (with an image or without).
+pub fn predict_run(m: &Manifest, seq: usize, image: bool, f16: bool) -> MemoryEstimate {
+    let weights = m
+        .tensors
+        .iter()
+        .map(|t| {
+            let halved = f16 && t.quant == Quant::F32 && t.shape.len() >= 2 && t.shape[0] > 1 && !t.name.contains("tok_embeddings") && !t.name.contains("pos_embed");
+            if halved {
+                t.bytes / 2
+            } else {
+                t.bytes
+            }
+        })
+        .sum();
+    let l = &m.model.llm;
+    let kv_cache = (2 * l.n_layers * seq * l.n_kv_heads * l.head_dim * if f16 { 2 } else { 4 }) as u64;
+    MemoryEstimate { weights, kv_cache, activations: activation_bytes(&m.model, seq, image), host_load_peak: 0 }
+}
+
 pub fn estimate(config: &ModelConfig, params: &[(String, Vec<usize>)], choice: QuantChoice, seq: usize) -> MemoryEstimate {
     let weights = weight_bytes(params, choice);
     let l = &config.llm;
     let kv_cache = (2 * l.n_layers * seq * l.n_kv_heads * l.head_dim * 4) as u64;
-    // ConvNeXt stage 0 on one view: the map, its dwconv/norm outputs, plus one 64 MiB MLP chunk;
-    // the decoder's prefill: a few [seq, dim] buffers and the [seq, 2·ffn] gate.
-    let v = &config.vision;
-    let side = if config.llama_type.has_clip_qformer() { 64 } else { 128 };
-    let conv = (side * side * v.convnext.dims[0] * 4 * 4) as u64 + (64 << 20);
-    let prefill = (seq * (6 * l.dim + 2 * l.ffn_hidden + (l.n_heads + 2 * l.n_kv_heads) * l.head_dim) * 4) as u64;
     let largest_tensor = params
         .iter()
         .map(|(n, s)| {
@@ -251,7 +315,7 @@ pub fn estimate(config: &ModelConfig, params: &[(String, Vec<usize>)], choice: Q
         })
         .max()
         .unwrap_or(0);
-    MemoryEstimate { weights, kv_cache, activations: conv.max(prefill), host_load_peak: 2 * largest_tensor }
+    MemoryEstimate { weights, kv_cache, activations: activation_bytes(config, seq, true), host_load_peak: 2 * largest_tensor }
 }
 
 fn gib(b: u64) -> String {

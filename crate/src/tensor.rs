@@ -27,9 +27,14 @@ impl std::fmt::Debug for Device {
 impl Device {
     /// `"cpu"` or `"gpu"`; `gpu` fails when no adapter exists (never a silent CPU fall-back).
     pub async fn from_name(name: &str) -> Result<Device> {
+        Device::from_name_with(name, crate::runtime::LimitsChoice::Adapter).await
+    }
+
+    /// [`Device::from_name`]; a GPU device is opened with the limits `limits` asks for.
+    pub async fn from_name_with(name: &str, limits: crate::runtime::LimitsChoice) -> Result<Device> {
         match name {
             "cpu" => Ok(Device::Cpu),
-            "gpu" => Ok(Device::Gpu(Gpu::new().await?)),
+            "gpu" => Ok(Device::Gpu(Gpu::new_with(limits).await?)),
             other => Err(Error::Config(format!("--device {other}: expected gpu or cpu"))),
         }
     }
@@ -114,7 +119,7 @@ impl Tensor {
         let n = numel(shape);
         let data = match device {
             Device::Cpu => Data::Cpu(vec![0.0; n]),
-            Device::Gpu(g) => Data::Gpu(g.alloc((n * 4) as u64)?),
+            Device::Gpu(g) => Data::Gpu(g.alloc((n * 4) as u64).map_err(|e| Error::Gpu(format!("tensor {shape:?}: {e}")))?),
         };
         Ok(Tensor { shape: shape.to_vec(), data })
     }

@@ -38,7 +38,10 @@ pub struct GpuDevice {
 impl GpuDevice {
     /// Asks the browser for a high-performance adapter and a device with its limits (f16 and
     /// subgroups enabled only where the adapter has them). Fails with a message a person can act on.
-    pub async fn open() -> Result<GpuDevice, JsError> {
+    /// `limits`: "adapter" (everything it offers) or "default" (WebGPU's default limits: 128 MiB per
+    /// binding, 256 MiB per buffer, as many phones grant).
+    pub async fn open(limits: &str) -> Result<GpuDevice, JsError> {
+        let limits = sphinx::runtime::LimitsChoice::parse(limits).map_err(js_error)?;
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -54,7 +57,7 @@ impl GpuDevice {
                      or disabled: check chrome://gpu, or try another browser or machine"
                 ))
             })?;
-        let gpu = Gpu::from_adapter(adapter).await.map_err(js_error)?;
+        let gpu = Gpu::from_adapter_with(adapter, limits).await.map_err(js_error)?;
         Ok(GpuDevice { gpu })
     }
 
@@ -240,6 +243,20 @@ impl Session {
             inner.next_image.set(id + 1);
             inner.images.borrow_mut().insert(id, Rc::new(enc.tokens));
             Ok(JsValue::from(id))
+        })
+    }
+
+    /// The bench page's run (`sphinx::bench::model_bench`, as `sphinx bench --model --json`): the
+    /// phases of one question about the `width` x `height` RGBA pixels (none when empty) with
+    /// `tokens` decode steps, and every linear shape of the model with its kernel variant. Resolves
+    /// to the report as JSON.
+    pub fn bench(&self, rgba: &[u8], width: u32, height: u32, tokens: usize) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let padded = (!rgba.is_empty()).then(|| from_rgba(rgba, width as usize, height as usize).and_then(|rgb| padded_resize(&rgb, inner.model.llama_type().image_size())));
+        future_to_promise(async move {
+            let padded = padded.transpose().map_err(to_js)?;
+            let report = sphinx::bench::model_bench(&inner.model, padded.as_ref(), tokens, None, None).await.map_err(to_js)?;
+            Ok(JsValue::from_str(&serde_json::to_string(&report).unwrap_or_default()))
         })
     }
 

@@ -2,15 +2,16 @@
 
 use clap::{Parser, Subcommand};
 use sphinx::config::LlamaType;
-use sphinx::convert::{convert, demo_config, demo_model, describe_manifest, memory_table, mix};
+use sphinx::convert::{convert, demo_model, describe_manifest, memory_table, mix, DemoSize};
 use sphinx::generate::{generate, SamplingParams};
 use sphinx::io::converted::{Manifest, QuantChoice};
 use sphinx::io::quant::Quant;
 use sphinx::models::params::{self, parameter_shapes, CLIP_TEXT_FULL};
 use sphinx::image::{decode, padded_resize};
 use sphinx::kernels::tune::{autotune_with_file, AutotuneMode};
-use sphinx::load::{load_model, load_model_with, LoadOptions, DEFAULT_MAX_SEQ_LEN};
+use sphinx::load::{load_model_with, LoadOptions, DEFAULT_MAX_SEQ_LEN};
 use sphinx::nn::PrecisionChoice;
+use sphinx::runtime::LimitsChoice;
 use sphinx::tensor::Device;
 use sphinx::text::{conversation, Message, Tokenizer};
 use sphinx::trace::{trace, write_safetensors};
@@ -45,25 +46,31 @@ struct ModelOpts {
     /// cache is $SPHINX_AUTOTUNE_CACHE or ~/.cache/sphinx/autotune.json [default: cached; trace: off]
     #[arg(long)]
     autotune: Option<String>,
+    /// Device limits: adapter (all it offers) or default (WebGPU's defaults: 128 MiB per binding,
+    /// 256 MiB per buffer, as many phones grant)
+    #[arg(long, default_value = "adapter")]
+    limits: String,
 }
 
 impl ModelOpts {
     /// Loads the model as the options say (`defaults`: precision and autotune when not given) and
     /// tunes its kernels; reports what it did on stderr.
-    async fn load(&self, defaults: (&str, &str)) -> Result<(sphinx::models::sphinx::Sphinx, Device)> {
-        let device = Device::from_name(&self.device).await?;
+    async fn load(&self, defaults: (&str, &str)) -> Result<(sphinx::models::sphinx::Sphinx, Device, Option<sphinx::kernels::tune::TuneReport>)> {
+        let device = Device::from_name_with(&self.device, LimitsChoice::parse(&self.limits)?).await?;
         let precision = PrecisionChoice::parse(self.precision.as_deref().unwrap_or(defaults.0))?;
         let mode = AutotuneMode::parse(self.autotune.as_deref().unwrap_or(defaults.1))?;
         let t0 = Instant::now();
         let m = load_model_with(&self.model, &device, &LoadOptions { max_seq_len: self.max_seq_len, precision })?;
         eprintln!("loaded {} ({}) on {device:?} at {:?} precision in {:.2?}", m.llama_type().release(), self.model.display(), m.precision(), t0.elapsed());
+        let mut report = None;
         if let Device::Gpu(g) = &device {
             let r = autotune_with_file(g, mode).await?;
             if mode != AutotuneMode::Off {
-                eprintln!("autotune ({}, {}): {} shapes, {} from the cache, {} tuned in {:.0} ms, {} left at the default", r.mode, r.timer, r.shapes, r.cached, r.tuned, r.ms, r.skipped);
+                eprintln!("autotune ({}, {}): {} shapes, {} from the cache, {} timed, {} too small to time, {} past the budget, in {:.0} ms", r.mode, r.timer, r.shapes, r.cached, r.tuned, r.small, r.skipped, r.ms);
             }
+            report = Some(r);
         }
-        Ok((m, device))
+        Ok((m, device, report))
     }
 }
 
@@ -107,11 +114,30 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Time the kernels at SPHINX shapes (defaults: SPHINX-Tiny-1k's LLM) and, with --model, a
-    /// whole question: load, image encode, prefill, decode
+    /// Benchmarks. With --model: the phases of one question (load, image encode and each vision
+    /// tower alone, prefill, decode with tokens/s against the bandwidth it implies) and every
+    /// linear shape of the model with its kernel variant; without: kernels at SPHINX-Tiny-1k's
+    /// LLM shapes (or --dim/--hidden/...)
     Bench {
+        /// Model folder (optional: without it only the kernels are timed)
+        #[arg(long)]
+        model: Option<PathBuf>,
         #[arg(long, default_value = "gpu")]
         device: String,
+        #[arg(long)]
+        precision: Option<String>,
+        #[arg(long)]
+        autotune: Option<String>,
+        #[arg(long, default_value = "adapter")]
+        limits: String,
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Decode steps to time
+        #[arg(long, default_value_t = 16)]
+        tokens: usize,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
         #[arg(long, default_value_t = 2048)]
         dim: usize,
         #[arg(long, default_value_t = 5632)]
@@ -124,16 +150,6 @@ enum Command {
         kv_heads: usize,
         #[arg(long, default_value_t = 5)]
         reps: usize,
-        /// Skip the kernel timings (only the model, with --model)
-        #[arg(long)]
-        no_kernels: bool,
-        /// Also time a model end to end
-        #[arg(long)]
-        model: Option<PathBuf>,
-        #[arg(long)]
-        image: Option<PathBuf>,
-        #[arg(long, default_value_t = 16)]
-        tokens: usize,
     },
     /// Convert an upstream checkpoint into the web format (manifest + safetensors shards)
     Convert {
@@ -191,8 +207,16 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Precision of the LLM weights: f32, f16, q8, q4
         #[arg(long, default_value = "f32")]
         quant: String,
+        /// Precision of the vision towers (default: --quant)
+        #[arg(long)]
+        vision_quant: Option<String>,
+        /// tiny (the golden dev widths), wide (every real width, 1 block per ConvNeXt stage, 1
+        /// DINOv2 block, 2 LLM layers) or full (SPHINX-Tiny-1k, 3.09 B parameters)
+        #[arg(long, default_value = "tiny")]
+        size: String,
     },
     /// Serve a folder over HTTP (byte ranges, CORS, application/wasm): the local stand-in for the
     /// CDN that hosts the browser build and converted models
@@ -275,7 +299,7 @@ async fn main_async(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { model, image, prompt, temperature, top_p, seed, max_tokens, tokenizer } => {
             let tok = open_tokenizer(&model.model, tokenizer.as_deref())?;
-            let (m, device) = model.load(("auto", "cached")).await?;
+            let (m, device, _) = model.load(("auto", "cached")).await?;
             let text = conversation::prompt(&[Message::user(prompt)])?;
             let ids = tok.encode_prompt(&text)?;
             let img = match image {
@@ -301,9 +325,23 @@ async fn main_async(cli: Cli) -> Result<()> {
             println!();
             let secs = t2.elapsed().as_secs_f64();
             eprintln!("{} tokens in {secs:.2} s ({:.2} tokens/s), ended by {:?}", g.ids.len(), g.ids.len() as f64 / secs, g.finish);
+            if let (Device::Gpu(gpu), true) = (&device, model.model.join("manifest.json").is_file()) {
+                let f16 = m.precision() == sphinx::nn::Precision::F16;
+                let e = sphinx::convert::predict_run(&Manifest::read(&model.model)?, ids.len() + max_tokens, img.is_some(), f16);
+                let (_, peak) = gpu.memory();
+                let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+                eprintln!(
+                    "GPU memory: peak {:.1} MiB; inspect predicts {:.1} MiB (weights {:.1} + KV cache {:.1} + activations {:.1})",
+                    mib(peak),
+                    mib(e.gpu_total()),
+                    mib(e.weights),
+                    mib(e.kv_cache),
+                    mib(e.activations)
+                );
+            }
         }
         Command::Trace { model, image, prompt_ids, steps, out } => {
-            let (m, _device) = model.load(("f32", "off")).await?;
+            let (m, _device, _) = model.load(("f32", "off")).await?;
             let padded = match image {
                 Some(p) => Some(read_image(&p, m.llama_type().image_size())?),
                 None => None,
@@ -357,9 +395,11 @@ async fn main_async(cli: Cli) -> Result<()> {
             }
             _ => return Err(Error::Config("inspect takes a folder or --preset LLAMA_TYPE".into())),
         },
-        Command::DemoModel { out, seed, quant } => {
-            let choice = quant_choice(&quant, None)?;
-            let manifest = demo_model(&demo_config(), &out, seed, choice, DEMO_TOKENIZER)?;
+        Command::DemoModel { out, seed, quant, vision_quant, size } => {
+            let choice = quant_choice(&quant, vision_quant.as_deref())?;
+            let t0 = Instant::now();
+            let manifest = demo_model(&DemoSize::parse(&size)?.config(), &out, seed, choice, DEMO_TOKENIZER)?;
+            eprintln!("{size} model written in {:.1?}", t0.elapsed());
             eprintln!("wrote the random-weight demo model to {}", out.display());
             print!("{}", describe_manifest(&manifest));
         }
@@ -370,43 +410,34 @@ async fn main_async(cli: Cli) -> Result<()> {
             let _ = std::io::stdout().flush();
             server.run()?;
         }
-        Command::Bench { device, dim, hidden, vocab, heads, kv_heads, reps, no_kernels, model, image, tokens } => {
-            let device = Device::from_name(&device).await?;
-            println!("device: {device:?}");
-            if !no_kernels {
-                for row in sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps)? {
-                    println!("{row}");
-                }
-            }
-            if let Some(dir) = model {
-                let t0 = Instant::now();
-                let m = load_model(&dir, &device, DEFAULT_MAX_SEQ_LEN)?;
-                device.sync()?;
-                println!("load {}: {:.3} s", dir.display(), t0.elapsed().as_secs_f64());
-                let img = match image {
-                    Some(p) => {
-                        let padded = read_image(&p, m.llama_type().image_size())?;
-                        let t1 = Instant::now();
-                        let enc = m.encode_image(&padded, false)?;
-                        device.sync()?;
-                        println!("image encode: {:.3} s", t1.elapsed().as_secs_f64());
-                        Some(enc.tokens)
+        Command::Bench { model, device, precision, autotune, limits, image, tokens, json, dim, hidden, vocab, heads, kv_heads, reps } => {
+            let device = match model {
+                Some(dir) => {
+                    let opts = ModelOpts { model: dir, device, max_seq_len: DEFAULT_MAX_SEQ_LEN, precision, autotune, limits };
+                    let t0 = Instant::now();
+                    let (m, device, tuning) = opts.load(("auto", "cached")).await?;
+                    device.sync()?;
+                    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+                    let padded = image.as_deref().map(|p| read_image(p, m.llama_type().image_size())).transpose()?;
+                    let report = sphinx::bench::model_bench(&m, padded.as_ref(), tokens, Some(load_ms), tuning).await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Msg(e.to_string()))?);
+                    } else {
+                        print!("{}", sphinx::bench::format_text(&report));
                     }
-                    None => None,
-                };
-                let ids: Vec<u32> = (0..48).map(|i| if i == 0 { 1 } else { 100 + i }).collect();
-                let mut cache = m.llm.new_cache(ids.len() + img.as_ref().map_or(0, |t| t.rows()) + tokens)?;
-                let t2 = Instant::now();
-                let logits = m.prefill(&mut cache, &ids, img.as_ref())?.to_vec().await?;
-                println!("prefill {} positions: {:.3} s", cache.len, t2.elapsed().as_secs_f64());
-                let mut id = sphinx::generate::argmax(&logits);
-                let t3 = Instant::now();
-                for _ in 0..tokens {
-                    id = sphinx::generate::argmax(&m.decode(&mut cache, id)?.to_vec().await?);
+                    device
                 }
-                let s = t3.elapsed().as_secs_f64();
-                println!("decode {tokens} tokens: {s:.3} s ({:.2} tokens/s)", tokens as f64 / s);
-            }
+                None => {
+                    let device = Device::from_name_with(&device, LimitsChoice::parse(&limits)?).await?;
+                    let rows = sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps).await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "device": format!("{device:?}"), "kernels": rows })).map_err(|e| Error::Msg(e.to_string()))?);
+                    } else {
+                        print!("device: {device:?}\n{}", sphinx::bench::format_kernels(&rows));
+                    }
+                    device
+                }
+            };
             if let Device::Gpu(gpu) = &device {
                 let rows = gpu.profile_report();
                 if !rows.is_empty() {

@@ -15,7 +15,7 @@ use crate::nn::Rows;
 use crate::runtime::Gpu;
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Rows of the batch-class problem a shape is tuned at (prefill and vision run thousands of rows;
@@ -75,7 +75,8 @@ impl Shape {
         format!("{f} {} {}x{}", if self.decode { "decode" } else { "batch" }, self.n, self.k)
     }
 
-    fn rows(&self, gpu: &Gpu) -> usize {
+    /// Rows of the problem this shape is tuned and benchmarked at.
+    pub fn rows(&self, gpu: &Gpu) -> usize {
         match (self.decode, gpu.info.software) {
             (true, _) => 1,
             (false, true) => SOFTWARE_BATCH_ROWS,
@@ -83,7 +84,7 @@ impl Shape {
         }
     }
 
-    fn flops(&self, gpu: &Gpu) -> f64 {
+    pub fn flops(&self, gpu: &Gpu) -> f64 {
         2.0 * (self.rows(gpu) * self.n * self.k) as f64
     }
 
@@ -108,21 +109,29 @@ impl Shape {
     }
 }
 
-/// The tuning state of one device: the shapes its models use and the chosen variants.
+/// The tuning state of one device: the shapes its models use (with how many weights have each)
+/// and the chosen variants.
 #[derive(Default)]
 pub struct Tuning {
-    shapes: BTreeSet<Shape>,
+    shapes: BTreeMap<Shape, usize>,
     chosen: HashMap<Shape, &'static Variant>,
+}
+
+impl Tuning {
+    /// The registered shapes with their weight counts.
+    pub fn shapes(&self) -> Vec<(Shape, usize)> {
+        self.shapes.iter().map(|(s, n)| (*s, *n)).collect()
+    }
 }
 
 /// Notes that a weight of this format and size will be multiplied on `gpu` with `rows`.
 pub fn register(gpu: &Gpu, format: WeightFormat, n: usize, k: usize, rows: Rows) {
     let mut t = gpu.tuning();
     if rows != Rows::Batch {
-        t.shapes.insert(Shape { format, decode: true, n, k });
+        *t.shapes.entry(Shape { format, decode: true, n, k }).or_default() += 1;
     }
     if rows != Rows::Decode {
-        t.shapes.insert(Shape { format, decode: false, n, k });
+        *t.shapes.entry(Shape { format, decode: false, n, k }).or_default() += 1;
     }
 }
 
@@ -220,7 +229,7 @@ pub struct Timed {
 
 /// Tunes the registered shapes of `gpu` as `mode` says, using and updating `cache`.
 pub async fn autotune(gpu: &Arc<Gpu>, mode: AutotuneMode, cache: &mut TuneCache) -> Result<TuneReport> {
-    let shapes: Vec<Shape> = gpu.tuning().shapes.iter().copied().collect();
+    let shapes: Vec<Shape> = gpu.tuning().shapes.keys().copied().collect();
     let mut report = TuneReport { mode: format!("{mode:?}").to_lowercase(), shapes: shapes.len(), timer: gpu.timer_name().into(), ..Default::default() };
     if mode == AutotuneMode::Off {
         return Ok(report);
@@ -406,6 +415,23 @@ async fn fastest(gpu: &Arc<Gpu>, s: Shape, t0: web_time::Instant, deadline: f64)
     Ok((v, timed))
 }
 
+/// One shape run with the variant chosen for it (tuned or default): (median seconds of REPS runs
+/// after a warm-up, the variant, whether it was tuned). For benchmarks.
+pub async fn time_shape(gpu: &Arc<Gpu>, s: Shape) -> Result<(f64, &'static str, bool)> {
+    let m = s.rows(gpu);
+    let mut p = Problem::new(gpu, s)?;
+    let (name, tuned) = chosen_name(gpu, s.format, m, s.n, s.k);
+    let v = super::linear::variant(name).unwrap_or(&VARIANTS[0]);
+    p.run(v)?;
+    let t = gpu.time(|| (0..REPS).try_for_each(|_| p.run(v))).await? / REPS as f64;
+    Ok((t, name, tuned))
+}
+
+/// Bytes of a weight of this shape in its format.
+pub fn weight_bytes(s: &Shape) -> u64 {
+    quant_of(s.format).bytes(s.n, s.k) as u64
+}
+
 /// The outcome of [`self_test`]: every variant the tuner may pick, run on this device against the
 /// CPU twin.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -468,7 +494,7 @@ mod tests {
         for (key, name) in entries {
             let v = super::super::linear::variant(name).unwrap_or_else(|| panic!("{key}: unknown variant {name}"));
             // a decode shape gets a decode-capable variant and a choice that takes the shape
-            let s = gpu.tuning().shapes.iter().copied().find(|s| &s.key() == key).expect("registered");
+            let s = gpu.tuning().shapes.keys().copied().find(|s| &s.key() == key).expect("registered");
             assert!(v.takes(&gpu, s.format, s.rows(&gpu), s.n, s.k), "{key}: {name}");
             assert_eq!(choose(&gpu, s.format, s.rows(&gpu), s.n, s.k).name, name.as_str());
             assert!(s.flops(&gpu) < MIN_FLOPS || s.candidates(&gpu).contains(&v), "{key}: {name} is no candidate");

@@ -131,6 +131,48 @@ impl Sphinx {
         &self.dinov2.pos_embed
     }
 
+    /// ConvNeXt on the views, one at a time (its activations are the largest): [nv·257, C].
+    fn convnext_tokens(&self, views: &[ImageTensor]) -> Result<Tensor> {
+        let dev = self.device();
+        let (t, c) = (self.view_tokens(), self.convnext.out_dim());
+        let mut conv = Tensor::empty(&dev, &[views.len() * t, c])?;
+        for (i, v) in views.iter().enumerate() {
+            let [_, h, w] = v.shape();
+            let img = Tensor::from_slice(&dev, &[3, h, w], v.data())?;
+            let (map, side) = self.convnext.forward(&img)?;
+            let grid = (t - 1) as f64;
+            let repeat = (grid.sqrt() as usize) / side;
+            if side * repeat * side * repeat != t - 1 {
+                return Err(Error::Shape(format!("ConvNeXt map {side}x{side} does not tile the {t}-token grid")));
+            }
+            let toks = gap_tokens(&map, side, repeat)?; // [257, C]
+            copy2d(&mut conv, Strided::rows(i * t * c, c), &toks, Strided::rows(0, c), 1, t, c)?;
+        }
+        Ok(conv)
+    }
+
+    /// The vision towers of this variant, by the names [`Sphinx::encode_tower`] takes.
+    pub fn towers(&self) -> Vec<&'static str> {
+        let mut t = vec!["convnext", "dinov2"];
+        if self.ens.is_some() {
+            t.extend(["clip", "qformer"]);
+        }
+        t
+    }
+
+    /// Runs one vision tower alone on the views of `padded` (for benchmarks): its output features.
+    pub fn encode_tower(&self, padded: &ImageTensor, tower: &str) -> Result<Tensor> {
+        let dev = self.device();
+        let views = views_for(ViewLayout::from_llama_type(self.llama_type().name())?, padded)?;
+        match (tower, &self.ens) {
+            ("convnext", _) => self.convnext_tokens(&views.convnext),
+            ("dinov2", _) => self.dinov2.forward(&dev, &views.dinov2),
+            ("clip", Some(e)) => e.clip.forward(&dev, &views.clip),
+            ("qformer", Some(e)) => Ok(e.qformer.forward(&dev, &views.clip)?.1),
+            _ => Err(Error::Config(format!("no vision tower {tower} in {}", self.llama_type().name()))),
+        }
+    }
+
     /// `padded` is the `padded_resize` output [3, S, S]; returns the image embeddings.
     pub fn encode_image(&self, padded: &ImageTensor, keep_intermediates: bool) -> Result<ImageEncoding> {
         let dev = self.device();
@@ -155,20 +197,7 @@ impl Sphinx {
             }
             clip_qformer = Some((clip, qp));
         }
-        // ConvNeXt, one view at a time (its activations are the largest): [nv·257, C]
-        let mut conv = Tensor::empty(&dev, &[nv * t, c])?;
-        for (i, v) in views.convnext.iter().enumerate() {
-            let [_, h, w] = v.shape();
-            let img = Tensor::from_slice(&dev, &[3, h, w], v.data())?;
-            let (map, side) = self.convnext.forward(&img)?;
-            let grid = (t - 1) as f64;
-            let repeat = (grid.sqrt() as usize) / side;
-            if side * repeat * side * repeat != t - 1 {
-                return Err(Error::Shape(format!("ConvNeXt map {side}x{side} does not tile the {t}-token grid")));
-            }
-            let toks = gap_tokens(&map, side, repeat)?; // [257, C]
-            copy2d(&mut conv, Strided::rows(i * t * c, c), &toks, Strided::rows(0, c), 1, t, c)?;
-        }
+        let conv = self.convnext_tokens(&views.convnext)?; // [nv·257, C]
         let dino = self.dinov2.forward(&dev, &views.dinov2)?; // [nv·257, D]
         // [nv·257, (W +) C + D]
         let fused = match &clip_qformer {

@@ -128,6 +128,11 @@ impl Linear {
         Ok(Linear { chunks, out_features, in_features, quant })
     }
 
+    /// The weight format and rows of the first row chunk (what a kernel sees).
+    pub fn first_chunk(&self) -> (WeightFormat, usize) {
+        self.chunks.first().map_or((WeightFormat::F32, 0), |(_, w, _)| (w.format(), w.rows()))
+    }
+
     /// x [.., in] → [.., out].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut shape = x.shape().to_vec();

@@ -98,10 +98,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Which device limits to ask the adapter for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LimitsChoice {
+    /// Everything the adapter offers.
+    #[default]
+    Adapter,
+    /// WebGPU's default limits (128 MiB per storage binding, 256 MiB per buffer, ...): what many
+    /// phones and iOS Safari grant. Models must fit them by splitting weights and activations.
+    Default,
+}
+
+impl LimitsChoice {
+    pub fn parse(s: &str) -> Result<LimitsChoice> {
+        match s {
+            "adapter" => Ok(LimitsChoice::Adapter),
+            "default" => Ok(LimitsChoice::Default),
+            other => Err(Error::Config(format!("limits {other:?}: expected adapter or default"))),
+        }
+    }
+}
+
 impl Gpu {
     /// Asks for a high-performance adapter and a device with the adapter's own limits.
     /// Fails (never falls back to the CPU) when there is none.
     pub async fn new() -> Result<Arc<Gpu>> {
+        Self::new_with(LimitsChoice::Adapter).await
+    }
+
+    /// [`Gpu::new`] with the limits `limits` asks for.
+    pub async fn new_with(limits: LimitsChoice) -> Result<Arc<Gpu>> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -112,12 +138,20 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::Gpu(format!("no GPU adapter found ({e}); use --device cpu to run on the CPU")))?;
-        Self::from_adapter(adapter).await
+        Self::from_adapter_with(adapter, limits).await
     }
 
     pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Arc<Gpu>> {
+        Self::from_adapter_with(adapter, LimitsChoice::Adapter).await
+    }
+
+    /// Opens a device on `adapter` with its own limits or WebGPU's defaults.
+    pub async fn from_adapter_with(adapter: wgpu::Adapter, limits: LimitsChoice) -> Result<Arc<Gpu>> {
         let ainfo = adapter.get_info();
-        let alimits = adapter.limits();
+        let alimits = match limits {
+            LimitsChoice::Adapter => adapter.limits(),
+            LimitsChoice::Default => wgpu::Limits::default(),
+        };
         let afeatures = adapter.features();
         let mut features = wgpu::Features::empty();
         for f in [wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP, wgpu::Features::TIMESTAMP_QUERY] {
@@ -318,6 +352,15 @@ impl Gpu {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > max) {
             return Err(Error::Gpu(format!("{}: dispatch {groups:?} exceeds {max} workgroups per dimension", kernel.name)));
+        }
+        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        if let Some(b) = buffers.iter().find(|b| b.size() > binding) {
+            return Err(Error::Gpu(format!(
+                "{}: a buffer of {} MiB is bound, over the device's maxStorageBufferBindingSize of {} MiB",
+                kernel.name,
+                b.size() >> 20,
+                binding >> 20
+            )));
         }
         if groups.contains(&0) {
             return Ok(());
