@@ -9,7 +9,7 @@ WASM_TARGET := wasm32-unknown-unknown
 WASM := $(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/sphinx_web.wasm
 PORT ?= 8080
 
-.PHONY: all setup-demo setup-test build web site demo demo-cli test test-rust test-web clean
+.PHONY: all setup-demo setup-test build web site demo demo-cli test test-rust test-web test-wide clean
 
 all: build
 
@@ -59,6 +59,11 @@ test-rust:
 # Browser tests: headless Chromium on SwiftShader's WebGPU, driven by playwright-core (npm ci).
 test-web: build web site
 	node --test --test-concurrency=1 tests/web/*.test.js
+
+# Not part of `make test` (about 15 minutes without a GPU): the real-width `wide` model in Chromium
+# under WebGPU's default limits, against the native GPU and CPU paths.
+test-wide: build web
+	node --test tests/web/slow/wide.test.js
 
 clean:
 	rm -rf out

@@ -201,6 +201,8 @@ export interface SphinxModel {
   /** Every kernel variant the autotuner may pick, run on this GPU against the CPU reference. */
   kernelSelfTest(): Promise<KernelSelfTest>;
   gpuMemory(): Promise<GpuMemory>;
+  /** Destroys the GPU device as a lost device would (for tests of that path). */
+  loseDevice(): Promise<void>;
   /** Times one question on this device (as `sphinx bench --model --json`). */
   bench(options?: { image?: ImageData | Pixels; tokens?: number }): Promise<BenchReport>;
   /** OpenAI's chat API over this model (see OpenAIChatRequest). */

@@ -314,6 +314,13 @@ class SphinxModel {
     return this.#rpc.call('bench', args, { transfer: pixels ? [pixels.buffer] : [] }).promise;
   }
 
+  /** Destroys this model's GPU device, as a lost device (driver reset, GPU removed) would: every
+   *  later call fails saying so, and a new loadSphinx works. For tests of that path. */
+  async loseDevice() {
+    this.#alive();
+    return this.#rpc.call('loseDevice', {}).promise;
+  }
+
   /** `{allocatedBytes, peakBytes}` of GPU buffers now. */
   async gpuMemory() {
     this.#alive();

@@ -412,6 +412,13 @@ const OPS = {
     return JSON.parse(await session.bench(pixels ?? new Uint8Array(0), width ?? 0, height ?? 0, tokens));
   },
 
+  async loseDevice() {
+    device?.loseDevice();
+    // The device-lost callback runs on the event loop: let it.
+    await new Promise((r) => setTimeout(r, 50));
+    return true;
+  },
+
   async selfTest() {
     alive();
     return JSON.parse(await device.selfTest());

@@ -97,6 +97,13 @@ impl GpuDevice {
         })
     }
 
+    /// Destroys the GPU device now (`GPUDevice.destroy()`): what a lost device looks like to the
+    /// engine, for tests of that path. Everything on the device is gone; load the model again.
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&self) {
+        self.gpu.device.destroy();
+    }
+
     /// The first asynchronous GPU error (validation, out of memory, device lost), if any.
     #[wasm_bindgen(js_name = lastError)]
     pub fn last_error(&self) -> Option<String> {

@@ -38,6 +38,13 @@ struct ModelOpts {
     /// Longest sequence (positions) the model may see; upstream's default is 4096
     #[arg(long, default_value_t = DEFAULT_MAX_SEQ_LEN)]
     max_seq_len: usize,
+    #[command(flatten)]
+    gpu: GpuOpts,
+}
+
+/// How the GPU runs a model (run, trace, bench).
+#[derive(clap::Args, Clone)]
+struct GpuOpts {
     /// auto (f16 where the adapter has shader-f16), f32 or f16: f16 stores f32 weights as f16 and
     /// the KV cache in f16, with f32 arithmetic [default: auto; trace: f32]
     #[arg(long)]
@@ -56,9 +63,10 @@ impl ModelOpts {
     /// Loads the model as the options say (`defaults`: precision and autotune when not given) and
     /// tunes its kernels; reports what it did on stderr.
     async fn load(&self, defaults: (&str, &str)) -> Result<(sphinx::models::sphinx::Sphinx, Device, Option<sphinx::kernels::tune::TuneReport>)> {
-        let device = Device::from_name_with(&self.device, LimitsChoice::parse(&self.limits)?).await?;
-        let precision = PrecisionChoice::parse(self.precision.as_deref().unwrap_or(defaults.0))?;
-        let mode = AutotuneMode::parse(self.autotune.as_deref().unwrap_or(defaults.1))?;
+        let g = &self.gpu;
+        let device = Device::from_name_with(&self.device, LimitsChoice::parse(&g.limits)?).await?;
+        let precision = PrecisionChoice::parse(g.precision.as_deref().unwrap_or(defaults.0))?;
+        let mode = AutotuneMode::parse(g.autotune.as_deref().unwrap_or(defaults.1))?;
         let t0 = Instant::now();
         let m = load_model_with(&self.model, &device, &LoadOptions { max_seq_len: self.max_seq_len, precision })?;
         eprintln!("loaded {} ({}) on {device:?} at {:?} precision in {:.2?}", m.llama_type().release(), self.model.display(), m.precision(), t0.elapsed());
@@ -98,6 +106,9 @@ enum Command {
         /// tokenizer.json or tokenizer.model (default: the one in the model folder)
         #[arg(long)]
         tokenizer: Option<PathBuf>,
+        /// Also print the generated token ids (a line "ids: 1,2,3" on stderr)
+        #[arg(long)]
+        print_ids: bool,
     },
     /// Prefill + greedy steps, writing every intermediate tensor to a safetensors file
     Trace {
@@ -124,12 +135,8 @@ enum Command {
         model: Option<PathBuf>,
         #[arg(long, default_value = "gpu")]
         device: String,
-        #[arg(long)]
-        precision: Option<String>,
-        #[arg(long)]
-        autotune: Option<String>,
-        #[arg(long, default_value = "adapter")]
-        limits: String,
+        #[command(flatten)]
+        gpu: GpuOpts,
         #[arg(long)]
         image: Option<PathBuf>,
         /// Decode steps to time
@@ -297,7 +304,7 @@ fn tokenizer_json(dirs: &[&Path], explicit: Option<&Path>) -> Result<Vec<u8>> {
 
 async fn main_async(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run { model, image, prompt, temperature, top_p, seed, max_tokens, tokenizer } => {
+        Command::Run { model, image, prompt, temperature, top_p, seed, max_tokens, tokenizer, print_ids } => {
             let tok = open_tokenizer(&model.model, tokenizer.as_deref())?;
             let (m, device, _) = model.load(("auto", "cached")).await?;
             let text = conversation::prompt(&[Message::user(prompt)])?;
@@ -325,6 +332,9 @@ async fn main_async(cli: Cli) -> Result<()> {
             println!();
             let secs = t2.elapsed().as_secs_f64();
             eprintln!("{} tokens in {secs:.2} s ({:.2} tokens/s), ended by {:?}", g.ids.len(), g.ids.len() as f64 / secs, g.finish);
+            if print_ids {
+                eprintln!("ids: {}", g.ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+            }
             if let (Device::Gpu(gpu), true) = (&device, model.model.join("manifest.json").is_file()) {
                 let f16 = m.precision() == sphinx::nn::Precision::F16;
                 let e = sphinx::convert::predict_run(&Manifest::read(&model.model)?, ids.len() + max_tokens, img.is_some(), f16);
@@ -410,10 +420,10 @@ async fn main_async(cli: Cli) -> Result<()> {
             let _ = std::io::stdout().flush();
             server.run()?;
         }
-        Command::Bench { model, device, precision, autotune, limits, image, tokens, json, dim, hidden, vocab, heads, kv_heads, reps } => {
+        Command::Bench { model, device, gpu, image, tokens, json, dim, hidden, vocab, heads, kv_heads, reps } => {
             let device = match model {
                 Some(dir) => {
-                    let opts = ModelOpts { model: dir, device, max_seq_len: DEFAULT_MAX_SEQ_LEN, precision, autotune, limits };
+                    let opts = ModelOpts { model: dir, device, max_seq_len: DEFAULT_MAX_SEQ_LEN, gpu };
                     let t0 = Instant::now();
                     let (m, device, tuning) = opts.load(("auto", "cached")).await?;
                     device.sync()?;
@@ -428,7 +438,7 @@ async fn main_async(cli: Cli) -> Result<()> {
                     device
                 }
                 None => {
-                    let device = Device::from_name_with(&device, LimitsChoice::parse(&limits)?).await?;
+                    let device = Device::from_name_with(&device, LimitsChoice::parse(&gpu.limits)?).await?;
                     let rows = sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps).await?;
                     if json {
                         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "device": format!("{device:?}"), "kernels": rows })).map_err(|e| Error::Msg(e.to_string()))?);

@@ -80,9 +80,9 @@ const SMALL_MAX_K: usize = 128;
 macro_rules! kernels_of {
     ($body:literal, $name:literal) => {
         [
-            Kernel { name: concat!($name, "/f32"), source: concat!(include_str!("weights_f32.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
-            Kernel { name: concat!($name, "/f16"), source: concat!(include_str!("weights_f16.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
-            Kernel { name: concat!($name, "/f16_native"), source: concat!(include_str!("weights_f16_native.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
+            Kernel { name: concat!($name, "/f32"), source: concat!(include_str!("weights_f32.wgsl"), include_str!("weights_units.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
+            Kernel { name: concat!($name, "/f16"), source: concat!(include_str!("weights_f16.wgsl"), include_str!("weights_units.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
+            Kernel { name: concat!($name, "/f16_native"), source: concat!(include_str!("weights_f16_native.wgsl"), include_str!("weights_units.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
             Kernel { name: concat!($name, "/q8"), source: concat!(include_str!("weights_q8.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
             Kernel { name: concat!($name, "/q4"), source: concat!(include_str!("weights_q4.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
         ]

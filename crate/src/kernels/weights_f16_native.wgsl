@@ -15,17 +15,4 @@ fn w4(n: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(vec4<f16>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]));
 }
 
-fn units() -> u32 {
-    return (p.k + UNIT - 1u) / UNIT;
-}
-
-fn unit_dot(n: u32, u: u32, xr: u32) -> f32 {
-    let k0 = u * UNIT;
-    var s = 0.0;
-    for (var t = 0u; t < UNIT; t++) {
-        if (k0 + t < p.k) {
-            s += f32(w[n * p.k + k0 + t]) * xin(xr + k0 + t);
-        }
-    }
-    return s;
-}
+// units, unit_dot: weights_units.wgsl (linear.rs puts it after this file).

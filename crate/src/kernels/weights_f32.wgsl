@@ -1,5 +1,5 @@
 // Weight accessor of the linear kernel bodies (linear_tiled, linear_vec4, linear_small, matvec):
-// f32 [N, K] row-major (torch Linear layout). Every accessor file gives the same four functions:
+// f32 [N, K] row-major (torch Linear layout). Every accessor gives the same four functions:
 // wval(n, k) one value; w4(n, k) values k..k+3 (k a multiple of 4, k + 3 < K); units() the steps of
 // a row for matvec and unit_dot(n, u, xr) the dot product of unit u of row n with x from xr
 // (through the body's xin). Prepended with linear_params.wgsl to a body by linear.rs.
@@ -17,17 +17,4 @@ fn w4(n: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
 }
 
-fn units() -> u32 {
-    return (p.k + UNIT - 1u) / UNIT;
-}
-
-fn unit_dot(n: u32, u: u32, xr: u32) -> f32 {
-    let k0 = u * UNIT;
-    var s = 0.0;
-    for (var t = 0u; t < UNIT; t++) {
-        if (k0 + t < p.k) {
-            s += w[n * p.k + k0 + t] * xin(xr + k0 + t);
-        }
-    }
-    return s;
-}
+// units, unit_dot: weights_units.wgsl (linear.rs puts it after this file).
