@@ -1,3 +1,0 @@
-//! (filled by the trust work)
-
-mod support;
