@@ -1,0 +1,3 @@
+//! (filled by the trust work)
+
+mod support;
