@@ -277,7 +277,8 @@ impl MemoryEstimate {
 fn activation_bytes(config: &ModelConfig, seq: usize, image: bool) -> u64 {
     let (l, v) = (&config.llm, &config.vision);
     let side = if config.llama_type.has_clip_qformer() { 64 } else { 128 };
-    let conv = if image { (side * side * v.convnext.dims[0] * 4 * 4) as u64 + (64 << 20) } else { 0 };
+    let stem = v.convnext.dims.first().copied().unwrap_or(0);
+    let conv = if image { (side * side * stem * 4 * 4) as u64 + (64 << 20) } else { 0 };
     let prefill = (seq * (6 * l.dim + 2 * l.ffn_hidden + (l.n_heads + 2 * l.n_kv_heads) * l.head_dim) * 4) as u64;
     conv.max(prefill)
 }

@@ -14,6 +14,17 @@ use std::path::Path;
 
 /// upstream's `from_pretrained` default context length.
 pub const DEFAULT_MAX_SEQ_LEN: usize = 4096;
+/// The longest context a model may be built for (16× upstream's; the RoPE table and KV cache grow
+/// with it, and no released SPHINX was trained beyond 4096).
+pub const MAX_SEQ_LEN: usize = 1 << 16;
+
+/// `max_seq_len` in 1..=[`MAX_SEQ_LEN`] (`what` names the flag or option in the error).
+pub fn check_max_seq_len(max_seq_len: usize, what: &str) -> Result<()> {
+    if max_seq_len == 0 || max_seq_len > MAX_SEQ_LEN {
+        return Err(Error::Config(format!("{what} {max_seq_len}: must be in 1..={MAX_SEQ_LEN}")));
+    }
+    Ok(())
+}
 
 impl TensorSource for UpstreamCheckpoint {
     fn describe(&self) -> String {
@@ -50,7 +61,9 @@ pub fn upstream_config(dir: &Path, ckpt: &UpstreamCheckpoint) -> Result<ModelCon
     }
     let llm = args.resolve(shape[0], &source)?;
     let vision = VisionConfig::read(dir, llama_type)?;
-    Ok(ModelConfig { llama_type, llm, vision })
+    let config = ModelConfig { llama_type, llm, vision };
+    config.validate().map_err(|e| Error::format(dir.display(), e))?;
+    Ok(config)
 }
 
 /// A model folder opened for loading.

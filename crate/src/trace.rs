@@ -54,7 +54,8 @@ pub async fn trace(model: &Sphinx, padded: Option<&ImageTensor>, prompt_ids: &[u
         None => None,
     };
     let image_words = image.as_ref().map_or(0, |t| t.rows());
-    let mut cache = model.llm.new_cache(prompt_ids.len() + image_words + steps)?;
+    let positions = prompt_ids.len().saturating_add(image_words).saturating_add(steps);
+    let mut cache = model.llm.new_cache(positions)?; // refuses more than max_seq_len
     let vocab = model.config.llm.vocab_size;
     let mut logits = Vec::with_capacity(steps * vocab);
     let mut ids = Vec::with_capacity(steps);

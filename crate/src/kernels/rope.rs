@@ -37,14 +37,18 @@ impl RopeTable {
             return Err(Error::Config(format!("RoPE needs an even head_dim, got {head_dim}")));
         }
         let half = head_dim / 2;
+        let entries = positions
+            .checked_mul(half)
+            .filter(|&n| n.checked_mul(8).is_some_and(|b| b <= isize::MAX as usize))
+            .ok_or_else(|| Error::Config(format!("RoPE table of {positions} positions × {half} frequencies does not fit in memory")))?;
         let freqs: Vec<f32> = (0..half)
             .map(|i| {
                 let e = (2 * i) as f32 / head_dim as f32;
                 1.0f32 / ((theta as f32) as f64).powf(e as f64) as f32
             })
             .collect();
-        let mut cos = Vec::with_capacity(positions * half);
-        let mut sin = Vec::with_capacity(positions * half);
+        let mut cos = Vec::with_capacity(entries);
+        let mut sin = Vec::with_capacity(entries);
         for t in 0..positions {
             let tf = match scaling {
                 Some(s) => t as f32 * s as f32,
@@ -68,13 +72,12 @@ impl RopeTable {
     /// row r is at position pos0 + r.
     pub fn apply_(&self, x: &mut Tensor, col: usize, heads: usize, pos0: usize) -> Result<()> {
         let (rows, c) = (x.rows(), x.last_dim());
-        if col + heads * self.head_dim > c {
+        if heads.checked_mul(self.head_dim).and_then(|w| w.checked_add(col)).is_none_or(|end| end > c) {
             return Err(Error::Shape(format!("rope: {heads} heads of {} at column {col} in width {c}", self.head_dim)));
         }
-        if pos0 + rows > self.positions {
+        if pos0.checked_add(rows).is_none_or(|end| end > self.positions) {
             return Err(Error::Shape(format!(
-                "rope: positions up to {} but the table holds {} (sequence too long for max_seq_len)",
-                pos0 + rows,
+                "rope: positions {pos0}+{rows} but the table holds {} (sequence too long for max_seq_len)",
                 self.positions
             )));
         }

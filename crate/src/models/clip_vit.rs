@@ -73,7 +73,7 @@ impl ClipVit {
         let v = w.pp("visual");
         v.ignore("proj");
         let (p, eps) = (cfg.patch_size, cfg.norm_eps);
-        let width = v.pp("conv1").shape("weight")?[0];
+        let width = v.pp("conv1").leading_dim("weight")?;
         if width != cfg.width {
             return Err(Error::Weights(format!("{}: width {width}, config says {}", v.path("conv1.weight"), cfg.width)));
         }
@@ -90,7 +90,7 @@ impl ClipVit {
             .map(|i| {
                 let b = tb.pp(i);
                 let a = b.pp("attn");
-                let hidden = b.pp("mlp").pp("c_fc").shape("weight")?[0];
+                let hidden = b.pp("mlp").pp("c_fc").leading_dim("weight")?;
                 if hidden != cfg.mlp_width {
                     return Err(Error::Weights(format!("{}: {hidden} rows, config mlp_width {}", b.path("mlp.c_fc.weight"), cfg.mlp_width)));
                 }

@@ -46,7 +46,7 @@ pub struct ConvNext {
 
 impl Block {
     fn load(w: &Weights, c: usize, eps: f64) -> Result<Block> {
-        let hidden = w.pp("mlp").pp("fc1").shape("weight")?[0];
+        let hidden = w.pp("mlp").pp("fc1").leading_dim("weight")?;
         Ok(Block {
             conv_dw_weight: w.pp("conv_dw").tensor("weight", &[c, 1, 7, 7])?,
             conv_dw_bias: w.pp("conv_dw").tensor("bias", &[c])?,
@@ -95,7 +95,7 @@ impl ConvNext {
         if n_stages != cfg.dims.len() || n_stages != cfg.depths.len() {
             return Err(Error::Weights(format!("{}: {n_stages} stages, config has {:?}", w.path("stages"), cfg.depths)));
         }
-        let c0 = w.pp("stem").pp("0").shape("weight")?[0];
+        let c0 = w.pp("stem").pp("0").leading_dim("weight")?;
         let stem_conv = PatchConv::load(&w.pp("stem").pp("0"), c0, 3, 4, true)?;
         let stem_norm = LayerNorm::load(&w.pp("stem").pp("1"), c0, eps)?;
         let mut dims = Vec::new();
@@ -104,7 +104,7 @@ impl ConvNext {
         for s in 0..n_stages {
             let sw = w.pp("stages").pp(s);
             let downsample = if sw.pp("downsample").pp("1").contains("weight") {
-                let c = sw.pp("downsample").pp("1").shape("weight")?[0];
+                let c = sw.pp("downsample").pp("1").leading_dim("weight")?;
                 let norm = LayerNorm::load(&sw.pp("downsample").pp("0"), c_prev, eps)?;
                 let conv = PatchConv::load(&sw.pp("downsample").pp("1"), c, c_prev, 2, true)?;
                 c_prev = c;

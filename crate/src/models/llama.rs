@@ -63,6 +63,7 @@ impl Llama {
     /// Loads `tok_embeddings`, `layers.N.*`, `norm`, `output` from this scope. The number of layers
     /// and the vocabulary come from the checkpoint and must agree with `cfg`.
     pub fn load(w: &Weights, cfg: &LlmConfig, max_seq_len: usize) -> Result<Llama> {
+        crate::load::check_max_seq_len(max_seq_len, "max_seq_len")?;
         let (dim, hd) = (cfg.dim, cfg.head_dim);
         let n_layers = w.count("layers")?;
         if n_layers != cfg.n_layers {

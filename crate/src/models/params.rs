@@ -28,9 +28,10 @@ fn norm(out: &mut Params, p: &str, d: usize) {
 fn convnext(out: &mut Params, v: &VisionConfig) {
     let c = &v.convnext;
     let p = "llma.openclip_convnext_xxl";
-    push(out, format!("{p}.stem.0.weight"), &[c.dims[0], 3, 4, 4]);
-    push(out, format!("{p}.stem.0.bias"), &[c.dims[0]]);
-    norm(out, &format!("{p}.stem.1"), c.dims[0]);
+    let (Some(&first), Some(&last)) = (c.dims.first(), c.dims.last()) else { return }; // refused by validate()
+    push(out, format!("{p}.stem.0.weight"), &[first, 3, 4, 4]);
+    push(out, format!("{p}.stem.0.bias"), &[first]);
+    norm(out, &format!("{p}.stem.1"), first);
     for (s, (&d, &depth)) in c.dims.iter().zip(&c.depths).enumerate() {
         if s > 0 {
             norm(out, &format!("{p}.stages.{s}.downsample.0"), c.dims[s - 1]);
@@ -47,7 +48,7 @@ fn convnext(out: &mut Params, v: &VisionConfig) {
             linear(out, &format!("{q}.mlp.fc2"), d, 4 * d, true);
         }
     }
-    norm(out, &format!("{p}.head.norm"), *c.dims.last().expect("stages"));
+    norm(out, &format!("{p}.head.norm"), last);
 }
 
 fn dinov2(out: &mut Params, v: &VisionConfig) {

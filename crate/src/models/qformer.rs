@@ -115,7 +115,7 @@ impl VisionModel {
     fn load(w: &Weights, cfg: &BlipVisionConfig, input_side: usize) -> Result<VisionModel> {
         let e = w.pp("embeddings");
         let p = cfg.patch_size;
-        let width = e.pp("patch_embedding").shape("weight")?[0];
+        let width = e.pp("patch_embedding").leading_dim("weight")?;
         if width != cfg.hidden_size {
             return Err(Error::Weights(format!("{}: width {width}, config hidden_size {}", e.path("patch_embedding.weight"), cfg.hidden_size)));
         }
@@ -132,7 +132,7 @@ impl VisionModel {
         let layers = (0..n)
             .map(|i| {
                 let l = w.pp("encoder").pp("layers").pp(i);
-                let hidden = l.pp("mlp").pp("fc1").shape("weight")?[0];
+                let hidden = l.pp("mlp").pp("fc1").leading_dim("weight")?;
                 if hidden != cfg.intermediate_size {
                     return Err(Error::Weights(format!("{}: {hidden} rows, config intermediate_size {}", l.path("mlp.fc1.weight"), cfg.intermediate_size)));
                 }
@@ -210,7 +210,7 @@ impl QFormerModel {
         let layer = (0..n)
             .map(|i| {
                 let l = w.pp("encoder").pp("layer").pp(i);
-                let inter = l.pp("intermediate_query").pp("dense").shape("weight")?[0];
+                let inter = l.pp("intermediate_query").pp("dense").leading_dim("weight")?;
                 if inter != cfg.intermediate_size {
                     return Err(Error::Weights(format!("{}: {inter} rows, config intermediate_size {}", l.path("intermediate_query.dense.weight"), cfg.intermediate_size)));
                 }

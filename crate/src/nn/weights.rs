@@ -112,6 +112,15 @@ impl Weights {
             .ok_or_else(|| Error::Weights(format!("missing tensor {full} in {}", inner.source.describe())))
     }
 
+    /// The first dimension of a tensor (a width the loaders read from the shape), or an error naming
+    /// the tensor when it has no dimensions or a zero first one.
+    pub fn leading_dim(&self, name: &str) -> Result<usize> {
+        match self.shape(name)?.first() {
+            Some(&n) if n > 0 => Ok(n),
+            _ => Err(Error::Weights(format!("tensor {}: shape {:?} has no leading dimension of at least 1", self.path(name), self.shape(name)?))),
+        }
+    }
+
     /// How many numbered children `name.0`, `name.1`, ... exist (layers, blocks); they must be 0..n.
     pub fn count(&self, name: &str) -> Result<usize> {
         let prefix = format!("{}.", self.path(name));
@@ -247,6 +256,7 @@ mod tests {
         let e = a.pp("layers").pp(1).tensor("w", &[3, 2]).unwrap_err().to_string();
         assert!(e.contains("a.layers.1.w") && e.contains("[3, 2]") && e.contains("[2, 3]"), "{e}");
         let e = a.tensor("missing", &[1]).unwrap_err().to_string();
+        assert_eq!(a.pp("layers").pp(0).leading_dim("w").unwrap(), 2);
         assert!(e.contains("missing tensor a.missing"), "{e}");
         let e = w.finish().unwrap_err().to_string();
         assert!(e.contains("a.extra") && e.contains("a.layers.1.w"), "{e}");
