@@ -169,6 +169,11 @@ async fn median_ms(device: &Device, reps: usize, mut f: impl FnMut() -> Result<(
 /// Without a model: linear layers (f32 and the packed formats) and decode attention at the shapes
 /// of a model with `dim`, `hidden`, `vocab`, `heads`/`kv_heads`.
 pub async fn kernel_benches(device: &Device, dim: usize, hidden: usize, vocab: usize, heads: usize, kv_heads: usize, reps: usize) -> Result<Vec<KernelRow>> {
+    if [dim, hidden, vocab, heads, kv_heads, reps].contains(&0) || dim % heads != 0 || heads % kv_heads != 0 {
+        return Err(crate::Error::Config(format!(
+            "bench sizes: dim {dim}, hidden {hidden}, vocab {vocab}, heads {heads}, kv_heads {kv_heads}, reps {reps} must be ≥ 1, heads dividing dim and kv_heads dividing heads"
+        )));
+    }
     let mut rows = Vec::new();
     let cases = [(1, hidden, dim, "decode ffn w1"), (1, vocab, dim, "decode output"), (256, hidden, dim, "prefill ffn w1")];
     for q in [Quant::F32, Quant::F16, Quant::Q8, Quant::Q4] {

@@ -9,7 +9,8 @@ use sphinx::io::quant::Quant;
 use sphinx::models::params::{self, parameter_shapes, CLIP_TEXT_FULL};
 use sphinx::image::{decode, padded_resize};
 use sphinx::kernels::tune::{autotune_with_file, AutotuneMode};
-use sphinx::load::{load_model_with, LoadOptions, DEFAULT_MAX_SEQ_LEN};
+use sphinx::config::bounds::{MAX_HIDDEN, MAX_VOCAB, MAX_WIDTH};
+use sphinx::load::{load_model_with, LoadOptions, DEFAULT_MAX_SEQ_LEN, MAX_SEQ_LEN};
 use sphinx::nn::PrecisionChoice;
 use sphinx::runtime::LimitsChoice;
 use sphinx::tensor::Device;
@@ -35,8 +36,8 @@ struct ModelOpts {
     /// Where to run: gpu (wgpu; an error when there is no adapter) or cpu
     #[arg(long, default_value = "gpu")]
     device: String,
-    /// Longest sequence (positions) the model may see; upstream's default is 4096
-    #[arg(long, default_value_t = DEFAULT_MAX_SEQ_LEN)]
+    /// Longest sequence (positions) the model may see, at most 65536; upstream's default is 4096
+    #[arg(long, default_value_t = DEFAULT_MAX_SEQ_LEN, value_parser = sized(MAX_SEQ_LEN))]
     max_seq_len: usize,
     #[command(flatten)]
     gpu: GpuOpts,
@@ -94,14 +95,16 @@ enum Command {
         /// The question
         #[arg(long)]
         prompt: String,
-        /// 0 = greedy (upstream SPHINXModel default 0.1)
-        #[arg(long, default_value_t = 0.1)]
+        /// 0 = greedy (upstream SPHINXModel default 0.1); finite, ≥ 0
+        #[arg(long, default_value_t = 0.1, value_parser = temperature_value)]
         temperature: f32,
-        #[arg(long, default_value_t = 0.5)]
+        /// Nucleus mass, in (0, 1]
+        #[arg(long, default_value_t = 0.5, value_parser = top_p_value)]
         top_p: f32,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[arg(long, default_value_t = 512)]
+        /// Most tokens to generate (1..=65536; the context's end stops earlier)
+        #[arg(long, default_value_t = 512, value_parser = sized(MAX_SEQ_LEN))]
         max_tokens: usize,
         /// tokenizer.json or tokenizer.model (default: the one in the model folder)
         #[arg(long)]
@@ -119,8 +122,9 @@ enum Command {
         /// Prompt token ids, comma-separated (BOS first)
         #[arg(long, value_delimiter = ',', required = true)]
         prompt_ids: Vec<u32>,
-        /// Logit rows to produce: prefill + steps-1 greedy decode steps
-        #[arg(long, default_value_t = 8)]
+        /// Logit rows to produce: prefill + steps-1 greedy decode steps (1..=65536, and prompt +
+        /// image + steps within --max-seq-len)
+        #[arg(long, default_value_t = 8, value_parser = sized(MAX_SEQ_LEN))]
         steps: usize,
         #[arg(long)]
         out: PathBuf,
@@ -140,22 +144,24 @@ enum Command {
         #[arg(long)]
         image: Option<PathBuf>,
         /// Decode steps to time
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = sized(MAX_SEQ_LEN))]
         tokens: usize,
         /// Print the report as JSON
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value_t = 2048)]
+        #[arg(long, default_value_t = 2048, value_parser = sized(MAX_WIDTH))]
         dim: usize,
-        #[arg(long, default_value_t = 5632)]
+        #[arg(long, default_value_t = 5632, value_parser = sized(MAX_HIDDEN))]
         hidden: usize,
-        #[arg(long, default_value_t = 32000)]
+        #[arg(long, default_value_t = 32000, value_parser = sized(MAX_VOCAB))]
         vocab: usize,
-        #[arg(long, default_value_t = 32)]
+        /// Attention heads (dividing --dim)
+        #[arg(long, default_value_t = 32, value_parser = sized(MAX_WIDTH))]
         heads: usize,
-        #[arg(long, default_value_t = 4)]
+        /// Key/value heads (dividing --heads)
+        #[arg(long, default_value_t = 4, value_parser = sized(MAX_WIDTH))]
         kv_heads: usize,
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = sized(MAX_REPS))]
         reps: usize,
     },
     /// Convert an upstream checkpoint into the web format (manifest + safetensors shards)
@@ -171,8 +177,8 @@ enum Command {
         /// Precision of the vision towers (default: --quant)
         #[arg(long)]
         vision_quant: Option<String>,
-        /// Largest shard in MiB
-        #[arg(long, default_value_t = 64)]
+        /// Largest shard in MiB (1..=4096)
+        #[arg(long, default_value_t = 64, value_parser = shard_mb_value())]
         shard_mb: u64,
         /// tokenizer.json or sentencepiece tokenizer.model (default: the one in --from)
         #[arg(long)]
@@ -180,8 +186,12 @@ enum Command {
     },
     /// Mix two checkpoints of one architecture: θ = β·θ_A + (1−β)·θ_B (the paper's weight mix)
     Mix {
-        #[arg(long)]
+        /// β, in [0, 1] (any finite value with --extrapolate)
+        #[arg(long, value_parser = finite_f64)]
         beta: f64,
+        /// Allow β outside [0, 1] (extrapolating past A or B)
+        #[arg(long)]
+        extrapolate: bool,
         #[arg(long)]
         out: PathBuf,
         /// `llm`: mix only the LLM weights (vision towers from A)
@@ -191,7 +201,8 @@ enum Command {
         quant: String,
         #[arg(long)]
         vision_quant: Option<String>,
-        #[arg(long, default_value_t = 64)]
+        /// Largest shard in MiB (1..=4096)
+        #[arg(long, default_value_t = 64, value_parser = shard_mb_value())]
         shard_mb: u64,
         #[arg(long)]
         tokenizer: Option<PathBuf>,
@@ -244,6 +255,55 @@ enum Command {
         #[arg(long)]
         fault: Vec<String>,
     },
+}
+
+/// Most timing repetitions of `bench`.
+const MAX_REPS: usize = 10_000;
+/// Largest `--shard-mb` (4 GiB: beyond what a browser can fetch into one buffer).
+const MAX_SHARD_MB: u64 = 4096;
+
+/// A size flag in 1..=max.
+fn sized(max: usize) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=max as u64)
+}
+
+fn shard_mb_value() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::builder::RangedU64ValueParser::<u64>::new().range(1..=MAX_SHARD_MB)
+}
+
+fn finite_f64(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !v.is_finite() {
+        return Err(format!("{v} is not a finite number"));
+    }
+    Ok(v)
+}
+
+fn temperature_value(s: &str) -> std::result::Result<f32, String> {
+    let v = finite_f64(s)? as f32;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("{s}: must be finite and ≥ 0 (0 = greedy)"));
+    }
+    Ok(v)
+}
+
+fn top_p_value(s: &str) -> std::result::Result<f32, String> {
+    let v = finite_f64(s)? as f32;
+    if !(v > 0.0 && v <= 1.0) {
+        return Err(format!("{s}: must be in (0, 1]"));
+    }
+    Ok(v)
+}
+
+/// `bench` without a model: the head counts must split the width.
+fn check_bench_heads(dim: usize, heads: usize, kv_heads: usize) -> Result<()> {
+    if dim % heads != 0 {
+        return Err(Error::Config(format!("--heads {heads} does not divide --dim {dim}")));
+    }
+    if heads % kv_heads != 0 {
+        return Err(Error::Config(format!("--kv-heads {kv_heads} does not divide --heads {heads}")));
+    }
+    Ok(())
 }
 
 /// The tokenizer: an explicit file, else `tokenizer.json` / `tokenizer.model` in the model folder.
@@ -372,7 +432,10 @@ async fn main_async(cli: Cli) -> Result<()> {
             eprintln!("converted {} in {:.2?}", from.display(), t0.elapsed());
             print!("{}", describe_manifest(&manifest));
         }
-        Command::Mix { beta, out, only, quant, vision_quant, shard_mb, tokenizer, a, b } => {
+        Command::Mix { beta, extrapolate, out, only, quant, vision_quant, shard_mb, tokenizer, a, b } => {
+            if !extrapolate && !(0.0..=1.0).contains(&beta) {
+                return Err(Error::Config(format!("--beta {beta}: must be in [0, 1] (pass --extrapolate for a β outside it)")));
+            }
             let only_llm = match only.as_deref() {
                 None => false,
                 Some("llm") => true,
@@ -438,6 +501,7 @@ async fn main_async(cli: Cli) -> Result<()> {
                     device
                 }
                 None => {
+                    check_bench_heads(dim, heads, kv_heads)?;
                     let device = Device::from_name_with(&device, LimitsChoice::parse(&gpu.limits)?).await?;
                     let rows = sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps).await?;
                     if json {
@@ -464,7 +528,11 @@ async fn main_async(cli: Cli) -> Result<()> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // a refused argument exits 1 like every other refused input (help and --version exit 0)
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { 1 } else { 0 });
+    });
     if let Err(e) = pollster::block_on(main_async(cli)) {
         eprintln!("error: {e}");
         std::process::exit(1);
