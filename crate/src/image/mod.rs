@@ -26,6 +26,10 @@ use crate::{Error, Result};
 /// Largest accepted image side in pixels, for decoded files and canvas pixels alike. Pillow has no
 /// such limit; ours keeps a hostile file from asking for gigabytes (a 16384² RGB image is 805 MB).
 pub const MAX_IMAGE_SIDE: usize = 16384;
+/// Largest accepted image in pixels (64 Mpx, e.g. 8192²; a 48 MP photo fits). Decoding keeps the
+/// decoder's buffer (at most 8 bytes per pixel, 16-bit RGBA) and the RGB result (3), so an image
+/// at this budget peaks well under 1 GB; Pillow refuses twice its 89.5 Mpx warning threshold.
+pub const MAX_IMAGE_PIXELS: usize = 1 << 26;
 
 /// CLIP normalisation (open_clip `OPENAI_DATASET_MEAN/STD`), written as the Python floats upstream
 /// passes to `torch.Tensor`, i.e. rounded once from f64 to f32 (see [`f32_of`]).
@@ -89,9 +93,9 @@ pub(crate) fn check_dims(width: usize, height: usize) -> Result<()> {
     if width == 0 || height == 0 {
         return Err(Error::Msg(format!("image has zero size ({width}x{height})")));
     }
-    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE || width.saturating_mul(height) > MAX_IMAGE_PIXELS {
         return Err(Error::Msg(format!(
-            "image {width}x{height} exceeds the limit of {MAX_IMAGE_SIDE} pixels per side (MAX_IMAGE_SIDE)"
+            "image too large ({width}×{height}); the limit is {MAX_IMAGE_SIDE} pixels per side (MAX_IMAGE_SIDE) and {MAX_IMAGE_PIXELS} pixels in all (MAX_IMAGE_PIXELS)"
         )));
     }
     Ok(())
