@@ -745,7 +745,10 @@ mod tests {
             ("llm.vocab_size 8589934592", Box::new(|c| c.llm.vocab_size = 1 << 33)),
             ("llm.n_layers 0", Box::new(|c| c.llm.n_layers = 0)),
             ("vision.image_size 224, but llama_ens5 takes 448", Box::new(|c| c.vision.image_size = 224)),
-            ("llama_ens5_light has no CLIP and Q-Former towers", Box::new(|c| c.llama_type = LlamaType::Ens5Light)),
+            ("llama_ens_light has no CLIP and Q-Former towers, but the config gives them", Box::new(|c| {
+                c.llama_type = LlamaType::EnsLight;
+                c.vision.image_size = 512;
+            })),
         ];
         for (needle, edit) in cases {
             let mut c = ok.clone();

@@ -159,3 +159,27 @@ impl ClipVit {
         self.ln_post.forward(&x)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::weights::MemorySource;
+    use crate::tensor::Device;
+
+    /// Widths read from a shape: a 0-d tensor is refused naming it (no index panic), here and in
+    /// the BLIP-2 tower.
+    #[test]
+    fn zero_dimensional_width_tensors_are_refused_by_name() {
+        let src = |name: &str| MemorySource { name: "mem".into(), tensors: vec![(name.into(), vec![], vec![0.0])] };
+        let cfg = crate::config::VisionConfig::preset(crate::config::LlamaType::Ens);
+        let w = Weights::new(Box::new(src("visual.conv1.weight")), Device::Cpu);
+        let e = ClipVit::load(&w, cfg.clip.as_ref().unwrap(), 224).err().expect("refused").to_string();
+        assert!(e.contains("visual.conv1.weight") && e.contains("shape []"), "{e}");
+        let w = Weights::new(Box::new(src("vision_model.embeddings.patch_embedding.weight")), Device::Cpu);
+        let e = crate::models::qformer::Blip2QFormer::load(&w, cfg.qformer_vision.as_ref().unwrap(), cfg.qformer.as_ref().unwrap(), 224)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("patch_embedding.weight") && e.contains("shape []"), "{e}");
+    }
+}
