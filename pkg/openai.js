@@ -97,6 +97,11 @@ export function toSphinxOptions(request) {
 }
 
 /** Pixels of an image URL (data:, blob: or same-origin), decoded on this thread. */
+// The engine's image limits (crate/src/image/mod.rs MAX_IMAGE_SIDE / MAX_IMAGE_PIXELS, kept equal by
+// a test there), checked before a canvas of the decoded size is allocated.
+const MAX_IMAGE_SIDE = 16384;
+const MAX_IMAGE_PIXELS = 67108864;
+
 export async function pixelsOfUrl(url, signal) {
   let blob;
   if (url.startsWith('data:')) {
@@ -118,6 +123,11 @@ export async function pixelsOfUrl(url, signal) {
     bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
   } catch (e) {
     throw invalid(`image_url: the image could not be decoded (${e.message})`, 'image_url', 'invalid_image_format');
+  }
+  const { width, height } = bitmap;
+  if (width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE || width * height > MAX_IMAGE_PIXELS) {
+    bitmap.close();
+    throw invalid(`image_url: image too large (${width}×${height}); the limit is ${MAX_IMAGE_SIDE} pixels per side and ${MAX_IMAGE_PIXELS} pixels in all`, 'image_url', 'invalid_image_format');
   }
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
   const ctx = canvas.getContext('2d', { willReadFrequently: true, colorSpace: 'srgb' });

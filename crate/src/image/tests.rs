@@ -315,6 +315,16 @@ fn bad_inputs_are_refused_with_clear_errors() {
 }
 
 #[test]
+fn the_browser_checks_the_same_image_limits() {
+    let js = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../pkg/openai.js")).expect("pkg/openai.js");
+    for line in [format!("const MAX_IMAGE_SIDE = {MAX_IMAGE_SIDE};"), format!("const MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS};")] {
+        assert!(js.contains(&line), "pkg/openai.js lacks {line:?}");
+    }
+    let e = from_rgba(&[], 8193, 8193).unwrap_err().to_string();
+    assert!(e.contains("image too large (8193×8193)") && e.contains("MAX_IMAGE_PIXELS"), "{e}");
+}
+
+#[test]
 fn large_inputs_are_fast_enough() {
     // Not a benchmark: catches accidental quadratic work. Debug builds are ~20x slower than release.
     let img = Rgb8::new(1500, 900, (0..1500 * 900 * 3).map(|i| (i * 31 % 251) as u8).collect()).unwrap();
