@@ -169,7 +169,7 @@ async fn median_ms(device: &Device, reps: usize, mut f: impl FnMut() -> Result<(
 /// Without a model: linear layers (f32 and the packed formats) and decode attention at the shapes
 /// of a model with `dim`, `hidden`, `vocab`, `heads`/`kv_heads`.
 pub async fn kernel_benches(device: &Device, dim: usize, hidden: usize, vocab: usize, heads: usize, kv_heads: usize, reps: usize) -> Result<Vec<KernelRow>> {
-    if [dim, hidden, vocab, heads, kv_heads, reps].contains(&0) || dim % heads != 0 || heads % kv_heads != 0 {
+    if [dim, hidden, vocab, heads, kv_heads, reps].contains(&0) || !dim.is_multiple_of(heads) || !heads.is_multiple_of(kv_heads) {
         return Err(crate::Error::Config(format!(
             "bench sizes: dim {dim}, hidden {hidden}, vocab {vocab}, heads {heads}, kv_heads {kv_heads}, reps {reps} must be ≥ 1, heads dividing dim and kv_heads dividing heads"
         )));

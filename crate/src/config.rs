@@ -55,7 +55,7 @@ fn check_positive(section: &str, field: &str, v: f64) -> Result<()> {
 /// `heads` in 1..=width and dividing it.
 fn check_heads(section: &str, width_field: &str, width: usize, heads_field: &str, heads: usize) -> Result<()> {
     check_size(section, heads_field, heads, width.max(1))?;
-    if width % heads != 0 {
+    if !width.is_multiple_of(heads) {
         return Err(Error::Config(format!("{section}.{heads_field} {heads} does not divide {section}.{width_field} {width}")));
     }
     Ok(())
@@ -249,7 +249,7 @@ impl LlmConfig {
         check_size(s, "n_layers", self.n_layers, MAX_LAYERS)?;
         check_heads(s, "dim", self.dim, "n_heads", self.n_heads)?;
         check_heads(s, "n_heads", self.n_heads, "n_kv_heads", self.n_kv_heads)?;
-        if self.head_dim.checked_mul(self.n_heads) != Some(self.dim) || self.head_dim % 2 != 0 {
+        if self.head_dim.checked_mul(self.n_heads) != Some(self.dim) || !self.head_dim.is_multiple_of(2) {
             return Err(Error::Config(format!(
                 "llm.head_dim {}: must be even (RoPE) and n_heads {} × head_dim must equal dim {}",
                 self.head_dim, self.n_heads, self.dim
@@ -722,7 +722,8 @@ mod tests {
     #[test]
     fn validate_names_the_field_at_fault() {
         let ok = crate::models::params::preset(LlamaType::Ens5);
-        let cases: Vec<(&str, Box<dyn Fn(&mut ModelConfig)>)> = vec![
+        type Edit = Box<dyn Fn(&mut ModelConfig)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("convnext.dims [] and convnext.depths", Box::new(|c| c.vision.convnext.dims.clear())),
             ("convnext.dims [384, 768, 1536] and", Box::new(|c| { c.vision.convnext.dims.pop(); })),
             ("convnext.dims[1] 0", Box::new(|c| c.vision.convnext.dims[1] = 0)),

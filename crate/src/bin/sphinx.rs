@@ -297,10 +297,10 @@ fn top_p_value(s: &str) -> std::result::Result<f32, String> {
 
 /// `bench` without a model: the head counts must split the width.
 fn check_bench_heads(dim: usize, heads: usize, kv_heads: usize) -> Result<()> {
-    if dim % heads != 0 {
+    if !dim.is_multiple_of(heads) {
         return Err(Error::Config(format!("--heads {heads} does not divide --dim {dim}")));
     }
-    if heads % kv_heads != 0 {
+    if !heads.is_multiple_of(kv_heads) {
         return Err(Error::Config(format!("--kv-heads {kv_heads} does not divide --heads {heads}")));
     }
     Ok(())
