@@ -2,7 +2,9 @@
 //! converted model is hosted on. HTTP/1.1 GET/HEAD with single byte ranges (206/416), CORS (any
 //! origin, `Range` allowed, `Content-Range` exposed), the right media types (`application/wasm` for
 //! `WebAssembly.instantiateStreaming`), bound to 127.0.0.1 unless told otherwise. Std only: one
-//! thread per connection, keep-alive.
+//! thread per connection, keep-alive, and [`ServeLimits`] so that no client can hold it: a capped
+//! number of open connections, idle connections closed, a deadline for a whole request (a client
+//! trickling its head is closed), a client that stops reading dropped, requests per connection capped.
 //!
 //! Test-only options (for the browser tests, never needed to serve a model): a request log (one JSON
 //! line per request) and faults injected into chosen files — drop the connection after N body bytes,
@@ -11,20 +13,52 @@
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Largest request head (request line + headers) accepted.
 const MAX_HEAD: usize = 16 * 1024;
+/// Largest request body read (and discarded); no client of ours sends one.
+const MAX_BODY: u64 = 64 * 1024;
 /// Body bytes written per `write` call.
 const CHUNK: usize = 64 * 1024;
-/// An idle keep-alive connection is closed after this long.
-const IDLE: Duration = Duration::from_secs(30);
 /// How long a `drop-after` fault waits between its last byte and closing the connection.
 const DROP_PAUSE: Duration = Duration::from_millis(300);
+/// Stack of a connection thread: it holds a parsed head and a 64 KiB heap buffer, nothing deep.
+const CONN_STACK: usize = 256 * 1024;
+
+/// What a client may hold: every connection is closed once it idles, trickles its request or stops
+/// reading, so that no client keeps a thread for longer than these bounds allow.
+#[derive(Clone, Debug)]
+pub struct ServeLimits {
+    /// Open connections at most; one more is answered 503 and closed at once.
+    pub max_connections: usize,
+    /// A connection waiting for (the first byte of) its next request is closed after this long.
+    pub idle: Duration,
+    /// A request's head and body must have arrived this long after its first byte.
+    pub request_deadline: Duration,
+    /// Each 64 KiB of a response must be taken by the client within this long (a client that
+    /// stops reading is dropped).
+    pub write_stall: Duration,
+    /// Requests served on one keep-alive connection; the last one answers `Connection: close`.
+    pub max_requests: u32,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 512,
+            idle: Duration::from_secs(20),
+            request_deadline: Duration::from_secs(10),
+            write_stall: Duration::from_secs(20),
+            max_requests: 1000,
+        }
+    }
+}
 
 /// A test-only fault injected into the responses for one file.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,6 +111,7 @@ pub struct ServeOptions {
     pub log_requests: Option<PathBuf>,
     /// Test-only faults.
     pub faults: Vec<Fault>,
+    pub limits: ServeLimits,
 }
 
 struct State {
@@ -84,6 +119,9 @@ struct State {
     log: Option<Mutex<File>>,
     faults: Mutex<Vec<Fault>>,
     started: Instant,
+    limits: ServeLimits,
+    /// Connections open now (each holds one thread).
+    open: AtomicUsize,
 }
 
 pub struct Server {
@@ -98,6 +136,9 @@ impl Server {
         if !root.is_dir() {
             return Err(Error::Config(format!("--root {}: not a folder", root.display())));
         }
+        if opts.limits.max_connections == 0 {
+            return Err(Error::Config("--max-connections: must be at least 1".into()));
+        }
         let addr = format!("{}:{}", opts.host, opts.port);
         let listener = TcpListener::bind(&addr).map_err(|e| Error::io(&addr, e))?;
         let log = match &opts.log_requests {
@@ -106,7 +147,8 @@ impl Server {
             )),
             None => None,
         };
-        let state = State { root, log, faults: Mutex::new(opts.faults), started: Instant::now() };
+        let state =
+            State { root, log, faults: Mutex::new(opts.faults), started: Instant::now(), limits: opts.limits, open: AtomicUsize::new(0) };
         Ok(Server { listener, state: Arc::new(state) })
     }
 
@@ -119,17 +161,48 @@ impl Server {
         &self.state.root
     }
 
-    /// Serves until the process ends.
+    /// Serves until the process ends: one thread per open connection, at most
+    /// `limits.max_connections` of them; the accept loop itself never waits on a client.
     pub fn run(self) -> Result<()> {
         for conn in self.listener.incoming() {
             let Ok(stream) = conn else { continue };
             let state = self.state.clone();
-            std::thread::spawn(move || {
+            if state.open.fetch_add(1, Ordering::SeqCst) >= state.limits.max_connections {
+                state.open.fetch_sub(1, Ordering::SeqCst);
+                refuse_busy(stream);
+                continue;
+            }
+            let guard = OpenGuard(state.clone());
+            let spawned = std::thread::Builder::new().stack_size(CONN_STACK).spawn(move || {
+                let _guard = guard;
                 let _ = serve_connection(stream, &state);
             });
+            // Out of threads: the closure (and with it the stream and the guard) is dropped.
+            drop(spawned);
         }
         Ok(())
     }
+}
+
+/// Counts a connection as open until its thread ends.
+struct OpenGuard(Arc<State>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Over the connection cap: a 503 (it fits the socket buffer, so this does not block) and close.
+fn refuse_busy(stream: TcpStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let body = "503 Service Unavailable: too many open connections\n";
+    let _ = write!(
+        &stream,
+        "HTTP/1.1 503 Service Unavailable\r\n{CORS}Retry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.shutdown(Shutdown::Write);
 }
 
 struct Request {
@@ -154,54 +227,176 @@ struct LogLine<'a> {
     fault: Option<String>,
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        let n = reader.by_ref().take((MAX_HEAD - head.len().min(MAX_HEAD)) as u64 + 1).read_until(b'\n', &mut line)?;
-        if n == 0 {
-            return Ok(None); // closed (between requests, or mid-head)
+/// The reading side of a connection: its bytes received but not yet parsed, read under deadlines.
+struct Incoming {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// Why no request came: the client closed, or broke a limit (answered with this status, then closed).
+enum NoRequest {
+    Closed,
+    Refuse(u16, &'static str),
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "client too slow")
+}
+
+impl Incoming {
+    /// Reads more bytes, waiting no later than `deadline`; Ok(0) when the client closed.
+    fn fill(&mut self, deadline: Instant) -> std::io::Result<usize> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
         }
-        head.extend_from_slice(&line);
-        if head.len() > MAX_HEAD {
-            return Err(std::io::Error::other("request head too large"));
-        }
-        if line == b"\r\n" || line == b"\n" {
-            if head.len() == line.len() {
-                head.clear(); // stray empty line before a request
-                continue;
+        self.stream.set_read_timeout(Some(left))?;
+        let mut tmp = [0u8; 8192];
+        match self.stream.read(&mut tmp) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                Ok(n)
             }
-            break;
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Err(timed_out()),
+            Err(e) => Err(e),
         }
     }
-    let text = String::from_utf8_lossy(&head);
+
+    /// The next request: its first byte within `limits.idle`, then its head (and any body) within
+    /// `limits.request_deadline` of that byte.
+    fn next_request(&mut self, limits: &ServeLimits) -> std::io::Result<std::result::Result<Request, NoRequest>> {
+        let idle_until = Instant::now() + limits.idle;
+        let mut first_byte: Option<Instant> = None;
+        let head_len = loop {
+            // Stray empty lines before a request are skipped.
+            let lead = self.buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            self.buf.drain(..lead);
+            if !self.buf.is_empty() && first_byte.is_none() {
+                first_byte = Some(Instant::now());
+            }
+            if let Some(end) = head_end(&self.buf) {
+                break end;
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Ok(Err(NoRequest::Refuse(431, "Request Header Fields Too Large")));
+            }
+            let deadline = first_byte.map_or(idle_until, |t| t + limits.request_deadline);
+            if self.fill(deadline)? == 0 {
+                return Ok(Err(NoRequest::Closed)); // closed (between requests, or mid-head)
+            }
+        };
+        if head_len > MAX_HEAD {
+            return Ok(Err(NoRequest::Refuse(431, "Request Header Fields Too Large")));
+        }
+        let head: Vec<u8> = self.buf.drain(..head_len).collect();
+        let Some(mut req) = parse_head(&head) else { return Ok(Err(NoRequest::Refuse(400, "Bad Request"))) };
+        if req.headers.contains_key("transfer-encoding") {
+            return Ok(Err(NoRequest::Refuse(501, "Not Implemented")));
+        }
+        // A body (no client of ours sends one) is read and counted, so that the log can prove it.
+        let body_bytes = match req.headers.get("content-length").map(|v| v.parse::<u64>()) {
+            None => 0,
+            Some(Ok(n)) if n <= MAX_BODY => n,
+            Some(Ok(_)) => return Ok(Err(NoRequest::Refuse(413, "Content Too Large"))),
+            Some(Err(_)) => return Ok(Err(NoRequest::Refuse(400, "Bad Request"))),
+        };
+        let deadline = first_byte.unwrap_or_else(Instant::now) + limits.request_deadline;
+        while (self.buf.len() as u64) < body_bytes {
+            if self.fill(deadline)? == 0 {
+                return Ok(Err(NoRequest::Closed));
+            }
+        }
+        self.buf.drain(..body_bytes as usize);
+        req.body_bytes = body_bytes;
+        Ok(Ok(req))
+    }
+}
+
+/// Length of the request head at the start of `buf` (up to and including its empty line), once
+/// complete. Lines end in CRLF or a bare LF.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(nl) = buf[i..].iter().position(|&b| b == b'\n') {
+        let line = &buf[i..i + nl];
+        if i > 0 && (line.is_empty() || line == b"\r") {
+            return Some(i + nl + 1);
+        }
+        i += nl + 1;
+    }
+    None
+}
+
+fn parse_head(head: &[u8]) -> Option<Request> {
+    let text = String::from_utf8_lossy(head);
     let mut lines = text.lines();
-    let first = lines.next().unwrap_or_default();
-    let mut parts = first.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let target = parts.next().unwrap_or_default().to_string();
+    let mut parts = lines.next()?.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
     let mut headers = HashMap::new();
     for l in lines {
         if let Some((k, v)) = l.split_once(':') {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    // A body (no client of ours sends one) is read and counted, so that the log can prove it.
-    let body_bytes: u64 = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-    std::io::copy(&mut reader.by_ref().take(body_bytes), &mut std::io::sink())?;
-    Ok(Some(Request { method, target, headers, head_bytes: head.len(), body_bytes }))
+    Some(Request { method, target, headers, head_bytes: head.len(), body_bytes: 0 })
+}
+
+/// The writing side of a connection: every `write_all` must be taken by the client within
+/// `stall` (`SO_SNDTIMEO` alone bounds one `write` call, which a trickling reader can renew).
+struct Outgoing {
+    stream: TcpStream,
+    stall: Duration,
+}
+
+impl Write for Outgoing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.stall))?;
+        self.stream.write(buf)
+    }
+
+    fn write_all(&mut self, mut buf: &[u8]) -> std::io::Result<()> {
+        let deadline = Instant::now() + self.stall;
+        while !buf.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            self.stream.set_write_timeout(Some(left))?;
+            match self.stream.write(buf) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return Err(timed_out()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
 }
 
 fn serve_connection(stream: TcpStream, state: &State) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(IDLE))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
-    while let Some(req) = read_request(&mut reader)? {
-        let keep = respond(&mut out, &req, state)?;
+    let limits = &state.limits;
+    let mut incoming = Incoming { stream: stream.try_clone()?, buf: Vec::new() };
+    let mut out = Outgoing { stream, stall: limits.write_stall };
+    for served in 1..=limits.max_requests {
+        let req = match incoming.next_request(limits)? {
+            Ok(req) => req,
+            Err(NoRequest::Closed) => break,
+            Err(NoRequest::Refuse(status, reason)) => {
+                simple(&mut out, status, reason, "", "close", None)?;
+                break;
+            }
+        };
+        let keep = respond(&mut out, &req, state, served < limits.max_requests)?;
         if !keep {
             break;
         }
     }
+    let _ = out.stream.shutdown(Shutdown::Both);
     Ok(())
 }
 
@@ -289,10 +484,11 @@ Access-Control-Expose-Headers: Content-Length, Content-Range, Accept-Ranges, ETa
 Cross-Origin-Resource-Policy: cross-origin\r\n";
 
 /// Writes one response; returns whether the connection may serve another request.
-fn respond(out: &mut TcpStream, req: &Request, state: &State) -> std::io::Result<bool> {
+/// `may_keep`: false on the last request a connection may serve.
+fn respond(out: &mut Outgoing, req: &Request, state: &State, may_keep: bool) -> std::io::Result<bool> {
     let path_only = req.target.split(['?', '#']).next().unwrap_or("/").to_string();
     let range_header = req.headers.get("range").map(String::as_str);
-    let keep_alive = !req.headers.get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let keep_alive = may_keep && !req.headers.get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
     let conn = if keep_alive { "keep-alive" } else { "close" };
     let mut line = LogLine {
         t: state.started.elapsed().as_secs_f64(),
@@ -315,19 +511,22 @@ fn respond(out: &mut TcpStream, req: &Request, state: &State) -> std::io::Result
     Ok(result? && keep_alive)
 }
 
-fn simple(out: &mut TcpStream, status: u16, reason: &str, extra: &str, conn: &str, line: &mut LogLine) -> std::io::Result<bool> {
+/// A short text response (an error), recorded in `line` when there is one.
+fn simple(out: &mut Outgoing, status: u16, reason: &str, extra: &str, conn: &str, line: Option<&mut LogLine>) -> std::io::Result<bool> {
     let body = format!("{status} {reason}\n");
-    write!(
-        out,
-        "HTTP/1.1 {status} {reason}\r\n{CORS}{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {conn}\r\n\r\n{body}",
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\n{CORS}{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {conn}\r\n\r\n",
         body.len()
-    )?;
-    line.status = status;
+    );
+    out.write_all((head + &body).as_bytes())?;
+    if let Some(line) = line {
+        line.status = status;
+    }
     Ok(true)
 }
 
 fn respond_inner(
-    out: &mut TcpStream,
+    out: &mut Outgoing,
     req: &Request,
     state: &State,
     path_only: &str,
@@ -337,18 +536,19 @@ fn respond_inner(
 ) -> std::io::Result<bool> {
     match req.method.as_str() {
         "OPTIONS" => {
-            write!(out, "HTTP/1.1 204 No Content\r\n{CORS}Access-Control-Max-Age: 600\r\nContent-Length: 0\r\nConnection: {conn}\r\n\r\n")?;
+            let head = format!("HTTP/1.1 204 No Content\r\n{CORS}Access-Control-Max-Age: 600\r\nContent-Length: 0\r\nConnection: {conn}\r\n\r\n");
+            out.write_all(head.as_bytes())?;
             line.status = 204;
             return Ok(true);
         }
         "GET" | "HEAD" => {}
-        _ => return simple(out, 405, "Method Not Allowed", "Allow: GET, HEAD, OPTIONS\r\n", conn, line),
+        _ => return simple(out, 405, "Method Not Allowed", "Allow: GET, HEAD, OPTIONS\r\n", conn, Some(line)),
     }
     let Some(file_path) = resolve(&state.root, path_only) else {
-        return simple(out, 404, "Not Found", "", conn, line);
+        return simple(out, 404, "Not Found", "", conn, Some(line));
     };
     let Ok(mut file) = File::open(&file_path) else {
-        return simple(out, 404, "Not Found", "", conn, line);
+        return simple(out, 404, "Not Found", "", conn, Some(line));
     };
     let meta = file.metadata()?;
     let len = meta.len();
@@ -359,7 +559,7 @@ fn respond_inner(
         Ok(None) => (200, 0, len.saturating_sub(1)),
         Err(()) => {
             let extra = format!("Content-Range: bytes */{len}\r\n");
-            return simple(out, 416, "Range Not Satisfiable", &extra, conn, line);
+            return simple(out, 416, "Range Not Satisfiable", &extra, conn, Some(line));
         }
     };
     let count = if len == 0 { 0 } else { end - start + 1 };
@@ -423,7 +623,7 @@ fn respond_inner(
         // Let the client take in what was sent before the connection fails (a browser discards
         // body bytes still queued in a stream when it errors).
         std::thread::sleep(DROP_PAUSE);
-        let _ = out.shutdown(Shutdown::Both);
+        let _ = out.stream.shutdown(Shutdown::Both);
         return Ok(false);
     }
     Ok(true)
@@ -484,6 +684,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 0,
             log_requests: Some(log.clone()),
+            limits: ServeLimits::default(),
             faults: vec![Fault::parse("drop-after=/w.bin:1000").unwrap(), Fault::parse("corrupt=/w.bin:5").unwrap()],
         })
         .unwrap();

@@ -248,6 +248,11 @@ enum Command {
         /// Address to bind (loopback unless you mean to share it)
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        /// Open connections at most (one more is answered 503). Idle connections close after 20 s,
+        /// a request must arrive within 10 s of its first byte, a client that takes no 64 KiB of a
+        /// response in 20 s is dropped, and a connection serves at most 1000 requests
+        #[arg(long, default_value_t = sphinx::serve::ServeLimits::default().max_connections)]
+        max_connections: usize,
         /// Test only: append one JSON line per request to this file
         #[arg(long)]
         log_requests: Option<PathBuf>,
@@ -476,9 +481,10 @@ async fn main_async(cli: Cli) -> Result<()> {
             eprintln!("wrote the random-weight demo model to {}", out.display());
             print!("{}", describe_manifest(&manifest));
         }
-        Command::Serve { root, port, host, log_requests, fault } => {
+        Command::Serve { root, port, host, max_connections, log_requests, fault } => {
             let faults = fault.iter().map(|f| sphinx::serve::Fault::parse(f)).collect::<Result<Vec<_>>>()?;
-            let server = sphinx::serve::Server::bind(sphinx::serve::ServeOptions { root, host, port, log_requests, faults })?;
+            let limits = sphinx::serve::ServeLimits { max_connections, ..Default::default() };
+            let server = sphinx::serve::Server::bind(sphinx::serve::ServeOptions { root, host, port, log_requests, faults, limits })?;
             println!("serving {} at {}", server.root().display(), server.url()?);
             let _ = std::io::stdout().flush();
             server.run()?;
