@@ -8,8 +8,10 @@ DEMO_MODEL := out/demo-model
 WASM_TARGET := wasm32-unknown-unknown
 WASM := $(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/sphinx_web.wasm
 PORT ?= 8080
+# Seconds per target of `make fuzz` (the short pass inside `make test` is fuzz/tests/short_pass.rs).
+FUZZ_SECONDS ?= 600
 
-.PHONY: all setup-demo setup-test build web site demo demo-cli test test-rust test-web test-wide clean
+.PHONY: all setup-demo setup-test build web site demo demo-cli test test-rust test-web test-wide fuzz clean
 
 all: build
 
@@ -53,8 +55,14 @@ demo-cli: build
 test: setup-test
 	$(MAKE) test-rust test-web
 
+# The workspace includes fuzz/, whose test is a short fixed-seed pass over every fuzz target.
 test-rust:
 	cargo test --release --workspace
+
+# Every fuzz target for FUZZ_SECONDS (stable Rust; crash inputs under fuzz/crashes/). FUZZ_SEED=S
+# repeats a run.
+fuzz:
+	cargo run --release -p sphinx-fuzz -- --target all --seconds $(FUZZ_SECONDS) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
 
 # Browser tests: headless Chromium on SwiftShader's WebGPU, driven by playwright-core (npm ci).
 test-web: build web site
