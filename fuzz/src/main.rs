@@ -181,7 +181,7 @@ fn worker(t: &Target, args: &Args, start: u64, progress: &Path, scratch: &Path) 
     let (mut i, mut panics, mut saved) = (start, 0u64, 0usize);
     while Instant::now() < until {
         progress.write_at(&i.to_le_bytes(), 0).expect("progress file");
-        let input = make_case(&seeds, args.seed, t.name, i);
+        let input = make_case(&seeds, t.dict, args.seed, t.name, i);
         clear_dir(&case_dir);
         watchdog.begin();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (t.run)(&input, &case_dir)));
@@ -242,7 +242,7 @@ fn supervise(t: &Target, args: &Args) -> Outcome {
             out.crashes += 1;
             break;
         }
-        let input = make_case(&seeds, args.seed, t.name, case);
+        let input = make_case(&seeds, t.dict, args.seed, t.name, case);
         let why = format!("the worker died ({}): an abort, a stack overflow, the 1 GiB heap guard or the {} s case limit; its stderr says which", child.status, args.case_seconds);
         let dir = save_crash(t, args, case, &input, &why, &mut saved);
         eprintln!("sphinx-fuzz: {} case {case}: {why} (input in {})", t.name, dir.display());

@@ -86,10 +86,18 @@ fn pos(rng: &mut Rng, len: usize) -> usize {
     }
 }
 
-/// Applies one random mutation to `data`; `other` is a random seed file to splice from.
-pub fn mutate_once(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8]) {
+/// Applies one random mutation to `data`; `other` is a random seed file to splice from, `dict`
+/// the target's tokens (opcodes, JSON fragments), inserted repeated.
+pub fn mutate_once(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8], dict: &[&[u8]]) {
     let len = data.len();
-    match rng.below(11) {
+    match rng.below(12) {
+        11 if !dict.is_empty() => {
+            let token = dict[rng.below(dict.len())];
+            // Mostly a few, sometimes very many (deep nesting, long DUP chains).
+            let times = if rng.chance(8) { 1 + rng.below(200_000) } else { 1 + rng.below(32) };
+            let p = pos(rng, len + 1).min(len);
+            data.splice(p..p, token.iter().copied().cycle().take(token.len() * times));
+        }
         0 if len > 0 => {
             let p = pos(rng, len);
             data[p] ^= 1 << rng.below(8);
@@ -173,7 +181,7 @@ fn replace_number(rng: &mut Rng, data: &mut Vec<u8>) {
 
 /// Case `i`'s input: the first cases are the seeds themselves, then 1–8 stacked mutations of one
 /// file of a random seed.
-pub fn make_case(seeds: &[Input], seed: u64, target: &str, i: u64) -> Input {
+pub fn make_case(seeds: &[Input], dict: &[&[u8]], seed: u64, target: &str, i: u64) -> Input {
     if (i as usize) < seeds.len() {
         return seeds[i as usize].clone();
     }
@@ -184,7 +192,7 @@ pub fn make_case(seeds: &[Input], seed: u64, target: &str, i: u64) -> Input {
     let f = rng.below(input.files.len());
     let stack = 1 + rng.below(8);
     for _ in 0..stack {
-        mutate_once(&mut rng, &mut input.files[f].1, other);
+        mutate_once(&mut rng, &mut input.files[f].1, other, dict);
     }
     input
 }
@@ -196,12 +204,12 @@ mod tests {
     #[test]
     fn cases_are_reproducible_and_differ() {
         let seeds = vec![Input { files: vec![("a".into(), b"{\"dim\": 64, \"n_heads\": 4}".to_vec())] }];
-        let a = make_case(&seeds, 7, "config", 100);
-        let b = make_case(&seeds, 7, "config", 100);
+        let a = make_case(&seeds, &[], 7, "config", 100);
+        let b = make_case(&seeds, &[], 7, "config", 100);
         assert_eq!(a.files, b.files);
-        let distinct: std::collections::HashSet<Vec<u8>> = (1..200).map(|i| make_case(&seeds, 7, "config", i).files[0].1.clone()).collect();
+        let distinct: std::collections::HashSet<Vec<u8>> = (1..200).map(|i| make_case(&seeds, &[], 7, "config", i).files[0].1.clone()).collect();
         assert!(distinct.len() > 150, "{} distinct of 199", distinct.len());
-        assert_eq!(make_case(&seeds, 7, "config", 0).files, seeds[0].files);
+        assert_eq!(make_case(&seeds, &[], 7, "config", 0).files, seeds[0].files);
     }
 
     #[test]
@@ -209,8 +217,8 @@ mod tests {
         let mut rng = Rng::new(1);
         for _ in 0..10_000 {
             let mut d: Vec<u8> = (0..rng.below(3)).map(|_| rng.next() as u8).collect();
-            mutate_once(&mut rng, &mut d, b"");
-            mutate_once(&mut rng, &mut d, b"xyz");
+            mutate_once(&mut rng, &mut d, b"", &[]);
+            mutate_once(&mut rng, &mut d, b"xyz", &[b"(", b""]);
         }
     }
 }

@@ -15,19 +15,26 @@ pub struct Target {
     pub seeds: fn(scratch: &Path) -> Vec<Input>,
     /// Runs one input; `dir` is an empty folder for targets that read files.
     pub run: fn(input: &Input, dir: &Path),
+    /// Tokens the mutator inserts (repeated): opcodes, JSON fragments.
+    pub dict: &'static [&'static [u8]],
 }
 
+/// Pickle opcodes that build, nest, copy and memoise values.
+const PICKLE_OPS: &[&[u8]] = &[b"2", b"\x85", b"\x86", b"\x87", b"(", b")", b"]", b"}", b"t", b"l", b"a", b"e", b"s", b"u", b"0", b"1", b"q\x00", b"h\x00", b"\x94", b"N", b"K\x01", b"X\x01\x00\x00\x00a", b"(]", b"2\x86", b")\x85"];
+/// JSON fragments for the configuration files and manifests.
+const JSON_TOKENS: &[&[u8]] = &[b"[", b"]", b"{", b"}", b"[]", b"{}", b"0", b"-1", b"null", b"\"\"", b",", b"1e400", b"\"../x\"", b"\"/etc/passwd\""];
+
 pub const TARGETS: [Target; 6] = [
-    Target { name: "pickle", what: "the pickle reader (data.pkl of a torch.save zip)", seeds: pickle_seeds, run: run_pickle },
-    Target { name: "pth", what: "a .pth zip: its directory, its pickle and every tensor's bytes", seeds: pth_seeds, run: run_pth },
-    Target { name: "config", what: "params.json/config.json/meta.json/vision.json, and a manifest's model", seeds: config_seeds, run: run_config },
-    Target { name: "converted", what: "a converted model folder (manifest.json + shards), loaded on the CPU", seeds: converted_seeds, run: run_converted },
-    Target { name: "image", what: "PNG/JPEG decoding", seeds: image_seeds, run: run_image },
-    Target { name: "sentencepiece", what: "a sentencepiece tokenizer.model, then encode/decode", seeds: spm_seeds, run: run_spm },
+    Target { name: "pickle", what: "the pickle reader (data.pkl of a torch.save zip)", seeds: pickle_seeds, run: run_pickle, dict: PICKLE_OPS },
+    Target { name: "pth", what: "a .pth zip: its directory, its pickle and every tensor's bytes", seeds: pth_seeds, run: run_pth, dict: PICKLE_OPS },
+    Target { name: "config", what: "params.json/config.json/meta.json/vision.json, and a manifest's model", seeds: config_seeds, run: run_config, dict: JSON_TOKENS },
+    Target { name: "converted", what: "a converted model folder (manifest.json + shards), loaded on the CPU", seeds: converted_seeds, run: run_converted, dict: JSON_TOKENS },
+    Target { name: "image", what: "PNG/JPEG decoding", seeds: image_seeds, run: run_image, dict: &[] },
+    Target { name: "sentencepiece", what: "a sentencepiece tokenizer.model, then encode/decode", seeds: spm_seeds, run: run_spm, dict: &[] },
 ];
 
 /// Not in `all`: proves the guards. Its seeds panic, abort, allocate past the heap guard and hang.
-pub const SELFTEST: Target = Target { name: "selftest", what: "the fuzzer's own guards (panic, abort, heap, hang)", seeds: selftest_seeds, run: run_selftest };
+pub const SELFTEST: Target = Target { name: "selftest", what: "the fuzzer's own guards (panic, abort, heap, hang)", seeds: selftest_seeds, run: run_selftest, dict: &[] };
 
 pub fn find(name: &str) -> Option<&'static Target> {
     TARGETS.iter().chain(std::iter::once(&SELFTEST)).find(|t| t.name == name)
