@@ -6,6 +6,11 @@
 //! `torch._utils._rebuild_parameter` and the legacy storage classes `torch.<Type>Storage` (only named in
 //! persistent ids, never called). Any other global, and any opcode outside protocols 2..5's plain-data
 //! subset, is refused with [`Error::UnsafePickle`] naming it and its byte offset.
+//!
+//! Resources are bounded whatever the bytes say: containers and strings are shared by reference
+//! (`Rc`, as Python shares objects), so `DUP` and memo fetches cost O(1) and never deep-copy; nesting
+//! is limited to [`MAX_DEPTH`], the values made to [`MAX_VALUES`], a tensor's rank to [`MAX_RANK`];
+//! and nested values are dropped iteratively (no stack overflow, however deep).
 
 use crate::{Error, Result};
 use std::cell::RefCell;
@@ -109,7 +114,85 @@ pub struct PickledTensor {
     pub strides: Vec<usize>,
 }
 
-type Shared<T> = Rc<RefCell<T>>;
+/// Deepest nesting of tuples, lists and dicts accepted (a state dict needs about 6).
+pub const MAX_DEPTH: usize = 64;
+/// Most values a pickle may make (a state dict makes about 20 per tensor).
+pub const MAX_VALUES: usize = 4 << 20;
+/// Most dimensions a tensor may have (torch's own limit is 64).
+pub const MAX_RANK: usize = 64;
+/// Longest storage key (torch writes small decimal numbers).
+const MAX_KEY_LEN: usize = 256;
+
+/// A tuple with its nesting depth (1 + its deepest item).
+#[derive(Debug)]
+struct Tuple {
+    depth: usize,
+    items: Vec<Value>,
+}
+
+/// A list or dict: shared and mutable, as in Python, with its nesting depth so far.
+#[derive(Debug)]
+struct Container<T: Flatten> {
+    depth: std::cell::Cell<usize>,
+    items: RefCell<Vec<T>>,
+}
+
+/// Items of a container as plain values (a dict's pairs flattened), for the iterative drop.
+trait Flatten: Sized {
+    fn flatten(items: Vec<Self>) -> Vec<Value>;
+}
+impl Flatten for Value {
+    fn flatten(items: Vec<Value>) -> Vec<Value> {
+        items
+    }
+}
+impl Flatten for (Value, Value) {
+    fn flatten(items: Vec<(Value, Value)>) -> Vec<Value> {
+        items.into_iter().flat_map(|(k, v)| [k, v]).collect()
+    }
+}
+
+type Shared<T> = Rc<Container<T>>;
+
+fn shared<T: Flatten>(items: Vec<T>, depth: usize) -> Shared<T> {
+    Rc::new(Container { depth: depth.into(), items: RefCell::new(items) })
+}
+
+/// Drops a value tree without recursion: containers this drop frees are emptied onto a work list.
+fn drop_iteratively(mut work: Vec<Value>) {
+    while let Some(v) = work.pop() {
+        match v {
+            Value::Tuple(t) => {
+                if let Some(mut t) = Rc::into_inner(t) {
+                    work.append(&mut t.items);
+                }
+            }
+            Value::List(l) => {
+                if let Some(l) = Rc::into_inner(l) {
+                    work.append(&mut l.items.take());
+                }
+            }
+            Value::Dict(d) => {
+                if let Some(d) = Rc::into_inner(d) {
+                    work.append(&mut Flatten::flatten(d.items.take()));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Tuple {
+    fn drop(&mut self) {
+        drop_iteratively(std::mem::take(&mut self.items));
+    }
+}
+
+impl<T: Flatten> Drop for Container<T> {
+    fn drop(&mut self) {
+        drop_iteratively(T::flatten(self.items.take()));
+    }
+}
 
 /// A value on the unpickler's stack. Lists and dicts are shared (as in Python), so a memoized container
 /// filled later is seen filled when fetched again. Bools and floats are never inspected: kind only.
@@ -119,13 +202,13 @@ enum Value {
     Bool,
     Int(i64),
     Float,
-    Str(String),
-    Tuple(Vec<Value>),
-    List(Shared<Vec<Value>>),
-    Dict(Shared<Vec<(Value, Value)>>),
+    Str(Rc<str>),
+    Tuple(Rc<Tuple>),
+    List(Shared<Value>),
+    Dict(Shared<(Value, Value)>),
     Global(Global),
-    Storage(StorageRef),
-    Tensor(PickledTensor),
+    Storage(Rc<StorageRef>),
+    Tensor(Rc<PickledTensor>),
 }
 
 impl Value {
@@ -144,12 +227,22 @@ impl Value {
             Value::Tensor(_) => "tensor",
         }
     }
+
+    /// Nesting depth: 0 for scalars, 1 + the deepest item for containers.
+    fn depth(&self) -> usize {
+        match self {
+            Value::Tuple(t) => t.depth,
+            Value::List(l) => l.depth.get(),
+            Value::Dict(d) => d.depth.get(),
+            _ => 0,
+        }
+    }
 }
 
 /// `int, str, ...` for a tuple, the kind otherwise (never the values: a hostile pickle may be cyclic).
 fn kinds(v: &Value) -> String {
     match v {
-        Value::Tuple(t) => t.iter().map(Value::kind).collect::<Vec<_>>().join(", "),
+        Value::Tuple(t) => t.items.iter().map(Value::kind).collect::<Vec<_>>().join(", "),
         other => other.kind().to_string(),
     }
 }
@@ -165,6 +258,8 @@ struct Machine<'a> {
     /// Stack lengths at each MARK.
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
+    /// Values made so far (against [`MAX_VALUES`]).
+    made: usize,
 }
 
 impl<'a> Machine<'a> {
@@ -203,8 +298,25 @@ impl<'a> Machine<'a> {
         Ok(s)
     }
 
-    fn push(&mut self, v: Value) {
+    fn push(&mut self, v: Value) -> Result<()> {
+        self.made += 1;
+        if self.made > MAX_VALUES {
+            return Err(self.bad(format!("more than {MAX_VALUES} values (the limit for a state dict)")));
+        }
         self.stack.push(v);
+        Ok(())
+    }
+    /// 1 + the deepest of `items`, refused past [`MAX_DEPTH`].
+    fn depth_of<'v>(&self, items: impl IntoIterator<Item = &'v Value>) -> Result<usize> {
+        let d = 1 + items.into_iter().map(Value::depth).max().unwrap_or(0);
+        if d > MAX_DEPTH {
+            return Err(self.bad(format!("nesting deeper than {MAX_DEPTH} levels")));
+        }
+        Ok(d)
+    }
+    fn push_tuple(&mut self, items: Vec<Value>) -> Result<()> {
+        let depth = self.depth_of(&items)?;
+        self.push(Value::Tuple(Rc::new(Tuple { depth, items })))
     }
     fn pop(&mut self) -> Result<Value> {
         if self.marks.last().is_some_and(|&m| self.stack.len() <= m) {
@@ -228,16 +340,12 @@ impl<'a> Machine<'a> {
     }
     fn memo_get(&mut self, i: u32) -> Result<()> {
         let v = self.memo.get(&i).cloned().ok_or_else(|| self.bad(format!("memo {i} unset")))?;
-        self.push(v);
-        Ok(())
+        self.push(v)
     }
 
     fn global(&mut self, module: &str, name: &str) -> Result<()> {
         match Global::resolve(module, name) {
-            Some(g) => {
-                self.push(Value::Global(g));
-                Ok(())
-            }
+            Some(g) => self.push(Value::Global(g)),
             None => Err(Error::UnsafePickle(format!(
                 "{}: global {module}.{name} at byte {} is not allowed (only a torch state dict is read)",
                 self.origin, self.op_at
@@ -253,7 +361,10 @@ impl<'a> Machine<'a> {
     }
     fn ints(&self, v: &Value, what: &str) -> Result<Vec<usize>> {
         match v {
-            Value::Tuple(t) => t.iter().map(|x| self.int(x, what)).collect(),
+            Value::Tuple(t) if t.items.len() > MAX_RANK => {
+                Err(self.bad(format!("{what} has {} dimensions (the limit is {MAX_RANK})", t.items.len())))
+            }
+            Value::Tuple(t) => t.items.iter().map(|x| self.int(x, what)).collect(),
             other => Err(self.bad(format!("{what} is a {}, expected a tuple", other.kind()))),
         }
     }
@@ -262,11 +373,15 @@ impl<'a> Machine<'a> {
     fn persistent_load(&self, pid: Value) -> Result<Value> {
         if let Value::Tuple(t) = &pid {
             if let [Value::Str(tag), Value::Global(Global::Storage { class, dtype }), Value::Str(key), Value::Str(_), n] =
-                t.as_slice()
+                t.items.as_slice()
             {
-                if tag == "storage" {
+                if &**tag == "storage" {
+                    if key.len() > MAX_KEY_LEN {
+                        return Err(self.bad(format!("storage key of {} bytes (the limit is {MAX_KEY_LEN})", key.len())));
+                    }
                     let numel = self.int(n, "storage numel")?;
-                    return Ok(Value::Storage(StorageRef { class, dtype: *dtype, key: key.clone(), numel }));
+                    let s = StorageRef { class, dtype: *dtype, key: key.to_string(), numel };
+                    return Ok(Value::Storage(Rc::new(s)));
                 }
             }
         }
@@ -289,17 +404,18 @@ impl<'a> Machine<'a> {
         let Value::Tuple(args) = args else {
             return Err(self.bad(format!("REDUCE arguments are a {}, expected a tuple", args.kind())));
         };
-        match (&g, args.as_slice()) {
-            (Global::OrderedDict, []) => Ok(Value::Dict(Rc::default())),
+        match (&g, args.items.as_slice()) {
+            (Global::OrderedDict, []) => Ok(Value::Dict(shared(Vec::new(), 1))),
             // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
-            (Global::RebuildTensorV2, [Value::Storage(s), off, size, stride, _, _, ..]) if args.len() <= 7 => {
+            (Global::RebuildTensorV2, [Value::Storage(s), off, size, stride, _, _, ..]) if args.items.len() <= 7 => {
                 let shape = self.ints(size, "tensor size")?;
                 let strides = self.ints(stride, "tensor stride")?;
                 if shape.len() != strides.len() {
                     return Err(self.bad(format!("tensor size {shape:?} and stride {strides:?} differ in rank")));
                 }
                 let storage_offset = self.int(off, "storage offset")?;
-                Ok(Value::Tensor(PickledTensor { storage: s.clone(), storage_offset, shape, strides }))
+                let t = PickledTensor { storage: StorageRef::clone(s), storage_offset, shape, strides };
+                Ok(Value::Tensor(Rc::new(t)))
             }
             // (tensor, requires_grad, backward_hooks) -> the tensor
             (Global::RebuildParameter, [t @ Value::Tensor(_), _, _]) => Ok(t.clone()),
@@ -307,7 +423,7 @@ impl<'a> Machine<'a> {
                 "{}: REDUCE at byte {} calls torch.{class} (storages come only from persistent ids)",
                 self.origin, self.op_at
             ))),
-            _ => Err(self.bad(format!("unexpected arguments to {g:?}: ({})", kinds(&Value::Tuple(args))))),
+            _ => Err(self.bad(format!("unexpected arguments to {g:?}: ({})", kinds(&Value::Tuple(args.clone()))))),
         }
     }
 
@@ -336,22 +452,22 @@ impl<'a> Machine<'a> {
                     self.pop_mark()?; // POP_MARK
                 }
                 b'2' => {
-                    let v = self.top()?.clone(); // DUP
-                    self.push(v);
+                    let v = self.top()?.clone(); // DUP: shares, never copies
+                    self.push(v)?;
                 }
-                b'N' => self.push(Value::None),
-                0x88 | 0x89 => self.push(Value::Bool), // NEWTRUE, NEWFALSE
+                b'N' => self.push(Value::None)?,
+                0x88 | 0x89 => self.push(Value::Bool)?, // NEWTRUE, NEWFALSE
                 b'K' => {
                     let v = self.u8()?; // BININT1
-                    self.push(Value::Int(v as i64));
+                    self.push(Value::Int(v as i64))?;
                 }
                 b'M' => {
                     let v = u16::from_le_bytes(self.le()?); // BININT2
-                    self.push(Value::Int(v as i64));
+                    self.push(Value::Int(v as i64))?;
                 }
                 b'J' => {
                     let v = i32::from_le_bytes(self.le()?); // BININT
-                    self.push(Value::Int(v as i64));
+                    self.push(Value::Int(v as i64))?;
                 }
                 0x8a => {
                     // LONG1: n-byte little-endian two's complement
@@ -363,11 +479,11 @@ impl<'a> Machine<'a> {
                     let fill = if b.last().is_some_and(|&x| x & 0x80 != 0) { 0xff } else { 0 };
                     let mut a = [fill; 8];
                     a[..n].copy_from_slice(b);
-                    self.push(Value::Int(i64::from_le_bytes(a)));
+                    self.push(Value::Int(i64::from_le_bytes(a)))?;
                 }
                 b'G' => {
                     self.take(8)?; // BINFLOAT
-                    self.push(Value::Float);
+                    self.push(Value::Float)?;
                 }
                 b'X' | 0x8c | 0x8d => {
                     // BINUNICODE (u32 length), SHORT_BINUNICODE (u8), BINUNICODE8 (u64)
@@ -378,12 +494,12 @@ impl<'a> Machine<'a> {
                     };
                     let n = self.len(n)?;
                     let s = self.utf8(n)?;
-                    self.push(Value::Str(s));
+                    self.push(Value::Str(s.into()))?;
                 }
-                b')' => self.push(Value::Tuple(Vec::new())), // EMPTY_TUPLE
+                b')' => self.push_tuple(Vec::new())?, // EMPTY_TUPLE
                 b't' => {
                     let items = self.pop_mark()?; // TUPLE
-                    self.push(Value::Tuple(items));
+                    self.push_tuple(items)?;
                 }
                 0x85..=0x87 => {
                     // TUPLE1..TUPLE3
@@ -392,25 +508,30 @@ impl<'a> Machine<'a> {
                         return Err(self.bad("stack underflow"));
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
-                    self.push(Value::Tuple(items));
+                    self.push_tuple(items)?;
                 }
-                b']' => self.push(Value::List(Rc::default())), // EMPTY_LIST
+                b']' => self.push(Value::List(shared(Vec::new(), 1)))?, // EMPTY_LIST
                 b'l' => {
                     let items = self.pop_mark()?; // LIST
-                    self.push(Value::List(Rc::new(RefCell::new(items))));
+                    let depth = self.depth_of(&items)?;
+                    self.push(Value::List(shared(items, depth)))?;
                 }
                 b'a' | b'e' => {
                     // APPEND, APPENDS
                     let items = if op == b'a' { vec![self.pop()?] } else { self.pop_mark()? };
+                    let depth = self.depth_of(&items)?;
                     match self.top()? {
-                        Value::List(l) => l.borrow_mut().extend(items),
+                        Value::List(l) => {
+                            l.depth.set(l.depth.get().max(depth));
+                            l.items.borrow_mut().extend(items)
+                        }
                         other => {
                             let k = other.kind();
                             return Err(self.bad(format!("APPEND to a {k}")));
                         }
                     }
                 }
-                b'}' => self.push(Value::Dict(Rc::default())), // EMPTY_DICT
+                b'}' => self.push(Value::Dict(shared(Vec::new(), 1)))?, // EMPTY_DICT
                 b'd' | b's' | b'u' => {
                     // DICT (from MARK), SETITEM, SETITEMS
                     let items = match op {
@@ -424,12 +545,16 @@ impl<'a> Machine<'a> {
                         return Err(self.bad("odd number of items for a dict"));
                     }
                     if op == b'd' {
-                        self.push(Value::Dict(Rc::default()));
+                        self.push(Value::Dict(shared(Vec::new(), 1)))?;
                     }
+                    let depth = self.depth_of(&items)?;
                     let mut it = items.into_iter();
                     let pairs: Vec<_> = std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect();
                     match self.top()? {
-                        Value::Dict(d) => d.borrow_mut().extend(pairs),
+                        Value::Dict(d) => {
+                            d.depth.set(d.depth.get().max(depth));
+                            d.items.borrow_mut().extend(pairs)
+                        }
                         other => {
                             let k = other.kind();
                             return Err(self.bad(format!("SETITEM on a {k}")));
@@ -464,7 +589,7 @@ impl<'a> Machine<'a> {
                 0x93 => {
                     // STACK_GLOBAL
                     let (name, module) = (self.pop()?, self.pop()?);
-                    let (Value::Str(module), Value::Str(name)) = (module, name) else {
+                    let (Value::Str(module), Value::Str(name)) = (&module, &name) else {
                         return Err(self.bad("STACK_GLOBAL needs two strings"));
                     };
                     self.global(&module, &name)?;
@@ -472,13 +597,13 @@ impl<'a> Machine<'a> {
                 b'Q' => {
                     let pid = self.pop()?; // BINPERSID
                     let v = self.persistent_load(pid)?;
-                    self.push(v);
+                    self.push(v)?;
                 }
                 b'R' => {
                     let args = self.pop()?; // REDUCE
                     let f = self.pop()?;
                     let v = self.reduce(f, args)?;
-                    self.push(v);
+                    self.push(v)?;
                 }
                 b'b' => {
                     // BUILD: only an OrderedDict's attribute state (`_metadata` of a state_dict), dropped
@@ -506,26 +631,28 @@ impl<'a> Machine<'a> {
 /// Reads a torch state-dict pickle: `{"model": {name: tensor}}` or a bare `{name: tensor}`, returning the
 /// tensors in file order. `origin` (file and entry) is named in every error.
 pub fn read_state_dict(bytes: &[u8], origin: &str) -> Result<Vec<(String, PickledTensor)>> {
-    let mut m = Machine { origin, bytes, pos: 0, op_at: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() };
+    let mut m =
+        Machine { origin, bytes, pos: 0, op_at: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), made: 0 };
     let root = m.run()?;
     let as_dict = |v: &Value, what: &str| match v {
         Value::Dict(d) => Ok(d.clone()),
         other => Err(Error::format(origin, format!("{what} is a {}, expected a dict", other.kind()))),
     };
     let root = as_dict(&root, "the pickled object")?;
-    let model = root.borrow().iter().find(|(k, _)| matches!(k, Value::Str(s) if s == "model")).map(|(_, v)| v.clone());
+    let model =
+        root.items.borrow().iter().find(|(k, _)| matches!(k, Value::Str(s) if &**s == "model")).map(|(_, v)| v.clone());
     let dict = match model {
         Some(v) => as_dict(&v, "\"model\"")?,
         None => root,
     };
-    let dict = dict.borrow();
+    let dict = dict.items.borrow();
     let mut seen = std::collections::HashSet::new();
     dict.iter()
         .map(|(k, v)| match (k, v) {
-            (Value::Str(name), _) if !seen.insert(name.as_str()) => {
+            (Value::Str(name), _) if !seen.insert(&**name) => {
                 Err(Error::format(origin, format!("state dict key {name} appears twice")))
             }
-            (Value::Str(name), Value::Tensor(t)) => Ok((name.clone(), t.clone())),
+            (Value::Str(name), Value::Tensor(t)) => Ok((name.to_string(), PickledTensor::clone(t))),
             (Value::Str(name), other) => {
                 Err(Error::format(origin, format!("state dict entry {name} is a {}, expected a tensor", other.kind())))
             }
@@ -630,5 +757,52 @@ pub(crate) mod tests {
         ] {
             assert!(matches!(read_state_dict(pkl, "bad.pkl"), Err(Error::Format { .. })), "{pkl:?}");
         }
+    }
+
+    #[test]
+    fn shared_values_are_never_copied() {
+        // Each `DUP, TUPLE2` doubles the tree a deep copy would make: 2^60 leaves by reference.
+        let p = [&b"\x80\x02N"[..], &b"2\x86".repeat(60), b"."].concat();
+        let e = read_state_dict(&p, "dup.pkl").unwrap_err().to_string();
+        assert!(e.contains("the pickled object is a tuple"), "{e}");
+        // One string fetched from the memo a million times.
+        let p = [&b"\x80\x02X\x00\x00\x10\x00"[..], &vec![b'a'; 1 << 20], b"q\x00", &b"h\x00".repeat(1 << 20), b"."].concat();
+        let e = read_state_dict(&p, "memo.pkl").unwrap_err().to_string();
+        assert!(e.contains("is a str"), "{e}");
+    }
+
+    #[test]
+    fn nesting_and_value_count_are_limited() {
+        let p = [&b"\x80\x02)"[..], &vec![0x85; 1_000_000], b"."].concat();
+        let e = read_state_dict(&p, "deep.pkl").unwrap_err().to_string();
+        assert!(e.contains(&format!("pickle byte {}: nesting deeper than {MAX_DEPTH}", 3 + MAX_DEPTH - 1)), "{e}");
+        let p = [&b"\x80\x02"[..], &b"]".repeat(100), &b"a".repeat(99), b"."].concat();
+        let e = read_state_dict(&p, "deep-list.pkl").unwrap_err().to_string();
+        assert!(e.contains("nesting deeper than"), "{e}");
+        let p = [&b"\x80\x02N"[..], &vec![b'2'; MAX_VALUES + 1], b"."].concat();
+        let e = read_state_dict(&p, "many.pkl").unwrap_err().to_string();
+        assert!(e.contains(&format!("more than {MAX_VALUES} values")), "{e}");
+    }
+
+    #[test]
+    fn a_huge_shape_tuple_is_refused_not_copied() {
+        // A 100-int tuple memoized, then used as a tensor size: refused by rank, before any copy.
+        let p = tensor_pickle("w", "FloatStorage", 1, 0, &[1; 100], &[1; 100]);
+        let e = read_state_dict(&p, "rank.pkl").unwrap_err().to_string();
+        assert!(e.contains("tensor size has 100 dimensions (the limit is 64)"), "{e}");
+    }
+
+    #[test]
+    fn a_million_deep_value_drops_without_recursion() {
+        // Built by hand (the reader refuses this depth); dropping it must not overflow the stack.
+        let mut v = Value::None;
+        for i in 0..1_000_000 {
+            v = match i % 3 {
+                0 => Value::Tuple(Rc::new(Tuple { depth: 0, items: vec![v] })),
+                1 => Value::List(shared(vec![v], 0)),
+                _ => Value::Dict(shared(vec![(Value::None, v)], 0)),
+            };
+        }
+        drop(v);
     }
 }
