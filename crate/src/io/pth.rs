@@ -5,10 +5,15 @@
 //!
 //! Reads are streaming: opening parses the zip directory and `data.pkl` only; each tensor read seeks
 //! into its stored (uncompressed) `data/<key>` entry and reads only the bytes that tensor spans.
+//!
+//! Nothing is allocated beyond the bytes that back it: every entry must lie inside the file (a
+//! directory may claim any size), `data.pkl` is read up to [`MAX_PICKLE_BYTES`], and a tensor view
+//! may not be larger than the file. Every storage entry's CRC-32 is checked when it is read.
 
 use super::pickle::{self, DType};
 use crate::{Error, Result};
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -52,11 +57,15 @@ impl TensorInfo {
     }
 }
 
-/// Where a stored entry's bytes lie in the file.
+/// Largest `data.pkl` read (a state dict of 10,000 tensors pickles to about 2 MB).
+pub const MAX_PICKLE_BYTES: u64 = 64 << 20;
+
+/// Where a stored entry's bytes lie in the file, and their CRC-32 from the zip directory.
 #[derive(Debug, Clone, Copy)]
 struct Span {
     start: u64,
     len: u64,
+    crc32: u32,
 }
 
 /// One `torch.save` zip archive, opened for tensor-by-tensor reading.
@@ -67,6 +76,10 @@ pub struct PthFile {
     index: HashMap<String, usize>,
     /// `data/<key>` → its bytes in the file.
     storages: HashMap<String, Span>,
+    /// Archive root (`<root>/data/<key>` names the entries in messages).
+    root: String,
+    /// Storage keys whose CRC-32 has been checked.
+    crc_checked: RefCell<HashSet<String>>,
 }
 
 impl PthFile {
@@ -75,6 +88,7 @@ impl PthFile {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         let mut zip = zip::ZipArchive::new(BufReader::new(file))
             .map_err(|e| Error::format(&shown, format!("not a torch.save zip archive: {e}")))?;
 
@@ -94,9 +108,16 @@ impl PthFile {
         let read_entry = |zip: &mut zip::ZipArchive<BufReader<File>>, name: &str| -> Result<Option<Vec<u8>>> {
             let Some(i) = zip.index_for_name(name) else { return Ok(None) };
             let mut v = Vec::new();
-            zip.by_index(i)
-                .and_then(|mut f| Ok(f.read_to_end(&mut v)?))
-                .map_err(|e| Error::format(&shown, format!("{name}: {e}")))?;
+            let mut f = zip.by_index(i).map_err(|e| Error::format(&shown, format!("{name}: {e}")))?;
+            if f.size() > MAX_PICKLE_BYTES {
+                let msg = format!("{name}: {} bytes (the limit is {MAX_PICKLE_BYTES})", f.size());
+                return Err(Error::format(&shown, msg));
+            }
+            // The zip reader checks the CRC-32 at the end; `take` bounds a lying size field.
+            (&mut f).take(MAX_PICKLE_BYTES + 1).read_to_end(&mut v).map_err(|e| Error::format(&shown, format!("{name}: {e}")))?;
+            if v.len() as u64 > MAX_PICKLE_BYTES {
+                return Err(Error::format(&shown, format!("{name}: more than {MAX_PICKLE_BYTES} bytes")));
+            }
             Ok(Some(v))
         };
         if let Some(order) = read_entry(&mut zip, &format!("{root}byteorder"))? {
@@ -133,7 +154,13 @@ impl PthFile {
                     )));
                 }
                 let start = f.data_start().ok_or_else(|| at(format!("storage entry {entry}: no data offset")))?;
-                storages.insert(key.clone(), Span { start, len: f.size() });
+                let len = f.size();
+                if start.checked_add(len).is_none_or(|end| end > file_len || f.compressed_size() != len) {
+                    return Err(at(format!(
+                        "storage entry {entry} claims {len} bytes at offset {start}, past the end of the {file_len}-byte file"
+                    )));
+                }
+                storages.insert(key.clone(), Span { start, len, crc32: f.crc32() });
             }
             let span = storages[key];
             // The storage entry must hold what the pickle says, and the view must lie inside it.
@@ -162,10 +189,19 @@ impl PthFile {
                     info.shape, info.strides, info.storage_offset, t.storage.numel
                 )));
             }
+            // An expanded (stride 0) view may repeat its storage, but not beyond the file's size.
+            let view_bytes = numel.and_then(|n| n.checked_mul(dtype.size())).map(|b| b as u64);
+            if view_bytes.is_none_or(|b| b > file_len) {
+                return Err(at(format!(
+                    "shape {:?} of {} is larger than the {file_len}-byte file",
+                    info.shape,
+                    dtype.name()
+                )));
+            }
             tensors.push(info);
         }
         let index = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
-        Ok(PthFile { path, tensors, index, storages })
+        Ok(PthFile { path, tensors, index, storages, root, crc_checked: RefCell::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -195,17 +231,49 @@ impl PthFile {
         if extent == 0 {
             return Ok(Vec::new());
         }
-        let start = self.storages[&t.storage_key].start + (t.storage_offset * es) as u64;
+        let span = self.storages[&t.storage_key];
+        let start = span.start + (t.storage_offset * es) as u64;
         let mut bytes = vec![0u8; extent * es];
         let mut f = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
         f.seek(SeekFrom::Start(start)).and_then(|_| f.read_exact(&mut bytes)).map_err(|e| {
             let msg = format!("tensor {name}: reading storage data/{}: {e}", t.storage_key);
             Error::format(self.path.display(), msg)
         })?;
+        if !self.crc_checked.borrow().contains(&t.storage_key) {
+            // The usual view spans its whole storage: check what was read; otherwise stream the entry.
+            let crc = if start == span.start && bytes.len() as u64 == span.len {
+                crc32fast::hash(&bytes)
+            } else {
+                self.entry_crc32(&mut f, span).map_err(|e| Error::io(&self.path, e))?
+            };
+            if crc != span.crc32 {
+                let msg = format!(
+                    "zip member {}data/{}: CRC-32 {crc:08x}, the directory says {:08x} (corrupt file)",
+                    self.root, t.storage_key, span.crc32
+                );
+                return Err(Error::format(self.path.display(), msg));
+            }
+            self.crc_checked.borrow_mut().insert(t.storage_key.clone());
+        }
         if t.is_contiguous() {
             return Ok(bytes);
         }
         Ok(gather(&bytes, es, &t.shape, &t.strides))
+    }
+
+    /// CRC-32 of a stored entry, streamed in 1 MiB pieces.
+    fn entry_crc32(&self, f: &mut File, span: Span) -> std::io::Result<u32> {
+        f.seek(SeekFrom::Start(span.start))?;
+        let mut h = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; (1 << 20).min(span.len as usize)];
+        let mut left = span.len;
+        while left > 0 {
+            let n = buf.len().min(left as usize);
+            f.read_exact(&mut buf[..n])?;
+            h.update(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(h.finalize())
     }
 
     /// One tensor's values as f32 (bf16 and f16 widen exactly), contiguous row-major.
@@ -772,6 +840,38 @@ mod tests {
         pth(1, "llma.norm.weight", 2);
         let e = UpstreamCheckpoint::open(&dir).unwrap_err().to_string();
         assert!(e.contains("tensor llma.norm.weight is bfloat16 [2], rank 0 has bfloat16 [4] (Replicated)"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corrupt_storage_fails_its_crc_naming_the_member() {
+        let dir = scratch("crc");
+        let data = bf16_bytes(&(0..12).map(|x| x as f32).collect::<Vec<_>>());
+        let p = dir.join("crc.pth");
+        write_pth(&p, "r", &tensor_pickle("w", "BFloat16Storage", 12, 0, &[12], &[1]), &[("0", &data)]);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.windows(data.len()).position(|w| w == data.as_slice()).unwrap();
+        bytes[at + 3] ^= 0x40;
+        std::fs::write(&p, &bytes).unwrap();
+        let e = PthFile::open(&p).unwrap().read_raw("w").unwrap_err().to_string();
+        assert!(e.contains("zip member r/data/0: CRC-32"), "{e}");
+        // A partial view streams the whole entry to check it.
+        write_pth(&p, "r", &tensor_pickle("w", "BFloat16Storage", 12, 2, &[3], &[1]), &[("0", &data)]);
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[at + 23] ^= 0x40;
+        std::fs::write(&p, &bytes).unwrap();
+        let e = PthFile::open(&p).unwrap().read_raw("w").unwrap_err().to_string();
+        assert!(e.contains("zip member r/data/0: CRC-32"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_expanded_view_larger_than_the_file_is_refused() {
+        let dir = scratch("expand");
+        let p = dir.join("x.pth");
+        write_pth(&p, "r", &tensor_pickle("w", "FloatStorage", 1, 0, &[255, 255, 255, 255], &[0, 0, 0, 0]), &[("0", &[0; 4])]);
+        let e = PthFile::open(&p).unwrap_err().to_string();
+        assert!(e.contains("tensor w: shape [255, 255, 255, 255] of float32 is larger than the"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
