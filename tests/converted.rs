@@ -32,7 +32,7 @@ fn gpu() -> Device {
 fn converted(golden: &Path, choice: QuantChoice, shard_mb: u64, tag: &str) -> PathBuf {
     let out = tmp(tag);
     let mut m = open(golden).unwrap();
-    convert(m.source.as_mut(), &m.config, &out, choice, shard_mb << 20, Some(TOKENIZER)).unwrap();
+    convert(m.source.as_mut(), &m.config, &out, choice, shard_mb << 20, Some(TOKENIZER), false).unwrap();
     out
 }
 
@@ -163,7 +163,7 @@ fn mix_is_exact_and_refuses_mismatches() {
         let out = tmp(&format!("mix-out-{only_llm}"));
         // A upstream (.pth), B converted
         let (mut a, mut b) = (open(&golden).unwrap(), open(&b_dir).unwrap());
-        mix(&mut a, &mut b, beta, only_llm, &out, all(Quant::F32), 1 << 20, Some(TOKENIZER)).unwrap();
+        mix(&mut a, &mut b, beta, only_llm, &out, all(Quant::F32), 1 << 20, Some(TOKENIZER), false).unwrap();
         let mut mixed = ConvertedSource::open(&out).unwrap();
         let (mut a, mut b) = (open(&golden).unwrap(), open(&b_dir).unwrap());
         let mut checked = 0;
@@ -189,7 +189,7 @@ fn mix_is_exact_and_refuses_mismatches() {
     other_cfg.llm.n_layers = 1;
     let c_dir = other_checkpoint(&other_cfg, "mix-c");
     let (mut a, mut c) = (open(&golden).unwrap(), open(&c_dir).unwrap());
-    let e = mix(&mut a, &mut c, 0.5, false, &tmp("mix-bad"), all(Quant::F32), 1 << 20, None).unwrap_err().to_string();
+    let e = mix(&mut a, &mut c, 0.5, false, &tmp("mix-bad"), all(Quant::F32), 1 << 20, None, false).unwrap_err().to_string();
     assert!(e.contains("different architectures"), "{e}");
 }
 

@@ -41,7 +41,7 @@ fn load_peak_host_memory_stays_below_twice_the_largest_shard() {
         let out = std::env::temp_dir().join(format!("sphinx-loadmem-{}-{q}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
         let mut m = open(&golden).unwrap();
-        convert(m.source.as_mut(), &m.config, &out, QuantChoice { llm: q, vision: q }, shard_mb << 20, None).unwrap();
+        convert(m.source.as_mut(), &m.config, &out, QuantChoice { llm: q, vision: q }, shard_mb << 20, None, false).unwrap();
         drop(m);
         let largest = Manifest::read(&out).unwrap().shards.iter().map(|s| s.bytes).max().unwrap() as usize;
         let base = LIVE.load(Ordering::Relaxed);

@@ -73,9 +73,10 @@ pub fn quant_for(name: &str, shape: &[usize], choice: QuantChoice) -> Quant {
     }
 }
 
-/// Writes every tensor of `source` into a converted folder.
-pub fn convert(source: &mut dyn TensorSource, config: &ModelConfig, out: &Path, choice: QuantChoice, shard_bytes: u64, tokenizer_json: Option<&[u8]>) -> Result<Manifest> {
-    let mut writer = ModelWriter::new(out, shard_bytes)?;
+/// Writes every tensor of `source` into a converted folder (atomically: see [`ModelWriter`]). A
+/// non-empty `out` is refused unless `replace`.
+pub fn convert(source: &mut dyn TensorSource, config: &ModelConfig, out: &Path, choice: QuantChoice, shard_bytes: u64, tokenizer_json: Option<&[u8]>, replace: bool) -> Result<Manifest> {
+    let mut writer = ModelWriter::new(out, shard_bytes, replace)?;
     for name in build_order(source.names()) {
         let shape = source.shape(&name).ok_or_else(|| Error::Weights(format!("tensor {name} listed without a shape")))?;
         let (rows, cols) = matrix_of(&shape);
@@ -84,13 +85,15 @@ pub fn convert(source: &mut dyn TensorSource, config: &ModelConfig, out: &Path, 
         drop(values);
         writer.add(&name, &shape, packed)?;
     }
+    source.finish()?;
     writer.finish(config, choice, tokenizer_json)
 }
 
 /// The paper's weight mix θ = β·θ_A + (1 − β)·θ_B, element-wise, written as a converted folder.
-/// With `only_llm`, vision tensors are copied from A. Names and shapes must agree exactly.
+/// With `only_llm`, vision tensors are copied from A. Names and shapes must agree exactly. Written
+/// atomically ([`ModelWriter`]); a non-empty `out` is refused unless `replace`.
 #[allow(clippy::too_many_arguments)]
-pub fn mix(a: &mut ModelDir, b: &mut ModelDir, beta: f64, only_llm: bool, out: &Path, choice: QuantChoice, shard_bytes: u64, tokenizer_json: Option<&[u8]>) -> Result<Manifest> {
+pub fn mix(a: &mut ModelDir, b: &mut ModelDir, beta: f64, only_llm: bool, out: &Path, choice: QuantChoice, shard_bytes: u64, tokenizer_json: Option<&[u8]>, replace: bool) -> Result<Manifest> {
     if a.config.llama_type != b.config.llama_type || a.config.llm != b.config.llm || a.config.vision != b.config.vision {
         return Err(Error::Config(format!(
             "cannot mix {} and {}: different architectures ({} vs {})",
@@ -112,7 +115,7 @@ pub fn mix(a: &mut ModelDir, b: &mut ModelDir, beta: f64, only_llm: bool, out: &
             return Err(Error::Weights(format!("cannot mix: tensor {n} is {sa:?} in A and {sb:?} in B")));
         }
     }
-    let mut writer = ModelWriter::new(out, shard_bytes)?;
+    let mut writer = ModelWriter::new(out, shard_bytes, replace)?;
     let (wa, wb) = (beta as f32, (1.0 - beta) as f32);
     for name in build_order(na) {
         let shape = a.source.shape(&name).expect("checked above");
@@ -126,6 +129,8 @@ pub fn mix(a: &mut ModelDir, b: &mut ModelDir, beta: f64, only_llm: bool, out: &
         }
         writer.add(&name, &shape, Packed::quantize(quant_for(&name, &shape, choice), &values, rows, cols))?;
     }
+    a.source.finish()?;
+    b.source.finish()?;
     writer.finish(&a.config, choice, tokenizer_json)
 }
 
@@ -152,7 +157,8 @@ impl Normal {
 /// image tags and embeddings N(0, 1)), written as a converted folder.
 pub fn demo_model(config: &ModelConfig, out: &Path, seed: u64, choice: QuantChoice, tokenizer_json: &[u8]) -> Result<Manifest> {
     let mut rng = Normal(seed);
-    let mut writer = ModelWriter::new(out, 64 << 20)?;
+    // a generated artifact: an old demo folder is replaced
+    let mut writer = ModelWriter::new(out, 64 << 20, true)?;
     let params = parameter_shapes(config, (16, 77, 64, 16));
     let names = build_order(params.iter().map(|p| p.0.clone()).collect());
     for name in names {

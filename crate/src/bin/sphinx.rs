@@ -183,6 +183,10 @@ enum Command {
         /// tokenizer.json or sentencepiece tokenizer.model (default: the one in --from)
         #[arg(long)]
         tokenizer: Option<PathBuf>,
+        /// Replace a non-empty --out folder (refused otherwise). The folder is written beside it
+        /// and renamed into place last, so an interrupted run leaves the old one intact
+        #[arg(long)]
+        force: bool,
     },
     /// Mix two checkpoints of one architecture: θ = β·θ_A + (1−β)·θ_B (the paper's weight mix)
     Mix {
@@ -206,6 +210,9 @@ enum Command {
         shard_mb: u64,
         #[arg(long)]
         tokenizer: Option<PathBuf>,
+        /// Replace a non-empty --out folder (refused otherwise); written beside it, renamed last
+        #[arg(long)]
+        force: bool,
         /// Model folder A (upstream or converted)
         a: PathBuf,
         /// Model folder B (upstream or converted)
@@ -428,16 +435,16 @@ async fn main_async(cli: Cli) -> Result<()> {
             let names: Vec<&str> = traced.iter().map(|t| t.name.as_str()).collect();
             eprintln!("wrote {} ({})", out.display(), names.join(", "));
         }
-        Command::Convert { from, out, quant, vision_quant, shard_mb, tokenizer } => {
+        Command::Convert { from, out, quant, vision_quant, shard_mb, tokenizer, force } => {
             let choice = quant_choice(&quant, vision_quant.as_deref())?;
             let tok = tokenizer_json(&[&from], tokenizer.as_deref())?;
             let mut m = sphinx::load::open(&from)?;
             let t0 = Instant::now();
-            let manifest = convert(m.source.as_mut(), &m.config, &out, choice, shard_mb << 20, Some(&tok))?;
+            let manifest = convert(m.source.as_mut(), &m.config, &out, choice, shard_mb << 20, Some(&tok), force)?;
             eprintln!("converted {} in {:.2?}", from.display(), t0.elapsed());
             print!("{}", describe_manifest(&manifest));
         }
-        Command::Mix { beta, extrapolate, out, only, quant, vision_quant, shard_mb, tokenizer, a, b } => {
+        Command::Mix { beta, extrapolate, out, only, quant, vision_quant, shard_mb, tokenizer, force, a, b } => {
             if !extrapolate && !(0.0..=1.0).contains(&beta) {
                 return Err(Error::Config(format!("--beta {beta}: must be in [0, 1] (pass --extrapolate for a β outside it)")));
             }
@@ -449,7 +456,7 @@ async fn main_async(cli: Cli) -> Result<()> {
             let choice = quant_choice(&quant, vision_quant.as_deref())?;
             let tok = tokenizer_json(&[&a, &b], tokenizer.as_deref())?;
             let (mut ma, mut mb) = (sphinx::load::open(&a)?, sphinx::load::open(&b)?);
-            let manifest = mix(&mut ma, &mut mb, beta, only_llm, &out, choice, shard_mb << 20, Some(&tok))?;
+            let manifest = mix(&mut ma, &mut mb, beta, only_llm, &out, choice, shard_mb << 20, Some(&tok), force)?;
             print!("{}", describe_manifest(&manifest));
         }
         Command::Inspect { dir, preset } => match (dir, preset) {

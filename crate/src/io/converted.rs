@@ -71,28 +71,133 @@ pub struct Manifest {
     pub tensors: Vec<TensorEntry>,
 }
 
+/// Most shards a manifest may list.
+pub const MAX_SHARDS: usize = 1 << 16;
+/// Most tensors a manifest may list (SPHINX-MoE has about 10,000).
+pub const MAX_TENSORS: usize = 1 << 20;
+/// Most dimensions of a tensor.
+pub const MAX_RANK: usize = 8;
+/// Longest file or tensor name.
+const MAX_NAME: usize = 1024;
+
+/// A file name of the manifest must be a plain name inside the model folder: no separator, no
+/// `.`/`..`, nothing absolute, no control characters — so no reader (file or URL) leaves the folder.
+pub fn check_file_name(name: &str) -> std::result::Result<(), String> {
+    let bad = if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 255 {
+        Some("is longer than 255 bytes")
+    } else if name == "." || name == ".." {
+        Some("names a folder")
+    } else if name.contains(['/', '\\']) {
+        Some("contains a path separator")
+    } else if name.contains(':') {
+        Some("contains ':' (a drive or URL scheme)")
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else if name == "manifest.json" {
+        Some("is the manifest itself")
+    } else {
+        None
+    };
+    match bad {
+        Some(why) => Err(format!("file {name:?} {why}: only plain file names inside the model folder are allowed")),
+        None => Ok(()),
+    }
+}
+
+fn check_file_entry(e: &FileEntry, what: &str) -> std::result::Result<(), String> {
+    check_file_name(&e.file).map_err(|m| format!("{what}: {m}"))?;
+    if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(format!("{what} {}: sha256 {:?} is not 64 lower-case hex digits", e.file, e.sha256));
+    }
+    Ok(())
+}
+
+impl TensorEntry {
+    /// Checks the entry on its own: name, rank, dtype for its quant, and `bytes` for its shape
+    /// (checked arithmetic: a shape whose size overflows is refused, not wrapped).
+    fn check(&self) -> std::result::Result<(), String> {
+        let name = &self.name;
+        if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+            return Err(format!("tensor name {name:?} is empty, too long or has control characters"));
+        }
+        if self.shape.len() > MAX_RANK {
+            return Err(format!("tensor {name}: {} dimensions (the limit is {MAX_RANK})", self.shape.len()));
+        }
+        if self.dtype != dtype_of(self.quant) {
+            return Err(format!("tensor {name}: dtype {} does not store {} (expected {})", self.dtype, self.quant, dtype_of(self.quant)));
+        }
+        let dims = self.shape.iter().map(|&d| d as u64);
+        let rows = self.shape.first().map_or(1, |&r| r as u64);
+        let cols = dims.skip(1).try_fold(1u64, u64::checked_mul);
+        let want = cols.and_then(|c| self.quant.checked_bytes(rows, c));
+        match want {
+            Some(w) if w == self.bytes => Ok(()),
+            Some(w) => Err(format!("tensor {name}: {} bytes, but {} {:?} takes {w}", self.bytes, self.quant, self.shape)),
+            None => Err(format!("tensor {name}: shape {:?} is too large", self.shape)),
+        }
+    }
+}
+
 impl Manifest {
-    /// Parses and checks a manifest (`origin` names it in errors).
+    /// Parses and checks a manifest (`origin` names it in errors). The browser calls this too,
+    /// before it fetches anything: every name is a plain file of the folder, every tensor lies
+    /// inside its shard's listed bytes without overlapping another, in the dtype and size its quant
+    /// and shape give, and the counts are bounded.
     pub fn parse(bytes: &[u8], origin: &str) -> Result<Manifest> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| Error::format(origin, e))?;
         if m.format != FORMAT || m.format_version != FORMAT_VERSION {
             return Err(Error::format(origin, format!("format {} v{} (this build reads {FORMAT} v{FORMAT_VERSION})", m.format, m.format_version)));
         }
-        for t in &m.tensors {
-            let Some(shard) = m.shards.get(t.shard) else {
-                return Err(Error::format(origin, format!("tensor {} names shard {} of {}", t.name, t.shard, m.shards.len())));
-            };
-            let (rows, cols) = t.matrix();
-            if t.bytes != t.quant.bytes(rows, cols) as u64 || t.offset + t.bytes > shard.bytes {
-                return Err(Error::format(origin, format!("tensor {}: {} bytes at {} do not fit {} {:?} in {}", t.name, t.bytes, t.offset, t.quant, t.shape, shard.file)));
+        m.validate().map_err(|msg| Error::format(origin, msg))?;
+        Ok(m)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.shards.len() > MAX_SHARDS || self.tensors.len() > MAX_TENSORS {
+            return Err(format!("{} shards and {} tensors (the limits are {MAX_SHARDS} and {MAX_TENSORS})", self.shards.len(), self.tensors.len()));
+        }
+        let mut files = std::collections::HashSet::new();
+        for (i, s) in self.shards.iter().enumerate() {
+            check_file_entry(s, &format!("shard {i}"))?;
+            if !files.insert(s.file.as_str()) {
+                return Err(format!("shard {i}: file {} is listed twice", s.file));
             }
         }
-        Ok(m)
+        if let Some(t) = &self.tokenizer {
+            check_file_entry(t, "tokenizer")?;
+            if files.contains(t.file.as_str()) {
+                return Err(format!("tokenizer: file {} is also a shard", t.file));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        // (shard, start, end, tensor index) to find overlaps
+        let mut ranges = Vec::with_capacity(self.tensors.len());
+        for (i, t) in self.tensors.iter().enumerate() {
+            t.check()?;
+            if !names.insert(t.name.as_str()) {
+                return Err(format!("tensor {} is listed twice", t.name));
+            }
+            let shard = self.shards.get(t.shard).ok_or_else(|| format!("tensor {} names shard {} of {}", t.name, t.shard, self.shards.len()))?;
+            let end = t.offset.checked_add(t.bytes).filter(|&e| t.offset >= 8 && e <= shard.bytes);
+            let end = end.ok_or_else(|| format!("tensor {}: {} bytes at offset {} do not fit inside {} ({} bytes)", t.name, t.bytes, t.offset, shard.file, shard.bytes))?;
+            ranges.push((t.shard, t.offset, end, i));
+        }
+        ranges.sort_unstable();
+        for w in ranges.windows(2) {
+            let ((sa, _, ea, a), (sb, ob, _, b)) = (w[0], w[1]);
+            if sa == sb && ob < ea {
+                let (a, b) = (&self.tensors[a].name, &self.tensors[b].name);
+                return Err(format!("tensors {a} and {b} overlap in {}", self.shards[sa].file));
+            }
+        }
+        Ok(())
     }
 
     pub fn read(dir: &Path) -> Result<Manifest> {
         let p = dir.join("manifest.json");
-        let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        let bytes = read_small_file(&p, MAX_MANIFEST_BYTES)?;
         Manifest::parse(&bytes, &p.display().to_string())
     }
 
@@ -102,35 +207,228 @@ impl Manifest {
     }
 }
 
+/// Largest manifest read (a 10,000-tensor manifest is about 3 MB).
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+
+/// Reads a whole regular file of at most `limit` bytes.
+fn read_small_file(p: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = open_regular(p)?;
+    let mut bytes = Vec::new();
+    f.take(limit + 1).read_to_end(&mut bytes).map_err(|e| Error::io(p, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::format(p.display(), format!("larger than {limit} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// Opens a file that must be a regular file (not a FIFO, device or folder), checked before
+/// opening (opening a FIFO would block) and again on the open handle.
+fn open_regular(p: &Path) -> Result<std::fs::File> {
+    let not_regular = |what: &str| Error::format(p.display(), format!("is {what}, not a regular file"));
+    let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+    if !meta.is_file() {
+        return Err(not_regular(if meta.is_dir() { "a folder" } else { "a device, FIFO or socket" }));
+    }
+    let f = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
+    if !f.metadata().map_err(|e| Error::io(p, e))?.is_file() {
+        return Err(not_regular("no longer a file"));
+    }
+    Ok(f)
+}
+
+/// Opens `dir/name` (a plain name, see [`check_file_name`]) as a regular file inside `dir`: a
+/// symlink is followed only when its target stays inside the folder.
+pub fn open_in_folder(dir: &Path, name: &str) -> Result<std::fs::File> {
+    let p = dir.join(name);
+    check_file_name(name).map_err(|m| Error::format(p.display(), m))?;
+    let link = std::fs::symlink_metadata(&p).map_err(|e| Error::io(&p, e))?;
+    if link.file_type().is_symlink() {
+        let target = std::fs::canonicalize(&p).map_err(|e| Error::io(&p, e))?;
+        let folder = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+        if !target.starts_with(&folder) {
+            return Err(Error::format(p.display(), format!("is a symlink to {}, outside the model folder", target.display())));
+        }
+    }
+    open_regular(&p)
+}
+
 /// Random access to the shard files of a manifest.
 pub trait ShardReader {
     fn read_at(&mut self, shard: usize, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// Called once every tensor has been read: fails if what was read is not what the manifest
+    /// lists (the native reader compares each shard's SHA-256 here).
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
-/// Shards as files in a folder (native).
+/// One shard file being read, with the SHA-256 of its bytes `[0, hashed)` streamed as they pass.
+struct OpenShard {
+    path: PathBuf,
+    file: std::fs::File,
+    entry: FileEntry,
+    sha: Sha256,
+    hashed: u64,
+    verified: bool,
+}
+
+impl OpenShard {
+    /// Reads `[hashed, to)` through the hash (gaps between the tensors that were read).
+    fn hash_to(&mut self, to: u64) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = &self.path;
+        self.file.seek(SeekFrom::Start(self.hashed)).map_err(|e| Error::io(path, e))?;
+        let mut buf = vec![0u8; (to - self.hashed).min(1 << 20) as usize];
+        while self.hashed < to {
+            let n = buf.len().min((to - self.hashed) as usize);
+            self.file.read_exact(&mut buf[..n]).map_err(|e| Error::io(path, e))?;
+            self.sha.update(&buf[..n]);
+            self.hashed += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Once every byte is hashed: the digest must be the manifest's.
+    fn check(&mut self) -> Result<()> {
+        if self.verified || self.hashed < self.entry.bytes {
+            return Ok(());
+        }
+        let h = hex(&self.sha.clone().finalize());
+        if h != self.entry.sha256 {
+            let msg = format!("SHA-256 {h}, manifest says {} (corrupt or changed file)", self.entry.sha256);
+            return Err(Error::format(self.path.display(), msg));
+        }
+        self.verified = true;
+        Ok(())
+    }
+}
+
+/// Shards as files in a folder (native), verified as the browser verifies them: each a regular file
+/// of the folder with the listed size, its safetensors header (parsed by the `safetensors` crate)
+/// agreeing with the manifest, and its SHA-256, hashed in the same pass that reads the tensors.
 pub struct FileShards {
-    dir: PathBuf,
-    files: Vec<String>,
-    open: HashMap<usize, std::fs::File>,
+    shards: Vec<OpenShard>,
 }
 
 impl FileShards {
-    pub fn new(dir: &Path, manifest: &Manifest) -> FileShards {
-        FileShards { dir: dir.to_path_buf(), files: manifest.shards.iter().map(|s| s.file.clone()).collect(), open: HashMap::new() }
+    /// Opens and checks every shard (size and header); the hash is compared as reading completes.
+    pub fn open(dir: &Path, manifest: &Manifest) -> Result<FileShards> {
+        let mut shards = Vec::with_capacity(manifest.shards.len());
+        for (i, entry) in manifest.shards.iter().enumerate() {
+            let path = dir.join(&entry.file);
+            let file = open_in_folder(dir, &entry.file)?;
+            let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+            if len != entry.bytes {
+                return Err(Error::format(path.display(), format!("{len} bytes, manifest says {}", entry.bytes)));
+            }
+            let mut s = OpenShard { path, file, entry: entry.clone(), sha: Sha256::new(), hashed: 0, verified: false };
+            let header = read_header(&mut s)?;
+            check_header(&header, i, manifest).map_err(|m| Error::format(s.path.display(), m))?;
+            shards.push(s);
+        }
+        Ok(FileShards { shards })
     }
+}
+
+/// A shard's safetensors header: its length and JSON, read through the shard's hash.
+struct Header {
+    /// Bytes before the data region (8 + the JSON's length).
+    data_start: u64,
+    metadata: safetensors::tensor::Metadata,
+}
+
+/// safetensors' own limit on the JSON header.
+const MAX_HEADER: u64 = 100_000_000;
+
+fn read_header(s: &mut OpenShard) -> Result<Header> {
+    use std::io::Read;
+    let bad = |m: String| Error::format(s.path.display(), format!("safetensors header: {m}"));
+    if s.entry.bytes < 8 {
+        return Err(bad(format!("the file has {} bytes, less than the 8-byte header length", s.entry.bytes)));
+    }
+    let mut n = [0u8; 8];
+    s.file.read_exact(&mut n).map_err(|e| Error::io(&s.path, e))?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER || n > s.entry.bytes - 8 {
+        return Err(bad(format!("length {n} is larger than the file ({} bytes) or safetensors' limit ({MAX_HEADER})", s.entry.bytes)));
+    }
+    let mut json = vec![0u8; n as usize];
+    s.file.read_exact(&mut json).map_err(|e| Error::io(&s.path, e))?;
+    s.sha.update(n.to_le_bytes());
+    s.sha.update(&json);
+    s.hashed = 8 + n;
+    let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))?;
+    Ok(Header { data_start: 8 + n, metadata })
+}
+
+/// The safetensors header of shard `index` must describe exactly the manifest's tensors of it.
+fn check_header(h: &Header, index: usize, m: &Manifest) -> std::result::Result<(), String> {
+    let file_bytes = m.shards[index].bytes;
+    let data_end = h.data_start.checked_add(h.metadata.data_len() as u64);
+    if data_end != Some(file_bytes) {
+        return Err(format!("safetensors header: data end at {data_end:?}, but the file has {file_bytes} bytes"));
+    }
+    let mine: Vec<&TensorEntry> = m.tensors.iter().filter(|t| t.shard == index).collect();
+    let listed = h.metadata.offset_keys().len();
+    if listed != mine.len() {
+        return Err(format!("safetensors header lists {listed} tensors, the manifest {}", mine.len()));
+    }
+    let quant_meta = h.metadata.metadata().as_ref();
+    for t in mine {
+        let info = h.metadata.info(&t.name).ok_or_else(|| format!("tensor {} is not in the safetensors header", t.name))?;
+        let dtype = format!("{:?}", info.dtype);
+        let shape = if t.quant.is_block() { vec![t.bytes as usize] } else { t.shape.clone() };
+        let (start, end) = (h.data_start + info.data_offsets.0 as u64, h.data_start + info.data_offsets.1 as u64);
+        if dtype != t.dtype || info.shape != shape || start != t.offset || end - start != t.bytes {
+            return Err(format!(
+                "tensor {}: safetensors header has {dtype} {:?} at {start}..{end}, the manifest {} {shape:?} at {}..{}",
+                t.name,
+                info.shape,
+                t.dtype,
+                t.offset,
+                t.offset + t.bytes
+            ));
+        }
+        if t.quant.is_block() {
+            let (r, c) = t.matrix();
+            let want = format!("{}:{r},{c}", t.quant);
+            let have = quant_meta.and_then(|q| q.get(&t.name));
+            if have.is_some_and(|h| *h != want) {
+                return Err(format!("tensor {}: safetensors metadata says {have:?}, the manifest {want}", t.name));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl ShardReader for FileShards {
     fn read_at(&mut self, shard: usize, offset: u64, buf: &mut [u8]) -> Result<()> {
         use std::io::{Read, Seek, SeekFrom};
-        let path = self.dir.join(&self.files[shard]);
-        if !self.open.contains_key(&shard) {
-            let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-            self.open.insert(shard, f);
+        let s = self.shards.get_mut(shard).ok_or_else(|| Error::Msg(format!("no shard {shard}")))?;
+        let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= s.entry.bytes);
+        let end = end.ok_or_else(|| Error::format(s.path.display(), format!("{} bytes at {offset} reach past the end", buf.len())))?;
+        if offset > s.hashed {
+            s.hash_to(offset)?;
         }
-        let f = self.open.get_mut(&shard).expect("opened above");
-        f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(&path, e))?;
-        f.read_exact(buf).map_err(|e| Error::io(&path, e))
+        s.file.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(&s.path, e))?;
+        s.file.read_exact(buf).map_err(|e| Error::io(&s.path, e))?;
+        if offset <= s.hashed && end > s.hashed {
+            s.sha.update(&buf[(s.hashed - offset) as usize..]);
+            s.hashed = end;
+        }
+        s.check()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        for s in &mut self.shards {
+            let to = s.entry.bytes;
+            if s.hashed < to {
+                s.hash_to(to)?;
+            }
+            s.check()?;
+        }
+        Ok(())
     }
 }
 
@@ -148,10 +446,14 @@ impl ConvertedSource {
         ConvertedSource { manifest, reader, index, origin: origin.to_string() }
     }
 
-    /// Opens a folder on disk.
+    /// Opens a folder on disk: checks the manifest, the tokenizer's size and SHA-256, and every
+    /// shard's size and header; shard hashes are compared as the tensors are read ([`TensorSource::finish`]).
     pub fn open(dir: &Path) -> Result<ConvertedSource> {
         let manifest = Manifest::read(dir)?;
-        let reader = FileShards::new(dir, &manifest);
+        if let Some(t) = &manifest.tokenizer {
+            verify_small(dir, t)?;
+        }
+        let reader = FileShards::open(dir, &manifest)?;
         Ok(ConvertedSource::new(manifest, Box::new(reader), &dir.display().to_string()))
     }
 
@@ -186,6 +488,9 @@ impl TensorSource for ConvertedSource {
     fn read_f32(&mut self, name: &str) -> Result<Vec<f32>> {
         Ok(self.read_packed(name)?.to_f32())
     }
+    fn finish(&mut self) -> Result<()> {
+        self.reader.finish()
+    }
 }
 
 /// Safetensors dtype name of a stored precision.
@@ -198,8 +503,13 @@ pub fn dtype_of(q: Quant) -> &'static str {
 }
 
 /// Writes tensors in order into shards of at most `shard_limit` bytes (a larger tensor gets a
-/// shard of its own), then the manifest.
+/// shard of its own), then the manifest — all inside a fresh temporary folder beside the target,
+/// synced, and renamed into place last: an interrupted or failed run leaves the target as it was
+/// (and a half-written folder never has the target's name).
 pub struct ModelWriter {
+    /// The folder asked for.
+    target: PathBuf,
+    /// Where the files are written until `finish` renames it to `target`.
     dir: PathBuf,
     shard_limit: u64,
     pending: Vec<(String, Vec<usize>, Packed)>,
@@ -207,12 +517,64 @@ pub struct ModelWriter {
     /// (temporary path, entry) of written shards
     shards: Vec<(PathBuf, FileEntry)>,
     tensors: Vec<TensorEntry>,
+    /// Set once the folder is in place (else dropping removes the temporary folder).
+    done: bool,
+}
+
+/// Test only: `SPHINX_TEST_ABORT_WRITE=N` aborts the process (as a kill would: nothing is cleaned
+/// up) once N shards are written, `=rename` just before the folder is moved into place.
+fn abort_for_test(point: &str) {
+    if std::env::var("SPHINX_TEST_ABORT_WRITE").is_ok_and(|v| v == point) {
+        eprintln!("SPHINX_TEST_ABORT_WRITE={point}: aborting");
+        std::process::abort();
+    }
+}
+
+/// A sibling of `target` named `.NAME.TAG-PID`.
+fn sibling(target: &Path, tag: &str) -> Result<PathBuf> {
+    let name = target.file_name().ok_or_else(|| Error::Config(format!("{}: not a folder name", target.display())))?;
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Ok(parent.join(format!(".{}.{tag}-{}", name.to_string_lossy(), std::process::id())))
+}
+
+fn sync_path(p: &Path) -> Result<()> {
+    // Folders are synced where the platform allows opening them (Unix); files everywhere.
+    match std::fs::File::open(p) {
+        Ok(f) => match f.sync_all() {
+            Err(e) if p.is_file() => Err(Error::io(p, e)),
+            _ => Ok(()),
+        },
+        Err(e) if p.is_file() => Err(Error::io(p, e)),
+        Err(_) => Ok(()),
+    }
 }
 
 impl ModelWriter {
-    pub fn new(dir: &Path, shard_limit: u64) -> Result<ModelWriter> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        Ok(ModelWriter { dir: dir.to_path_buf(), shard_limit: shard_limit.max(1), pending: Vec::new(), pending_bytes: 0, shards: Vec::new(), tensors: Vec::new() })
+    /// Starts writing the folder `target`. A target that exists and is not empty is refused unless
+    /// `replace` (then its old contents are replaced, all at once, by `finish`).
+    pub fn new(target: &Path, shard_limit: u64, replace: bool) -> Result<ModelWriter> {
+        if let Ok(meta) = std::fs::symlink_metadata(target) {
+            if !meta.is_dir() {
+                return Err(Error::Config(format!("{}: exists and is not a folder", target.display())));
+            }
+            let non_empty = std::fs::read_dir(target).map_err(|e| Error::io(target, e))?.next().is_some();
+            if non_empty && !replace {
+                return Err(Error::Config(format!("{}: the output folder is not empty; pass --force to replace it", target.display())));
+            }
+        }
+        let dir = sibling(target, "partial")?;
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(ModelWriter {
+            target: target.to_path_buf(),
+            dir,
+            shard_limit: shard_limit.max(1),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            shards: Vec::new(),
+            tensors: Vec::new(),
+            done: false,
+        })
     }
 
     /// Appends a tensor (its logical shape, its stored form).
@@ -276,27 +638,34 @@ impl ModelWriter {
             at += p.bytes.len() as u64;
         }
         out.flush().map_err(|e| Error::io(&path, e))?;
+        out.get_ref().sync_all().map_err(|e| Error::io(&path, e))?;
         let entry = FileEntry { file: String::new(), bytes: base + at, sha256: hex(&sha.finalize()) };
         self.shards.push((path, entry));
+        abort_for_test(&self.shards.len().to_string());
         self.pending_bytes = 0;
         Ok(())
     }
 
-    /// Names the shards `model-0000i-of-0000N.safetensors`, writes `tokenizer.json` and `manifest.json`.
+    /// Names the shards `model-0000i-of-0000N.safetensors`, writes `tokenizer.json` and
+    /// `manifest.json`, syncs them, then moves the folder into place (replacing the old one).
     pub fn finish(mut self, model: &ModelConfig, quantization: QuantChoice, tokenizer_json: Option<&[u8]>) -> Result<Manifest> {
         self.flush()?;
         let n = self.shards.len();
         let mut shards = Vec::with_capacity(n);
-        for (i, (tmp, mut entry)) in self.shards.into_iter().enumerate() {
+        for (i, (tmp, mut entry)) in std::mem::take(&mut self.shards).into_iter().enumerate() {
             entry.file = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
             let dst = self.dir.join(&entry.file);
             std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))?;
             shards.push(entry);
         }
+        let write = |name: &str, bytes: &[u8]| -> Result<()> {
+            let p = self.dir.join(name);
+            let mut f = std::fs::File::create(&p).map_err(|e| Error::io(&p, e))?;
+            f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io(&p, e))
+        };
         let tokenizer = match tokenizer_json {
             Some(bytes) => {
-                let p = self.dir.join("tokenizer.json");
-                std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
+                write("tokenizer.json", bytes)?;
                 Some(FileEntry { file: "tokenizer.json".into(), bytes: bytes.len() as u64, sha256: sha256_hex(bytes) })
             }
             None => None,
@@ -308,12 +677,44 @@ impl ModelWriter {
             quantization,
             tokenizer,
             shards,
-            tensors: self.tensors,
+            tensors: std::mem::take(&mut self.tensors),
         };
-        let p = self.dir.join("manifest.json");
         let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Msg(e.to_string()))?;
-        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+        write("manifest.json", text.as_bytes())?;
+        sync_path(&self.dir)?;
+        self.move_into_place()?;
         Ok(manifest)
+    }
+
+    /// Renames the finished folder to the target; an old target is moved aside first and removed
+    /// after (so the target name only ever holds a complete folder).
+    fn move_into_place(&mut self) -> Result<()> {
+        abort_for_test("rename");
+        let target = self.target.clone();
+        let old = sibling(&target, "old")?;
+        let had_old = std::fs::symlink_metadata(&target).is_ok();
+        if had_old {
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(&target, &old).map_err(|e| Error::io(&target, e))?;
+        }
+        std::fs::rename(&self.dir, &target).map_err(|e| Error::io(&target, e))?;
+        self.done = true;
+        if had_old {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        if let Some(parent) = target.parent() {
+            sync_path(parent)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ModelWriter {
+    /// A writer dropped before `finish` completed (an error, a panic) removes its temporary folder.
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -325,34 +726,32 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// SHA-256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        sha.update(&buf[..n]);
-    }
-    Ok(hex(&sha.finalize()))
-}
+/// Largest tokenizer file read whole (LLaMA's tokenizer.json is 1.8 MB).
+const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
 
-/// Checks every shard's size and SHA-256 against the manifest.
-pub fn verify_folder(dir: &Path, manifest: &Manifest) -> Result<()> {
-    for s in manifest.shards.iter().chain(manifest.tokenizer.iter()) {
-        let p = dir.join(&s.file);
-        let len = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?.len();
-        if len != s.bytes {
-            return Err(Error::format(p.display(), format!("{len} bytes, manifest says {}", s.bytes)));
-        }
-        let h = sha256_file(&p)?;
-        if h != s.sha256 {
-            return Err(Error::format(p.display(), format!("SHA-256 {h}, manifest says {}", s.sha256)));
-        }
+/// Checks a small listed file (the tokenizer): a regular file of the folder, its size and SHA-256.
+fn verify_small(dir: &Path, e: &FileEntry) -> Result<()> {
+    use std::io::Read;
+    let p = dir.join(&e.file);
+    let f = open_in_folder(dir, &e.file)?;
+    let len = f.metadata().map_err(|err| Error::io(&p, err))?.len();
+    if len != e.bytes || len > MAX_TOKENIZER_BYTES {
+        return Err(Error::format(p.display(), format!("{len} bytes, manifest says {} (at most {MAX_TOKENIZER_BYTES})", e.bytes)));
+    }
+    let mut bytes = Vec::new();
+    f.take(len).read_to_end(&mut bytes).map_err(|err| Error::io(&p, err))?;
+    let h = sha256_hex(&bytes);
+    if h != e.sha256 {
+        return Err(Error::format(p.display(), format!("SHA-256 {h}, manifest says {}", e.sha256)));
     }
     Ok(())
+}
+
+/// Checks a whole folder the way loading does (every file regular and inside the folder, sizes,
+/// safetensors headers against the manifest, SHA-256s), reading each shard once.
+pub fn verify_folder(dir: &Path, manifest: &Manifest) -> Result<()> {
+    if let Some(t) = &manifest.tokenizer {
+        verify_small(dir, t)?;
+    }
+    FileShards::open(dir, manifest)?.finish()
 }

@@ -44,6 +44,22 @@ impl Quant {
         matches!(self, Quant::Q8 | Quant::Q4)
     }
 
+    /// Bytes of a [rows, cols] matrix in this precision, or None when that overflows (sizes read
+    /// from a file are checked with this before [`Quant::bytes`] is trusted).
+    pub fn checked_bytes(self, rows: u64, cols: u64) -> Option<u64> {
+        let n = rows.checked_mul(cols)?;
+        match self {
+            Quant::F32 => n.checked_mul(4),
+            Quant::F16 => n.checked_mul(2),
+            Quant::Q8 | Quant::Q4 => {
+                let kp = cols.div_ceil(BLOCK as u64).checked_mul(BLOCK as u64)?;
+                let cells = rows.checked_mul(kp)?;
+                let codes = if self == Quant::Q8 { cells } else { cells / 2 };
+                codes.checked_add((cells / BLOCK as u64).div_ceil(2).checked_mul(4)?)
+            }
+        }
+    }
+
     /// Bytes of a [rows, cols] matrix in this precision.
     pub fn bytes(self, rows: usize, cols: usize) -> usize {
         match self {
@@ -275,6 +291,12 @@ mod tests {
         assert_eq!(Quant::Q4.bytes(3, 70), 144 + 20);
         assert_eq!(Quant::Q8.bytes(2, 64), 128 + 8);
         assert_eq!(Quant::F16.bytes(3, 5), 30);
+        for q in [Quant::F32, Quant::F16, Quant::Q8, Quant::Q4] {
+            for (r, c) in [(3, 70), (1, 1), (7, 33), (0, 5)] {
+                assert_eq!(q.checked_bytes(r, c), Some(q.bytes(r as usize, c as usize) as u64), "{q} {r}x{c}");
+            }
+            assert_eq!(q.checked_bytes(1 << 33, 1 << 32), None, "{q}");
+        }
     }
 
     #[test]

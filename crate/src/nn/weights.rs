@@ -30,6 +30,11 @@ pub trait TensorSource {
         let (rows, cols) = crate::io::converted::matrix_of(&shape);
         Packed::new(Quant::F32, rows, cols, bytemuck::cast_slice(&self.read_f32(name)?).to_vec())
     }
+    /// Called after the last tensor is read: fails if the source's files were not what their
+    /// listing promised (a converted folder compares each shard's SHA-256 here).
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 struct Inner {
@@ -185,8 +190,10 @@ impl Weights {
         self.inner.borrow_mut().ignored.insert(full);
     }
 
-    /// Fails, listing them, if tensors of the checkpoint were never used.
+    /// Fails if the source's files do not verify, or, listing them, if tensors of the checkpoint
+    /// were never used.
     pub fn finish(&self) -> Result<()> {
+        self.inner.borrow_mut().source.finish()?;
         let inner = self.inner.borrow();
         let unused: Vec<String> = inner
             .source
