@@ -755,3 +755,78 @@ pub fn verify_folder(dir: &Path, manifest: &Manifest) -> Result<()> {
     }
     FileShards::open(dir, manifest)?.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A two-tensor folder written by `ModelWriter` (f32 [2, 3] and q8 [2, 32]) and its manifest.
+    fn written(name: &str) -> (PathBuf, Manifest) {
+        let dir = std::env::temp_dir().join(format!("sphinx-conv-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut w = ModelWriter::new(&dir, 1 << 20, false).unwrap();
+        w.add("a.weight", &[2, 3], Packed::quantize(Quant::F32, &[1.0; 6], 2, 3)).unwrap();
+        w.add("b.weight", &[2, 32], Packed::quantize(Quant::Q8, &[0.5; 64], 2, 32)).unwrap();
+        let m = w.finish(&crate::convert::demo_config(), QuantChoice { llm: Quant::Q8, vision: Quant::Q8 }, Some(b"{}")).unwrap();
+        (dir, m)
+    }
+
+    fn parse_err(m: &Manifest) -> String {
+        Manifest::parse(&serde_json::to_vec(m).unwrap(), "m.json").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn written_folders_parse_and_verify() {
+        let (dir, m) = written("ok");
+        assert_eq!(Manifest::read(&dir).unwrap(), m);
+        verify_folder(&dir, &m).unwrap();
+        let mut src = ConvertedSource::open(&dir).unwrap();
+        assert_eq!(src.read_f32("a.weight").unwrap(), [1.0; 6]);
+        src.read_packed("b.weight").unwrap();
+        src.finish().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn parse_refuses_inconsistent_manifests() {
+        let (dir, m) = written("bad");
+        let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+            (Box::new(|m| m.shards[0].file = "a/b".into()), "contains a path separator"),
+            (Box::new(|m| m.shards[0].file = "manifest.json".into()), "is the manifest itself"),
+            (Box::new(|m| m.shards[0].file = "x\0y".into()), "control character"),
+            (Box::new(|m| m.shards[0].sha256 = "AB".into()), "is not 64 lower-case hex digits"),
+            (Box::new(|m| m.tokenizer.as_mut().unwrap().file = m.shards[0].file.clone()), "is also a shard"),
+            (Box::new(|m| m.tensors[1].name = "a.weight".into()), "tensor a.weight is listed twice"),
+            (Box::new(|m| m.tensors[0].shard = 7), "names shard 7 of 1"),
+            (Box::new(|m| m.tensors[0].offset = u64::MAX), "do not fit inside"),
+            (Box::new(|m| m.tensors[0].offset = 0), "do not fit inside"),
+            (Box::new(|m| m.tensors[1].offset -= 1), "tensors a.weight and b.weight overlap"),
+            (Box::new(|m| m.tensors[0].bytes += 4), "takes 24"),
+            (Box::new(|m| m.tensors[1].dtype = "F32".into()), "dtype F32 does not store q8"),
+            (Box::new(|m| m.tensors[0].shape = vec![1 << 40, 1 << 40]), "is too large"),
+            (Box::new(|m| m.tensors[0].shape = vec![1; 9]), "9 dimensions"),
+        ];
+        for (edit, want) in cases {
+            let mut bad = m.clone();
+            edit(&mut bad);
+            let e = parse_err(&bad);
+            assert!(e.starts_with("m.json: ") && e.contains(want), "{want}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn writer_refuses_a_non_empty_target_unless_replacing() {
+        let (dir, _) = written("replace");
+        let e = ModelWriter::new(&dir, 1, false).err().unwrap().to_string();
+        assert!(e.contains("not empty; pass --force"), "{e}");
+        // a writer dropped before finishing leaves the target as it was and no temporary folder
+        let w = ModelWriter::new(&dir, 1, true).unwrap();
+        let tmp = w.dir.clone();
+        assert!(tmp.is_dir());
+        drop(w);
+        assert!(!tmp.exists());
+        verify_folder(&dir, &Manifest::read(&dir).unwrap()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
