@@ -15,10 +15,20 @@ const TILED: Kernel = Kernel { name: "attention_tiled", source: concat!(include_
 const KERNEL_KV16: Kernel = Kernel { name: "attention/kv16", source: concat!(include_str!("kv_f16.wgsl"), include_str!("attention.wgsl")) };
 const TILED_KV16: Kernel = Kernel { name: "attention_tiled/kv16", source: concat!(include_str!("kv_f16.wgsl"), include_str!("attention_tiled.wgsl")) };
 const WG: u32 = 64;
-/// From this many query rows on (and head_dim ≤ 128), `attention_tiled.wgsl` runs.
+/// From this many query rows on (and head_dim a multiple of 4, ≤ 128), `attention_tiled.wgsl` runs.
 pub const TILED_MIN_QUERIES: usize = 8;
 const TILED_QB: usize = 64;
 const TILED_MAX_HEAD_DIM: usize = 128;
+/// gallivm's `LP_MAX_TGSI_LOOP_ITERATIONS`: llvmpipe ends all loops of an invocation once this
+/// many steps are spent in total, silently.
+const LLVMPIPE_LOOP_STEPS: usize = 65535;
+
+/// Loop steps one invocation of `attention_tiled.wgsl` takes at most (its loops' trip counts).
+fn tiled_loop_steps(a: &Attn) -> usize {
+    let keys = if a.causal { a.kv_len.min(a.q_pos0 + a.q_len) } else { a.kv_len };
+    let hd4 = a.head_dim / 4;
+    keys.div_ceil(16) * (3 * hd4 + 1) + 2 * hd4
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -114,7 +124,16 @@ fn attention_kv(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor
             };
             let bufs = [buf(q), buf(k), buf(v), buf(o)];
             let (heads, batch) = (u32_of("heads", a.n_heads)?, u32_of("batch", a.batch)?);
-            let (kernel, tiled) = match (kv16, a.q_len >= TILED_MIN_QUERIES && a.head_dim <= TILED_MAX_HEAD_DIM) {
+            let tiled = a.q_len >= TILED_MIN_QUERIES && a.head_dim <= TILED_MAX_HEAD_DIM && a.head_dim % 4 == 0;
+            if tiled && gpu.info.name.contains("llvmpipe") && tiled_loop_steps(a) > LLVMPIPE_LOOP_STEPS {
+                return Err(Error::Gpu(format!(
+                    "attention: {} keys at head_dim {} take {} loop steps per invocation, past llvmpipe's limit of {LLVMPIPE_LOOP_STEPS} (it would end the loops early)",
+                    a.kv_len,
+                    a.head_dim,
+                    tiled_loop_steps(a)
+                )));
+            }
+            let (kernel, tiled) = match (kv16, tiled) {
                 (false, true) => (&TILED, true),
                 (false, false) => (&KERNEL, false),
                 (true, true) => (&TILED_KV16, true),
@@ -209,11 +228,37 @@ mod tests {
         // ≥ 8 queries and head_dim ≤ 128 take attention_tiled.wgsl: partial query blocks, key
         // blocks, causal offsets, head_dim 128 at the limit
         run(Attn { batch: 2, q_len: 130, kv_len: 130, n_heads: 2, n_kv_heads: 1, head_dim: 128, causal: true, scale: 0.088, ..base }, 7);
+        // TinyLlama's heads over a long prompt: the scalar kernel ran out of llvmpipe's loop steps
+        // from ~450 keys on (rows left unwritten); LLaMA-2-13B's head_dim at 2.5 k keys
+        run(Attn { q_len: 1000, kv_len: 1000, n_heads: 32, n_kv_heads: 4, head_dim: 64, causal: true, scale: 0.125, ..base }, 10);
+        run(Attn { q_len: 16, kv_len: 2500, n_heads: 2, n_kv_heads: 2, head_dim: 128, causal: true, q_pos0: 2484, scale: 0.088, ..base }, 11);
         run(Attn { q_len: 9, kv_len: 40, n_heads: 3, n_kv_heads: 3, head_dim: 8, causal: true, q_pos0: 31, scale: 0.35, ..base }, 8);
         run(Attn { q_len: 20, kv_len: 17, n_heads: 2, n_kv_heads: 2, head_dim: 130, scale: 0.1, ..base }, 9);
+        // head_dim 4 and 12: one and three steps of four dimensions, a key block cut at 5 keys
+        run(Attn { q_len: 37, kv_len: 37, n_heads: 2, n_kv_heads: 1, head_dim: 4, causal: true, scale: 0.5, ..base }, 12);
+        run(Attn { q_len: 11, kv_len: 21, n_heads: 3, n_kv_heads: 3, head_dim: 12, scale: 0.29, ..base }, 13);
         // one decode step at the end of a long cache, head_dim 128 and 200 (more than WG)
         run(Attn { q_len: 1, kv_len: 131, n_heads: 8, n_kv_heads: 1, head_dim: 128, causal: true, q_pos0: 130, scale: 0.088, ..base }, 5);
         run(Attn { q_len: 3, kv_len: 9, n_heads: 2, n_kv_heads: 2, head_dim: 200, causal: true, q_pos0: 6, scale: 0.07, ..base }, 6);
+    }
+
+    /// Past llvmpipe's loop budget the tiled kernel is refused, naming the limit, rather than run
+    /// with its loops cut short; other adapters run it.
+    #[test]
+    fn attention_past_the_llvmpipe_loop_budget() {
+        let a = Attn { batch: 1, q_len: 8, kv_len: 12000, n_heads: 1, n_kv_heads: 1, head_dim: 128, causal: true, q_pos0: 11992, scale: 0.088 };
+        assert!(tiled_loop_steps(&a) > LLVMPIPE_LOOP_STEPS);
+        let dev = gpu_device();
+        let t = Tensor::from_vec(&dev, &[a.kv_len, 128], vec![0.5; a.kv_len * 128]).unwrap();
+        let mut o = Tensor::empty(&dev, &[a.q_len, 128]).unwrap();
+        let s = Strided::rows(0, 128);
+        let r = attention_into(&mut o, s, &t, s, &t, s, &t, s, &a);
+        if gpu().info.name.contains("llvmpipe") {
+            let e = r.expect_err("past the budget").to_string();
+            assert!(e.contains("12000 keys") && e.contains("65535"), "{e}");
+        } else {
+            r.unwrap();
+        }
     }
 
     /// The f16 KV path: keys and values stored through `copy2d_to_f16` into f16 caches, attention
