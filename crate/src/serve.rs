@@ -225,6 +225,10 @@ struct LogLine<'a> {
     status: u16,
     sent: u64,
     fault: Option<String>,
+    /// A drop-after fault cut this response: the connection is closed once the line is logged
+    /// (so a client that sees the close finds the line written).
+    #[serde(skip)]
+    cut: bool,
 }
 
 /// The reading side of a connection: its bytes received but not yet parsed, read under deadlines.
@@ -500,6 +504,7 @@ fn respond(out: &mut Outgoing, req: &Request, state: &State, may_keep: bool) -> 
         status: 0,
         sent: 0,
         fault: None,
+        cut: false,
     };
     let result = respond_inner(out, req, state, &path_only, range_header, conn, &mut line);
     if let Some(log) = &state.log {
@@ -507,6 +512,9 @@ fn respond(out: &mut Outgoing, req: &Request, state: &State, may_keep: bool) -> 
             let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
             let _ = writeln!(f, "{s}");
         }
+    }
+    if line.cut {
+        let _ = out.stream.shutdown(Shutdown::Both);
     }
     Ok(result? && keep_alive)
 }
@@ -623,7 +631,7 @@ fn respond_inner(
         // Let the client take in what was sent before the connection fails (a browser discards
         // body bytes still queued in a stream when it errors).
         std::thread::sleep(DROP_PAUSE);
-        let _ = out.stream.shutdown(Shutdown::Both);
+        line.cut = true;
         return Ok(false);
     }
     Ok(true)
