@@ -39,6 +39,11 @@ self.onmessage = (ev) => {
     return;
   }
   const ctl = new AbortController();
+  if (msg.op === 'loseDevice') {
+    // Not queued: it acts on the answer now being made, as a real device loss would.
+    run(msg, ctl.signal);
+    return;
+  }
   controllers.set(msg.id, ctl);
   queue = queue.then(() => run(msg, ctl.signal)).finally(() => controllers.delete(msg.id));
 };
@@ -52,8 +57,25 @@ async function run({ id, op, args }, signal) {
     const value = await fn(args, { signal, emit });
     post({ id, type: 'result', value });
   } catch (e) {
+    await settle(e);
     const error = { name: e?.name ?? 'Error', message: describe(e) };
     post({ id, type: 'error', error });
+  }
+}
+
+/** Longest wait for the device's own word after a GPU call failed. */
+const SETTLE_MS = 2000;
+
+/**
+ * A lost device makes the GPU call in flight fail (a readback's map_async) before the browser
+ * resolves `GPUDevice.lost`: after a GPU failure, wait until the device has said why (its lost or
+ * error callback), at most SETTLE_MS, so that the error names the lost device.
+ */
+async function settle(e) {
+  const msg = e?.message ?? String(e);
+  if (!device || !/^gpu:|map_async/i.test(msg)) return;
+  for (const t0 = performance.now(); !device.lastError() && performance.now() - t0 < SETTLE_MS; ) {
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -414,8 +436,6 @@ const OPS = {
 
   async loseDevice() {
     device?.loseDevice();
-    // The device-lost callback runs on the event loop: let it.
-    await new Promise((r) => setTimeout(r, 50));
     return true;
   },
 

@@ -454,3 +454,66 @@ test('autotune: the first load tunes and stores, the next reuses (0 ms), another
     server.close();
   }
 });
+
+test('trust: a GPU device lost mid-answer fails clearly and the next load works; a manifest naming foreign paths is refused before any fetch', { timeout: TIMEOUT }, async () => {
+  // A manifest whose shards point out of its folder (and one at an absolute URL).
+  const evil = path.join(SITE, 'models/evil');
+  fs.mkdirSync(evil, { recursive: true });
+  const m = JSON.parse(fs.readFileSync(path.join(SITE, 'models/golden/manifest.json'), 'utf8'));
+  const variants = { 'up.json': `../golden/${m.shards[0].file}`, 'abs.json': `http://127.0.0.1:9/${m.shards[0].file}` };
+  for (const [name, file] of Object.entries(variants)) {
+    const bad = structuredClone(m);
+    bad.shards[0].file = file;
+    fs.writeFileSync(path.join(evil, name), JSON.stringify(bad));
+  }
+  const server = await startServer(SITE);
+  try {
+    const page = await browser.page(server.url);
+    await page.waitForFunction(() => window.harnessReady);
+    for (const [name, file] of Object.entries(variants)) {
+      const mark = server.log().length;
+      const r = await page.evaluate(async (url) => {
+        try {
+          await sphinx.loadSphinx(url, { autotune: 'off' });
+          return null;
+        } catch (e) {
+          return e.message;
+        }
+      }, `models/evil/${name}`);
+      assert.ok(r && r.includes(file), `${name}: ${r}`);
+      const fetched = server.log().slice(mark).map((l) => l.path).filter((p) => p.startsWith('/models/'));
+      assert.deepEqual(fetched, [`/models/evil/${name}`], `${name}: fetched ${fetched}`);
+    }
+    // A device lost in the middle of a session: the next request says so; a new load works.
+    const loaded = await loadIn(page);
+    assert.ok(!loaded.error, JSON.stringify(loaded.error));
+    // Lost mid-answer: the device goes at the first token; the answer stops with the reason.
+    const lost = await page.evaluate(async () => {
+      let tokens = 0;
+      let losing = null;
+      try {
+        for await (const _ of window.model.chat({ messages: [{ role: 'user', content: 'Hi' }], temperature: 0, maxTokens: 32 })) {
+          tokens += 1;
+          losing ??= window.model.loseDevice();
+        }
+        return { tokens, message: null };
+      } catch (e) {
+        await losing;
+        return { tokens, message: e.message };
+      }
+    });
+    assert.ok(lost.tokens >= 1 && lost.tokens < 32, `tokens before the loss: ${lost.tokens}`);
+    assert.match(lost.message ?? '', /device lost.*Load the model again/i);
+    const after = await page.evaluate(() => window.model.gpuMemory().then(() => null, (e) => e.message));
+    assert.match(after ?? '', /device lost.*Load the model again/i, 'later calls say so too');
+    assert.equal(await page.evaluate((msg) => window.sphinx.explain(new Error(msg)).kind, lost.message), 'device-lost');
+    await page.evaluate(() => window.model.dispose());
+    const again = await loadIn(page);
+    assert.ok(!again.error, JSON.stringify(again.error));
+    const text = await ask(page, cases.text);
+    assert.deepEqual(text.ids, cases.text.greedy_ids, 'after the lost device, a new load answers');
+    await page.close();
+  } finally {
+    server.close();
+  }
+});
