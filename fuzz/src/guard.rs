@@ -24,29 +24,27 @@ impl Counting {
         PEAK.fetch_max(now, Ordering::Relaxed);
         true
     }
+
+    /// A fresh allocation of `size` bytes by `alloc`, counted (and refused past the limit).
+    fn counted(size: usize, alloc: impl FnOnce() -> *mut u8) -> *mut u8 {
+        if !Counting::take(size) {
+            return std::ptr::null_mut();
+        }
+        let p = alloc();
+        if p.is_null() {
+            LIVE.fetch_sub(size, Ordering::Relaxed);
+        }
+        p
+    }
 }
 
 // SAFETY: forwards to the system allocator; only refuses (null) what would pass the limit.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !Counting::take(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        let p = System.alloc(layout);
-        if p.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        p
+        Counting::counted(layout.size(), || System.alloc(layout))
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !Counting::take(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        let p = System.alloc_zeroed(layout);
-        if p.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        p
+        Counting::counted(layout.size(), || System.alloc_zeroed(layout))
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         System.dealloc(ptr, layout);

@@ -1,22 +1,25 @@
 //! The short fuzz pass of `make test`: every target for a few seconds with a fixed seed (so a
 //! failure reproduces), and not one crash. `make fuzz` runs the long passes.
 
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 /// Seconds per target: six targets, about 15 s in all.
 const SECONDS: &str = "2.5";
 
+/// Runs sphinx-fuzz with `args`, its crash inputs in a fresh temporary folder named after `what`:
+/// (that folder, the output, its stdout, its stderr).
+fn fuzz(what: &str, args: &[&str]) -> (PathBuf, Output, String, String) {
+    let crashes = std::env::temp_dir().join(format!("sphinx-fuzz-{what}-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_sphinx-fuzz")).args(args).arg("--crashes").arg(&crashes).output().expect("runs sphinx-fuzz");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (crashes, out, stdout, stderr)
+}
+
 #[test]
 fn every_target_runs_without_a_crash() {
-    let crashes = std::env::temp_dir().join(format!("sphinx-fuzz-short-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_sphinx-fuzz"))
-        .args(["--target", "all", "--seconds", SECONDS, "--seed", "20240611", "--case-seconds", "20"])
-        .arg("--crashes")
-        .arg(&crashes)
-        .output()
-        .expect("runs sphinx-fuzz");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (crashes, out, stdout, stderr) = fuzz("short", &["--target", "all", "--seconds", SECONDS, "--seed", "20240611", "--case-seconds", "20"]);
     assert!(out.status.success(), "fuzz pass failed ({}); inputs under {}\n{stdout}\n{stderr}", out.status, crashes.display());
     for t in ["pickle", "pth", "config", "converted", "image", "sentencepiece"] {
         let line = stdout.lines().find(|l| l.starts_with(t)).unwrap_or_else(|| panic!("no report for {t}:\n{stdout}"));
@@ -30,15 +33,7 @@ fn every_target_runs_without_a_crash() {
 
 #[test]
 fn panics_aborts_the_heap_guard_and_hangs_are_caught_and_saved() {
-    let crashes = std::env::temp_dir().join(format!("sphinx-fuzz-selftest-{}", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_sphinx-fuzz"))
-        .args(["--target", "selftest", "--seconds", "4", "--seed", "5", "--case-seconds", "1"])
-        .arg("--crashes")
-        .arg(&crashes)
-        .output()
-        .expect("runs sphinx-fuzz");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (crashes, out, stdout, stderr) = fuzz("selftest", &["--target", "selftest", "--seconds", "4", "--seed", "5", "--case-seconds", "1"]);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     // Cases 0..4 are the seeds themselves: panic, abort, heap, hang; each saved with its reason.
     for (case, what, reason) in [(0, "panic", "panic: selftest panic"), (1, "abort", "worker died"), (2, "heap", "worker died"), (3, "hang", "worker died")] {

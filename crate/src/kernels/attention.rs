@@ -125,12 +125,11 @@ fn attention_kv(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor
             let bufs = [buf(q), buf(k), buf(v), buf(o)];
             let (heads, batch) = (u32_of("heads", a.n_heads)?, u32_of("batch", a.batch)?);
             let tiled = a.q_len >= TILED_MIN_QUERIES && a.head_dim <= TILED_MAX_HEAD_DIM && a.head_dim % 4 == 0;
-            if tiled && gpu.info.name.contains("llvmpipe") && tiled_loop_steps(a) > LLVMPIPE_LOOP_STEPS {
+            let steps = tiled_loop_steps(a);
+            if tiled && gpu.info.name.contains("llvmpipe") && steps > LLVMPIPE_LOOP_STEPS {
                 return Err(Error::Gpu(format!(
-                    "attention: {} keys at head_dim {} take {} loop steps per invocation, past llvmpipe's limit of {LLVMPIPE_LOOP_STEPS} (it would end the loops early)",
-                    a.kv_len,
-                    a.head_dim,
-                    tiled_loop_steps(a)
+                    "attention: {} keys at head_dim {} take {steps} loop steps per invocation, past llvmpipe's limit of {LLVMPIPE_LOOP_STEPS} (it would end the loops early)",
+                    a.kv_len, a.head_dim
                 )));
             }
             let (kernel, tiled) = match (kv16, tiled) {
