@@ -277,22 +277,23 @@ impl MemoryEstimate {
     }
 }
 
-/// The largest working set of activations: ConvNeXt stage 0 on one view (the map, its dwconv/norm
-/// outputs, plus one 64 MiB MLP chunk) when an image is encoded, and the decoder's prefill of `seq`
-/// positions (a few [seq, dim] buffers and the [seq, 2·ffn] gate).
-fn activation_bytes(config: &ModelConfig, seq: usize, image: bool) -> u64 {
-    let (l, v) = (&config.llm, &config.vision);
-    let side = if config.llama_type.has_clip_qformer() { 64 } else { 128 };
-    let stem = v.convnext.dims.first().copied().unwrap_or(0);
-    let conv = if image { (side * side * stem * 4 * 4) as u64 + (64 << 20) } else { 0 };
-    let prefill = (seq * (6 * l.dim + 2 * l.ffn_hidden + (l.n_heads + 2 * l.n_kv_heads) * l.head_dim) * 4) as u64;
-    conv.max(prefill)
+/// Beside the weights, (the KV cache of the run's positions, the largest working set besides it):
+/// [`crate::models::memory`] replays the run's buffers through the pool — the image's towers
+/// before the cache exists, the prompt of `prompt` text positions (plus the image's), then
+/// decoding `answer` more.
+fn run_bytes(config: &ModelConfig, prompt: usize, answer: usize, image: bool, f16: bool) -> (u64, u64) {
+    use crate::models::memory::{image_words, kv_cache_bytes, run_peaks};
+    let positions = prompt + answer + if image { image_words(config) } else { 0 };
+    let kv = kv_cache_bytes(&config.llm, positions, f16);
+    let (encode, decode) = run_peaks(config, prompt, image);
+    (kv, encode.saturating_sub(kv).max(decode))
 }
 
-/// The GPU memory `inspect` predicts for running a converted model: its stored weights (f32
-/// matrices halved at f16 precision, which stores them as f16), the KV cache of `seq` positions
-/// (f16 at f16 precision) and the largest activations (with an image or without).
-pub fn predict_run(m: &Manifest, seq: usize, image: bool, f16: bool) -> MemoryEstimate {
+/// The GPU memory `inspect` predicts for running a converted model on a prompt of `prompt` text
+/// tokens (and an image, when `image`) answered with up to `answer` tokens: its stored weights (f32 matrices halved at f16
+/// precision, which stores them as f16), the KV cache (f16 at f16 precision) and the largest
+/// activations.
+pub fn predict_run(m: &Manifest, prompt: usize, answer: usize, image: bool, f16: bool) -> MemoryEstimate {
     let weights = m
         .tensors
         .iter()
@@ -305,15 +306,15 @@ pub fn predict_run(m: &Manifest, seq: usize, image: bool, f16: bool) -> MemoryEs
             }
         })
         .sum();
-    let l = &m.model.llm;
-    let kv_cache = (2 * l.n_layers * seq * l.n_kv_heads * l.head_dim * if f16 { 2 } else { 4 }) as u64;
-    MemoryEstimate { weights, kv_cache, activations: activation_bytes(&m.model, seq, image), host_load_peak: 0 }
+    let (kv_cache, activations) = run_bytes(&m.model, prompt, answer, image, f16);
+    MemoryEstimate { weights, kv_cache, activations, host_load_peak: 0 }
 }
 
+/// Memory of a configuration stored at `choice`, for an image and `seq` positions in all.
 pub fn estimate(config: &ModelConfig, params: &[(String, Vec<usize>)], choice: QuantChoice, seq: usize) -> MemoryEstimate {
     let weights = weight_bytes(params, choice);
-    let l = &config.llm;
-    let kv_cache = (2 * l.n_layers * seq * l.n_kv_heads * l.head_dim * 4) as u64;
+    let prompt = seq.saturating_sub(crate::models::memory::image_words(config));
+    let (kv_cache, activations) = run_bytes(config, prompt, 0, true, false);
     let largest_tensor = params
         .iter()
         .map(|(n, s)| {
@@ -322,7 +323,7 @@ pub fn estimate(config: &ModelConfig, params: &[(String, Vec<usize>)], choice: Q
         })
         .max()
         .unwrap_or(0);
-    MemoryEstimate { weights, kv_cache, activations: activation_bytes(config, seq, true), host_load_peak: 2 * largest_tensor }
+    MemoryEstimate { weights, kv_cache, activations, host_load_peak: 2 * largest_tensor }
 }
 
 fn gib(b: u64) -> String {

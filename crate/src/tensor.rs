@@ -43,6 +43,16 @@ impl Device {
         matches!(self, Device::Gpu(_))
     }
 
+    /// Frees the GPU's idle pooled buffers. The models call it between phases whose shapes differ
+    /// (ConvNeXt stages, vision towers, the decoder) so one phase's sizes do not pile up under the
+    /// next's and the peak is the largest phase's working set; nothing to do on the CPU.
+    pub fn release_idle(&self) {
+        if let Device::Gpu(g) = self {
+            g.flush(); // recorded work is submitted, so the freed buffers go once it has run
+            g.trim_pool();
+        }
+    }
+
     /// Waits for queued GPU work (for timing); nothing to do on the CPU.
     pub fn sync(&self) -> Result<()> {
         match self {

@@ -409,7 +409,7 @@ async fn main_async(cli: Cli) -> Result<()> {
             }
             if let (Device::Gpu(gpu), true) = (&device, model.model.join("manifest.json").is_file()) {
                 let f16 = m.precision() == sphinx::nn::Precision::F16;
-                let e = sphinx::convert::predict_run(&Manifest::read(&model.model)?, ids.len() + max_tokens, img.is_some(), f16);
+                let e = sphinx::convert::predict_run(&Manifest::read(&model.model)?, ids.len(), max_tokens, img.is_some(), f16);
                 let (_, peak) = gpu.memory();
                 let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
                 eprintln!(

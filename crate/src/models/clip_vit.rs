@@ -144,7 +144,9 @@ impl ClipVit {
         copy2d(&mut pos, Strided { offset: 0, row: d, batch: t * d }, &self.positional_embedding, Strided { offset: 0, row: d, batch: 0 }, b, t, d)?;
         add_(&mut x, &pos, None)?;
         drop(pos);
-        let mut x = self.ln_pre.forward(&x)?;
+        let embeddings = x;
+        let mut x = self.ln_pre.forward(&embeddings)?;
+        drop(embeddings);
         for blk in &self.resblocks {
             // x += out_proj(MHA(ln_1(x)))
             let qkv = blk.attn.in_proj.forward(&blk.ln_1.forward(&x)?)?; // [b·t, 3W] = (3, heads, hd) per row

@@ -18,6 +18,14 @@ use crate::{Error, Result};
 /// Hidden activations of one MLP pass are kept below this many bytes by splitting the rows.
 const MLP_CHUNK_BYTES: u64 = 64 << 20;
 
+/// Rows per MLP pass: as few equal passes as keep the [rows, hidden] activations under
+/// `MLP_CHUNK_BYTES` and one binding (equal passes reuse one set of pooled buffers).
+pub fn mlp_chunk_rows(rows: usize, hidden: usize, max_binding: u64) -> usize {
+    let limit = MLP_CHUNK_BYTES.min(max_binding);
+    let most = ((limit / (hidden as u64 * 4)) as usize).clamp(1, rows.max(1));
+    rows.div_ceil(rows.div_ceil(most).max(1)).max(1)
+}
+
 struct Mlp {
     fc1: Linear,
     fc2: Linear,
@@ -62,9 +70,7 @@ impl Block {
         let dw = dwconv7(x, &self.conv_dw_weight, &self.conv_dw_bias)?.reshape(&[rows, c])?;
         let h = self.norm.forward(&dw)?; // [rows, C]
         drop(dw);
-        let hidden = self.mlp.fc1.out_features;
-        let limit = MLP_CHUNK_BYTES.min(max_binding(&x.device()));
-        let chunk = ((limit / (hidden as u64 * 4)) as usize).clamp(1, rows);
+        let chunk = mlp_chunk_rows(rows, self.mlp.fc1.out_features, max_binding(&x.device()));
         let y = if chunk >= rows {
             let mut a = self.mlp.fc1.forward(&h)?;
             gelu_(&mut a)?;
@@ -138,8 +144,8 @@ impl ConvNext {
             return Err(Error::Shape(format!("convnext input {:?} is not [3, H, W]", image.shape())));
         };
         let (mut h, mut w) = (h / 4, w / 4);
-        let x = self.stem_conv.forward(image, Layout::Chw)?; // [h·w, C0]
-        let mut x = self.stem_norm.forward(&x)?.reshape(&[h, w, self.dims[0]])?;
+        // [h·w, C0]; the stem conv's output is dropped at the end of the statement
+        let mut x = self.stem_norm.forward(&self.stem_conv.forward(image, Layout::Chw)?)?.reshape(&[h, w, self.dims[0]])?;
         for (stage, &c) in self.stages.iter().zip(&self.dims) {
             if let Some((norm, conv)) = &stage.downsample {
                 let cin = x.shape()[2];
@@ -151,6 +157,7 @@ impl ConvNext {
             for block in &stage.blocks {
                 block.forward(&mut x)?;
             }
+            x.device().release_idle();
         }
         let c = self.out_dim();
         if h != w {

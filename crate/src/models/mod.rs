@@ -4,6 +4,7 @@ pub mod clip_vit;
 pub mod convnext;
 pub mod dinov2;
 pub mod llama;
+pub mod memory;
 pub mod params;
 pub mod qformer;
 pub mod sphinx;

@@ -137,6 +137,7 @@ impl Sphinx {
         let (t, c) = (self.view_tokens(), self.convnext.out_dim());
         let mut conv = Tensor::empty(&dev, &[views.len() * t, c])?;
         for (i, v) in views.iter().enumerate() {
+            dev.release_idle(); // the previous view's last-stage buffers
             let [_, h, w] = v.shape();
             let img = Tensor::from_slice(&dev, &[3, h, w], v.data())?;
             let (map, side) = self.convnext.forward(&img)?;
@@ -148,6 +149,7 @@ impl Sphinx {
             let toks = gap_tokens(&map, side, repeat)?; // [257, C]
             copy2d(&mut conv, Strided::rows(i * t * c, c), &toks, Strided::rows(0, c), 1, t, c)?;
         }
+        dev.release_idle();
         Ok(conv)
     }
 
@@ -175,6 +177,13 @@ impl Sphinx {
 
     /// `padded` is the `padded_resize` output [3, S, S]; returns the image embeddings.
     pub fn encode_image(&self, padded: &ImageTensor, keep_intermediates: bool) -> Result<ImageEncoding> {
+        let encoding = self.encode_views(padded, keep_intermediates);
+        // the towers' outputs, dropped on return, are freed rather than left idle in the pool
+        self.device().release_idle();
+        encoding
+    }
+
+    fn encode_views(&self, padded: &ImageTensor, keep_intermediates: bool) -> Result<ImageEncoding> {
         let dev = self.device();
         let layout = ViewLayout::from_llama_type(self.llama_type().name())?;
         let views = views_for(layout, padded)?;
@@ -199,6 +208,7 @@ impl Sphinx {
         }
         let conv = self.convnext_tokens(&views.convnext)?; // [nv·257, C]
         let dino = self.dinov2.forward(&dev, &views.dinov2)?; // [nv·257, D]
+        dev.release_idle();
         // [nv·257, (W +) C + D]
         let fused = match &clip_qformer {
             Some((clip, _)) => concat_cols(&[clip, &conv, &dino])?,
@@ -248,7 +258,10 @@ impl Sphinx {
     pub fn prefill(&self, cache: &mut KvCache, ids: &[u32], image: Option<&Tensor>) -> Result<Tensor> {
         cache.len = 0;
         let x = self.input_embeds(ids, image)?;
-        self.llm.forward(x, cache)
+        let logits = self.llm.forward(x, cache)?;
+        // decode steps use other sizes: the prompt's idle buffers need not wait for them
+        self.device().release_idle();
+        Ok(logits)
     }
 
     /// One decode step: feeds `id` at the next position (text position + image words, spec §2.7).

@@ -584,8 +584,9 @@ impl Gpu {
     }
 }
 
-/// Pool size classes: at most 1/8 of the power of two above the size is wasted.
-fn size_class(size: u64) -> u64 {
+/// The bytes of the pooled buffer `alloc` hands out for `size` bytes, the class it is reused by: at
+/// most 1/8 of the power of two above the size is wasted.
+pub fn size_class(size: u64) -> u64 {
     let b = size.max(256);
     let hi = b.next_power_of_two();
     let step = (hi / 8).max(256);
