@@ -68,7 +68,7 @@ fuzz:
 test-web: build web site
 	node --test --test-concurrency=1 tests/web/*.test.js
 
-# Not part of `make test` (about 15 minutes without a GPU): the real-width `wide` model in Chromium
+# Not part of `make test` (about 80 minutes without a GPU): the real-width `wide` model in Chromium
 # under WebGPU's default limits, against the native GPU and CPU paths.
 test-wide: build web
 	node --test tests/web/slow/wide.test.js

@@ -2,9 +2,9 @@
 //! `inspect` and the `GPU memory` line of `sphinx run`): every phase's buffers are replayed, in the
 //! order the forward code allocates and drops them, through a model of the runtime's pool (the
 //! same size classes, reuse by class, idle buffers freed between phases by
-//! [`crate::tensor::Device::release_idle`]). Keep each replay beside the code it mirrors in mind:
-//! a forward that keeps a buffer longer, or allocates one more, changes the peak; the memory tests
-//! (`tests/cli.rs`, `tests/web/slow/wide.test.js`) measure the real peak against this.
+//! [`crate::tensor::Device::release_idle`]). Each replay mirrors one forward function, named in its
+//! doc; a forward that holds a buffer longer or allocates one more moves the real peak, which the
+//! memory tests (`tests/cli.rs`, `tests/web/slow/wide.test.js`) measure against this.
 
 use std::collections::HashMap;
 
@@ -128,9 +128,9 @@ fn convnext_view(p: &mut Pool, cfg: &ConvNextConfig, s: usize, t: usize) {
     p.free_upload(img);
 }
 
-/// A ViT on `b` views of `side` px (DINOv2, CLIP, the Q-Former's vision tower): patch embedding,
-/// then blocks of attention and an MLP of `hidden` (`2·hidden` wide before SwiGLU when `swiglu`);
-/// returns its output [b·t, d].
+/// A ViT on `b` views of `side` px (`Dinov2::forward`, `ClipVit::forward`, the Q-Former's
+/// `VisionModel::forward`): patch embedding, then blocks of attention and an MLP of `hidden`
+/// (`2·hidden` wide before SwiGLU when `swiglu`); returns its output [b·t, d].
 fn vit(p: &mut Pool, b: usize, side: usize, patch: usize, d: usize, hidden: usize, depth: usize, swiglu: bool) -> Buf {
     let grid = side / patch.max(1);
     let t = 1 + grid * grid;
@@ -153,10 +153,9 @@ fn vit(p: &mut Pool, b: usize, side: usize, patch: usize, d: usize, hidden: usiz
         p.drop(proj);
         let n2 = p.empty(b * t, d);
         let h = if swiglu {
-            let g = p.empty(b * t, 2 * hidden);
-            p.drop(n2);
-            let h = p.empty(b * t, hidden);
+            let (g, h) = (p.empty(b * t, 2 * hidden), p.empty(b * t, hidden));
             p.drop(g);
+            p.drop(n2);
             h
         } else {
             let h = p.empty(b * t, hidden);
