@@ -290,9 +290,9 @@ fn run_bytes(config: &ModelConfig, prompt: usize, answer: usize, image: bool, f1
 }
 
 /// The GPU memory `inspect` predicts for running a converted model on a prompt of `prompt` text
-/// tokens (and an image, when `image`) answered with up to `answer` tokens: its stored weights (f32 matrices halved at f16
-/// precision, which stores them as f16), the KV cache (f16 at f16 precision) and the largest
-/// activations.
+/// tokens (and an image, when `image`) answered with up to `answer` tokens: its stored weights
+/// (f32 matrices halved at f16 precision, which stores them as f16), the KV cache (f16 at f16
+/// precision) and the largest activations.
 pub fn predict_run(m: &Manifest, prompt: usize, answer: usize, image: bool, f16: bool) -> MemoryEstimate {
     let weights = m
         .tensors

@@ -173,11 +173,10 @@ fn vit(p: &mut Pool, b: usize, side: usize, patch: usize, d: usize, hidden: usiz
 }
 
 /// `Sphinx::encode_image`: the towers, the fusion and projection, the image tokens (returned).
-fn encode_image(p: &mut Pool, config: &ModelConfig, layout: ViewLayout) -> Buf {
+fn encode_image(p: &mut Pool, config: &ModelConfig) -> Buf {
     let (v, dim) = (&config.vision, config.llm.dim);
-    let nv = layout.tiles();
-    let dino = &v.dinov2;
-    let t = 1 + (layout.dinov2_size() / dino.patch_size.max(1)).pow(2);
+    let (layout, t) = views_of(config);
+    let (nv, dino) = (layout.tiles(), &v.dinov2);
     let mut nq = 0;
     let mut held = Vec::new();
     let mut width = 0;
@@ -238,6 +237,13 @@ fn decoder(p: &mut Pool, llm: &LlmConfig, l: usize, x: Buf) {
     }
 }
 
+/// The view layout of the configuration's variant and the DINOv2 tokens of one view (257).
+fn views_of(config: &ModelConfig) -> (ViewLayout, usize) {
+    // LlamaType::name() is always one of the four names from_llama_type knows
+    let layout = ViewLayout::from_llama_type(config.llama_type.name()).expect("every llama_type has a view layout");
+    (layout, 1 + (layout.dinov2_size() / config.vision.dinov2.patch_size.max(1)).pow(2))
+}
+
 /// The KV cache of `positions` (K and V per layer, f16 halves a row's words on the GPU).
 pub fn kv_cache_bytes(llm: &LlmConfig, positions: usize, f16: bool) -> u64 {
     let width = llm.n_kv_heads * llm.head_dim / if f16 { 2 } else { 1 };
@@ -246,8 +252,7 @@ pub fn kv_cache_bytes(llm: &LlmConfig, positions: usize, f16: bool) -> u64 {
 
 /// Image positions one image takes in the prompt: views · (queries + DINOv2 tokens + 2).
 pub fn image_words(config: &ModelConfig) -> usize {
-    let layout = ViewLayout::from_llama_type(config.llama_type.name()).expect("every llama_type has a view layout");
-    let t = 1 + (layout.dinov2_size() / config.vision.dinov2.patch_size.max(1)).pow(2);
+    let (layout, t) = views_of(config);
     let nq = config.vision.qformer.as_ref().map_or(0, |q| q.num_query_tokens);
     layout.tiles() * (nq + t + 2)
 }
@@ -257,8 +262,7 @@ pub fn image_words(config: &ModelConfig) -> usize {
 /// positions (plus the image's) and decoding.)
 pub fn run_peaks(config: &ModelConfig, text: usize, image: bool) -> (u64, u64) {
     let mut p = Pool::default();
-    let layout = ViewLayout::from_llama_type(config.llama_type.name()).expect("every llama_type has a view layout");
-    let (tokens, words) = if image { (Some(encode_image(&mut p, config, layout)), image_words(config)) } else { (None, 0) };
+    let (tokens, words) = if image { (Some(encode_image(&mut p, config)), image_words(config)) } else { (None, 0) };
     let encode = std::mem::take(&mut p.peak);
     p.peak = p.total;
     let l = text.max(1) + words;
