@@ -62,6 +62,12 @@ export interface BenchReport {
   kernels: { name: string; variant: string; tuned: boolean; ms: number; gflops: number; gbps: number }[];
   decode: { tokens: number; tokensPerSecond: number; bytesPerToken: number; gbPerSecond: number } | null;
   gpuPeakBytes: number;
+  promptTokens: number;
+  /** promptTokens ÷ the median prefill time. */
+  prefillTokensPerSecond: number;
+  reps: number;
+  /** The greedy ids of the last repetition (the first from the prefill). */
+  ids: number[];
 }
 
 export interface KernelSelfTest {
@@ -204,7 +210,7 @@ export interface SphinxModel {
   /** Destroys the GPU device as a lost device would (for tests of that path). */
   loseDevice(): Promise<void>;
   /** Times one question on this device (as `sphinx bench --model --json`). */
-  bench(options?: { image?: ImageData | Pixels; tokens?: number }): Promise<BenchReport>;
+  bench(options?: { image?: ImageData | Pixels; tokens?: number; promptTokens?: number; reps?: number }): Promise<BenchReport>;
   /** OpenAI's chat API over this model (see OpenAIChatRequest). */
   readonly openai: { chat: { completions: { create: OpenAICreate } } };
   dispose(): Promise<void>;

@@ -305,12 +305,14 @@ class SphinxModel {
   }
 
   /** Times one question on this device (see `sphinx bench`): the phases (image encode and each
-   *  vision tower alone when `image` pixels are given, prefill, `tokens` decode steps with the
-   *  bandwidth they imply) and every linear shape of the model with its kernel variant. */
-  async bench({ image, tokens = 16 } = {}) {
+   *  vision tower alone when `image` pixels are given, prefill of `promptTokens` ids, `tokens`
+   *  greedy decode steps with the bandwidth they imply, medians of `reps`) and every linear shape
+   *  of the model with its kernel variant. */
+  async bench({ image, tokens = 16, promptTokens = 48, reps = 1 } = {}) {
     this.#alive();
     const pixels = image ? pixelsOf(image) : null;
-    const args = { pixels, width: image?.width ?? 0, height: image?.height ?? 0, tokens };
+    const plan = { tokens, promptTokens, reps };
+    const args = { pixels, width: image?.width ?? 0, height: image?.height ?? 0, plan };
     return this.#rpc.call('bench', args, { transfer: pixels ? [pixels.buffer] : [] }).promise;
   }
 

@@ -429,9 +429,9 @@ const OPS = {
     };
   },
 
-  async bench({ pixels, width, height, tokens }) {
+  async bench({ pixels, width, height, plan }) {
     alive();
-    return JSON.parse(await session.bench(pixels ?? new Uint8Array(0), width ?? 0, height ?? 0, tokens));
+    return JSON.parse(await session.bench(pixels ?? new Uint8Array(0), width ?? 0, height ?? 0, JSON.stringify(plan)));
   },
 
   async loseDevice() {

@@ -57,6 +57,13 @@ pub struct Report {
     pub kernels: Vec<KernelRow>,
     pub decode: Option<DecodeRate>,
     pub gpu_peak_bytes: u64,
+    /// Prompt ids of the prefill (the image's positions come on top).
+    pub prompt_tokens: usize,
+    /// prompt_tokens ÷ the median prefill time (text prompts: what llama-bench's pp reports).
+    pub prefill_tokens_per_second: f64,
+    pub reps: usize,
+    /// The greedy ids of the last rep (the first from the prefill).
+    pub ids: Vec<u32>,
 }
 
 /// Waits until the device has done everything recorded.
@@ -80,49 +87,99 @@ fn row(name: String, variant: &str, tuned: bool, secs: f64, flop: f64, bytes: f6
     KernelRow { name, variant: variant.into(), tuned, ms: secs * 1e3, gflops: flop / secs / 1e9, gbps: bytes / secs / 1e9 }
 }
 
-/// The phases of one question about `padded` (or a text prompt) with `tokens` decode steps, and
-/// every linear shape of the model with its variant. `load_ms`: the load time, if measured.
-pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, tokens: usize, load_ms: Option<f64>, autotune: Option<TuneReport>) -> Result<Report> {
+/// What a model bench runs: `tokens` greedy decode steps after a prompt of `prompt_tokens` ids
+/// ([`bench_prompt`]), `reps` times (the phases report medians).
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BenchPlan {
+    pub tokens: usize,
+    pub prompt_tokens: usize,
+    pub reps: usize,
+}
+
+impl Default for BenchPlan {
+    fn default() -> Self {
+        BenchPlan { tokens: 16, prompt_tokens: 48, reps: 1 }
+    }
+}
+
+/// The bench's prompt: BOS, then ids 101, 102, … (`n` ids in all; the same ids go to the peers).
+pub fn bench_prompt(n: usize) -> Vec<u32> {
+    (0..n.max(1) as u32).map(|i| if i == 0 { 1 } else { 100 + i }).collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The phases of one question about `padded` (or a text prompt) as `plan` says, and every linear
+/// shape of the model with its variant. `load_ms`: the load time, if measured.
+pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: BenchPlan, load_ms: Option<f64>, autotune: Option<TuneReport>) -> Result<Report> {
     let device = model.device();
+    let reps = plan.reps.max(1);
     let mut phases = Vec::new();
     if let Some(ms) = load_ms {
         phases.push(Phase { name: "load".into(), ms, detail: String::new() });
     }
     let mut image = None;
     if let Some(p) = padded {
-        let (ms, enc) = timed(&device, || model.encode_image(p, false)).await?;
-        phases.push(Phase { name: "encode".into(), ms, detail: format!("{} image tokens", enc.tokens.rows()) });
+        let mut times = Vec::new();
+        for _ in 0..reps {
+            let (ms, enc) = timed(&device, || model.encode_image(p, false)).await?;
+            times.push(ms);
+            image = Some(enc.tokens);
+        }
+        let words = image.as_ref().map_or(0, |t| t.rows());
+        phases.push(Phase { name: "encode".into(), ms: median(times), detail: format!("{words} image tokens") });
         for tower in model.towers() {
             let (ms, _) = timed(&device, || model.encode_tower(p, tower)).await?;
             phases.push(Phase { name: format!("encode {tower}"), ms, detail: "alone".into() });
         }
-        image = Some(enc.tokens);
     }
-    let ids: Vec<u32> = (0..48).map(|i| if i == 0 { 1 } else { 100 + i }).collect();
-    let mut cache = model.llm.new_cache(ids.len() + image.as_ref().map_or(0, |t| t.rows()) + tokens + 1)?;
-    let (ms, logits) = timed(&device, || model.prefill(&mut cache, &ids, image.as_ref())).await?;
-    phases.push(Phase { name: "prefill".into(), ms, detail: format!("{} positions", cache.len) });
-    let mut id = crate::generate::argmax(&logits.to_vec().await?);
-    let t0 = web_time::Instant::now();
-    for _ in 0..tokens {
-        id = crate::generate::argmax(&model.decode(&mut cache, id)?.to_vec().await?);
+    let ids = bench_prompt(plan.prompt_tokens);
+    let (mut prefill, mut decode, mut out_ids, mut positions) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for _ in 0..reps {
+        let mut cache = model.llm.new_cache(ids.len() + image.as_ref().map_or(0, |t| t.rows()) + plan.tokens + 1)?;
+        let (ms, logits) = timed(&device, || model.prefill(&mut cache, &ids, image.as_ref())).await?;
+        prefill.push(ms);
+        positions = cache.len;
+        let mut id = crate::generate::argmax(&logits.to_vec().await?);
+        out_ids = vec![id];
+        let t0 = web_time::Instant::now();
+        for _ in 0..plan.tokens {
+            id = crate::generate::argmax(&model.decode(&mut cache, id)?.to_vec().await?);
+            out_ids.push(id);
+        }
+        out_ids.pop(); // the ids a generation of `tokens` tokens gives (the last step's is extra)
+        decode.push(t0.elapsed().as_secs_f64() * 1e3);
     }
-    let decode_s = t0.elapsed().as_secs_f64();
-    phases.push(Phase { name: "decode".into(), ms: decode_s * 1e3, detail: format!("{tokens} tokens") });
-    let (kernels, weight_bytes, peak) = match &device {
-        Device::Gpu(g) => (shape_rows(g).await?, decode_weight_bytes(g), g.memory().1),
-        Device::Cpu => (Vec::new(), 0.0, 0),
+    let (prefill_ms, decode_ms) = (median(prefill), median(decode));
+    phases.push(Phase { name: "prefill".into(), ms: prefill_ms, detail: format!("{positions} positions") });
+    phases.push(Phase { name: "decode".into(), ms: decode_ms, detail: format!("{} tokens", plan.tokens) });
+    let (kernels, peak) = match &device {
+        Device::Gpu(g) => (shape_rows(g).await?, g.memory().1),
+        Device::Cpu => (Vec::new(), 0),
     };
     let l = &model.config.llm;
     let kv_elem = if model.llm.kv_f16 { 2.0 } else { 4.0 };
-    let kv_bytes = 2.0 * (l.n_layers * l.n_kv_heads * l.head_dim) as f64 * kv_elem * (cache.len as f64 - tokens as f64 / 2.0);
-    let decode = (tokens > 0 && device.is_gpu()).then(|| {
-        let tps = tokens as f64 / decode_s;
-        let bpt = weight_bytes + kv_bytes;
-        DecodeRate { tokens, tokens_per_second: tps, bytes_per_token: bpt, gb_per_second: bpt * tps / 1e9 }
+    let kv_bytes = 2.0 * (l.n_layers * l.n_kv_heads * l.head_dim) as f64 * kv_elem * (positions as f64 + plan.tokens as f64 / 2.0);
+    let decode = (plan.tokens > 0).then(|| {
+        let tps = plan.tokens as f64 / (decode_ms / 1e3);
+        let bpt = model.llm.decode_weight_bytes() as f64 + kv_bytes;
+        DecodeRate { tokens: plan.tokens, tokens_per_second: tps, bytes_per_token: bpt, gb_per_second: bpt * tps / 1e9 }
     });
     let precision = format!("{:?}", model.precision()).to_lowercase();
-    Ok(Report { device: format!("{device:?}"), precision, autotune, phases, kernels, decode, gpu_peak_bytes: peak })
+    let prefill_tps = ids.len() as f64 / (prefill_ms / 1e3);
+    Ok(Report { device: device_name(&device), precision, autotune, phases, kernels, decode, gpu_peak_bytes: peak, prompt_tokens: ids.len(), prefill_tokens_per_second: prefill_tps, reps, ids: out_ids })
+}
+
+/// The device in words: the adapter, or the CPU backend's SIMD level and threads.
+pub fn device_name(device: &Device) -> String {
+    match device {
+        Device::Cpu => format!("cpu ({})", crate::cpu::describe()),
+        Device::Gpu(_) => format!("{device:?}"),
+    }
 }
 
 /// Every registered linear shape at its tuning rows, with the variant chosen for it.
@@ -136,11 +193,6 @@ async fn shape_rows(g: &std::sync::Arc<crate::runtime::Gpu>) -> Result<Vec<Kerne
         rows.push(row(format!("{} ×{count} ({m} rows)", s.key()), variant, tuned, secs, s.flops(g), bytes));
     }
     Ok(rows)
-}
-
-/// Bytes of the decoder's weights one decode step reads.
-fn decode_weight_bytes(g: &crate::runtime::Gpu) -> f64 {
-    g.tuning().shapes().iter().filter(|(s, _)| s.decode).map(|(s, n)| *n as f64 * tune::weight_bytes(s) as f64).sum()
 }
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
@@ -215,10 +267,13 @@ pub fn format_text(r: &Report) -> String {
     for p in &r.phases {
         s += &format!("{:<20} {:>12.1} ms  {}\n", p.name, p.ms, p.detail);
     }
+    s += &format!("prefill: {:.1} tokens/s ({} prompt tokens, median of {})\n", r.prefill_tokens_per_second, r.prompt_tokens, r.reps);
     if let Some(d) = &r.decode {
         s += &format!("decode: {:.2} tokens/s, {:.1} MB per token → {:.2} GB/s\n", d.tokens_per_second, d.bytes_per_token / 1e6, d.gb_per_second);
     }
-    s += &format!("GPU memory peak: {:.1} MiB\n", r.gpu_peak_bytes as f64 / (1u64 << 20) as f64);
+    if r.gpu_peak_bytes > 0 {
+        s += &format!("GPU memory peak: {:.1} MiB\n", r.gpu_peak_bytes as f64 / (1u64 << 20) as f64);
+    }
     s + &format_kernels(&r.kernels)
 }
 

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod cpu;
 pub mod convert;
 pub mod error;
 pub mod generate;

@@ -146,6 +146,9 @@ enum Command {
         /// Decode steps to time
         #[arg(long, default_value_t = 16, value_parser = sized(MAX_SEQ_LEN))]
         tokens: usize,
+        /// Prompt ids of the model bench's prefill (BOS, 101, 102, …)
+        #[arg(long, default_value_t = 48, value_parser = sized(MAX_SEQ_LEN))]
+        prompt_tokens: usize,
         /// Print the report as JSON
         #[arg(long)]
         json: bool,
@@ -161,8 +164,9 @@ enum Command {
         /// Key/value heads (dividing --heads)
         #[arg(long, default_value_t = 4, value_parser = sized(MAX_WIDTH))]
         kv_heads: usize,
-        #[arg(long, default_value_t = 5, value_parser = sized(MAX_REPS))]
-        reps: usize,
+        /// Repetitions (medians are reported) [default: 1 with --model, 5 for the kernels]
+        #[arg(long, value_parser = sized(MAX_REPS))]
+        reps: Option<usize>,
     },
     /// Convert an upstream checkpoint into the web format (manifest + safetensors shards)
     Convert {
@@ -496,7 +500,7 @@ async fn main_async(cli: Cli) -> Result<()> {
             let _ = std::io::stdout().flush();
             server.run()?;
         }
-        Command::Bench { model, device, gpu, image, tokens, json, dim, hidden, vocab, heads, kv_heads, reps } => {
+        Command::Bench { model, device, gpu, image, tokens, prompt_tokens, json, dim, hidden, vocab, heads, kv_heads, reps } => {
             let device = match model {
                 Some(dir) => {
                     let opts = ModelOpts { model: dir, device, max_seq_len: DEFAULT_MAX_SEQ_LEN, gpu };
@@ -505,7 +509,8 @@ async fn main_async(cli: Cli) -> Result<()> {
                     device.sync()?;
                     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
                     let padded = image.as_deref().map(|p| read_image(p, m.llama_type().image_size())).transpose()?;
-                    let report = sphinx::bench::model_bench(&m, padded.as_ref(), tokens, Some(load_ms), tuning).await?;
+                    let plan = sphinx::bench::BenchPlan { tokens, prompt_tokens, reps: reps.unwrap_or(1) };
+                    let report = sphinx::bench::model_bench(&m, padded.as_ref(), plan, Some(load_ms), tuning).await?;
                     if json {
                         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Msg(e.to_string()))?);
                     } else {
@@ -516,7 +521,7 @@ async fn main_async(cli: Cli) -> Result<()> {
                 None => {
                     check_bench_heads(dim, heads, kv_heads)?;
                     let device = Device::from_name_with(&device, LimitsChoice::parse(&gpu.limits)?).await?;
-                    let rows = sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps).await?;
+                    let rows = sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps.unwrap_or(5)).await?;
                     if json {
                         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "device": format!("{device:?}"), "kernels": rows })).map_err(|e| Error::Msg(e.to_string()))?);
                     } else {

@@ -145,8 +145,12 @@ fn attention_kv(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor
             }
         }
         None => {
-            let (qv, kv, vv) = (cpu(q).to_vec(), cpu(k).to_vec(), cpu(v).to_vec());
-            attention_cpu(o.cpu_mut().expect("cpu"), os, &qv, qs, &kv, ks, &vv, vs, a);
+            let out = o.cpu_mut().expect("cpu");
+            if crate::cpu::reference() {
+                attention_cpu(out, os, cpu(q), qs, cpu(k), ks, cpu(v), vs, a);
+            } else {
+                crate::cpu::attn::attention(out, os, cpu(q), qs, cpu(k), ks, cpu(v), vs, a);
+            }
             Ok(())
         }
     }

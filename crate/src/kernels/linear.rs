@@ -289,7 +289,7 @@ pub fn linear_into_variant(y: &mut Tensor, y_col: usize, x: &Tensor, w: &Tensor,
         }
         None => {
             let out = y.cpu_mut().ok_or_else(|| Error::Shape("linear: output on the GPU, inputs on the CPU".into()))?;
-            linear_cpu(out, ny, y_col, cpu(x), cpu(w), b.map(cpu), m, n, k);
+            crate::cpu::linear_f32(out, ny, y_col, cpu(x), m, cpu(w), n, k, b.map(cpu));
             Ok(())
         }
     }

@@ -84,17 +84,16 @@ pub fn qlinear_into_variant(y: &mut Tensor, y_col: usize, x: &Tensor, w: &QWeigh
     let (m, _, ny) = check_shapes(y, y_col, x, w.rows, w.cols, b)?;
     let mut all = vec![x, &*y];
     all.extend(b);
-    match (super::gpu_of("qlinear", &all)?, &w.data) {
+    let gpu = super::gpu_of("qlinear", &all)?;
+    match (gpu, &w.data) {
         (Some(gpu), QData::Gpu { buffer, scales_word }) => {
             let kp = if w.quant.is_block() { padded_cols(w.cols) } else { 0 };
             let wr = WeightRef { buffer: buffer.buffer(), format: w.format(), n: w.rows, kp, scales: *scales_word };
             dispatch(&gpu, y, y_col, x, &wr, b, variant)
         }
         (None, QData::Cpu(packed)) => {
-            let bv = b.map(cpu).map(<[f32]>::to_vec);
-            let xv = cpu(x).to_vec();
             let out = y.cpu_mut().ok_or_else(|| Error::Shape("linear: output on the GPU, inputs on the CPU".into()))?;
-            qlinear_cpu(out, ny, y_col, &xv, packed, bv.as_deref(), m);
+            crate::cpu::linear_packed(out, ny, y_col, cpu(x), m, packed, b.map(cpu));
             Ok(())
         }
         _ => Err(Error::Shape("linear: weight and activations on different devices".into())),

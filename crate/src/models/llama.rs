@@ -109,6 +109,20 @@ impl Llama {
         self.norm.weight.device()
     }
 
+    /// Bytes of weights one decode step reads: every layer's projections and the output layer (the
+    /// embedding reads one row).
+    pub fn decode_weight_bytes(&self) -> u64 {
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|l| {
+                let (a, f) = (&l.attention, &l.feed_forward);
+                [&a.wq, &a.wk, &a.wv, &a.wo, &f.w1, &f.w2, &f.w3].iter().map(|w| w.weight_bytes()).sum::<u64>()
+            })
+            .sum();
+        layers + self.output.weight_bytes()
+    }
+
     /// An empty cache for up to `capacity` positions (≤ max_seq_len).
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
         if capacity > self.max_seq_len {

@@ -128,6 +128,11 @@ impl Linear {
         Ok(Linear { chunks, out_features, in_features, quant })
     }
 
+    /// Bytes of the stored weight.
+    pub fn weight_bytes(&self) -> u64 {
+        self.quant.bytes(self.out_features, self.in_features) as u64
+    }
+
     /// The weight format and rows of the first row chunk (what a kernel sees).
     pub fn first_chunk(&self) -> (WeightFormat, usize) {
         self.chunks.first().map_or((WeightFormat::F32, 0), |(_, w, _)| (w.format(), w.rows()))

@@ -1,0 +1,488 @@
+//! Products with q8 / q4 weights on the CPU: the activations are quantized per 32-block to 8 bits
+//! ([`Acts`]: d = max|x| / 127 in f32, q = round(x / d)), each block's integer dot product with the
+//! weight codes is exact, and the blocks are summed as Σ d_w·d_x·Σ q_w q_x in f32 (ggml's Q8_0
+//! activations with a finer scale). The weights are read where they are stored (codes region and
+//! binary16 scales region, docs/format.md): no copy, no repacking.
+//!
+//! A kernel computes a tile of `JR` weight rows × `MR` activation rows, so that each weight block
+//! loaded is used `MR` times and each activation block `JR` times; decode takes one activation row.
+//! Where an instruction wants an unsigned operand (x86 `vpdpbusd` / `vpmaddubsw`, wasm's relaxed
+//! dot), the weight codes are taken unsigned — q8 as q + 128, q4 as its stored nibble (q + 8) — and
+//! the offset o·Σ q_x is taken off again: in the integer sums where the kernel starts each block's
+//! sum at −o·Σ q_x (VNNI), else in f32 afterwards ([`Acts::e`]).
+//!
+//! Kernels: AVX-512 VNNI (`x86::tile_vnni`: two blocks per 256-bit register, activations stored
+//! pre-interleaved for it), AVX2 (`vpmaddubsw`; q8 with the sign trick, as ggml does), wasm
+//! SIMD128 (activations widened to i16 once, `i32x4.dot_i16x8_s`), wasm relaxed SIMD for q4 weights
+//! (`i32x4.relaxed_dot_i8x16_i7x16_add_s`: nibbles are 7-bit), and portable integer loops.
+//! [`qdot_exact`] is the oracle they are all tested against.
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
+
+use super::{par_ranges, task_rows, Isa, Out};
+use crate::io::quant::{padded_cols, Packed, Quant, BLOCK};
+use half::f16;
+
+/// Weight rows per tile, activation rows per tile (decode: 1).
+const JR: usize = 4;
+const MR: usize = 4;
+
+/// How a kernel wants the activations laid out.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Form {
+    /// Codes row by row; `wide`: also as i16; `e`: with d·Σq per block (unsigned weights,
+    /// offset taken off in f32).
+    Natural { wide: bool, e: bool },
+    /// Blocks interleaved by pairs for 256-bit VNNI: per pair of blocks (2p, 2p+1), 64 bytes
+    /// [x₂ₚ[0..16], x₂ₚ₊₁[0..16], x₂ₚ[16..32], x₂ₚ₊₁[16..32]], so that one `vpdpbusd` sums block 2p
+    /// into lanes 0–3 and block 2p+1 into lanes 4–7; the scales as [d₂ₚ×4, d₂ₚ₊₁×4]; the start of
+    /// each pair's sums, [−o·Σq₂ₚ, 0, 0, 0, −o·Σq₂ₚ₊₁, 0, 0, 0]; rows padded to a multiple of MR.
+    Pairs { offset: i32 },
+}
+
+impl Form {
+    fn of(isa: Isa, quant: Quant) -> Form {
+        let offset = if quant == Quant::Q8 { 128 } else { 8 };
+        match isa {
+            Isa::Avx512Vnni => Form::Pairs { offset },
+            Isa::Avx2 | Isa::WasmRelaxed if quant == Quant::Q4 => Form::Natural { wide: false, e: true },
+            Isa::WasmSimd | Isa::WasmRelaxed => Form::Natural { wide: true, e: false },
+            _ => Form::Natural { wide: false, e: false },
+        }
+    }
+
+    /// f32 values of one weight row's scales in the kernel's form.
+    fn scale_len(self, nb: usize) -> usize {
+        match self {
+            Form::Natural { .. } => nb,
+            Form::Pairs { .. } => nb.div_ceil(2) * 8,
+        }
+    }
+}
+
+/// Activation rows quantized per 32-block.
+pub struct Acts {
+    /// Rows quantized (the input's); `Pairs` holds `padded` rows, the extra ones zero.
+    pub rows: usize,
+    padded: usize,
+    /// Columns padded to whole blocks.
+    pub kp: usize,
+    form: Form,
+    /// Signed codes [padded, kp] (zero past the input) in the form's layout.
+    codes: Vec<i8>,
+    /// The codes widened to i16 (`Natural { wide }`), else empty.
+    wide: Vec<i16>,
+    /// Scales [rows, nb] (`Natural`), or [padded, pairs, 8] (`Pairs`).
+    d: Vec<f32>,
+    /// d · Σ q per block [rows, nb] (`Natural { e }`), else empty.
+    e: Vec<f32>,
+    /// The sums' starts [padded, pairs, 8] (`Pairs`), else empty.
+    init: Vec<i32>,
+    /// `Pairs`: the signed codes [rows, kp] and scales [rows, nb] in plain order (the oracle's).
+    plain: (Vec<i8>, Vec<f32>),
+}
+
+impl Acts {
+    /// Quantizes x ([m, k] row-major) as `isa`'s kernel for `quant` weights reads it.
+    pub fn quantize(isa: Isa, quant: Quant, x: &[f32], m: usize, k: usize) -> Acts {
+        Acts::with_form(Form::of(isa, quant), x, m, k)
+    }
+
+    fn with_form(form: Form, x: &[f32], m: usize, k: usize) -> Acts {
+        let kp = padded_cols(k);
+        let nb = kp / BLOCK;
+        let mut codes = vec![0i8; m * kp];
+        let mut d = vec![0f32; m * nb];
+        let mut sums = vec![0i32; m * nb];
+        for r in 0..m {
+            let (c, s, q) = (&mut codes[r * kp..(r + 1) * kp], &mut d[r * nb..(r + 1) * nb], &mut sums[r * nb..(r + 1) * nb]);
+            quantize_row(&x[r * k..(r + 1) * k], c, s, q);
+        }
+        let mut a = Acts { rows: m, padded: m, kp, form, codes: Vec::new(), wide: Vec::new(), d: Vec::new(), e: Vec::new(), init: Vec::new(), plain: (Vec::new(), Vec::new()) };
+        match form {
+            Form::Natural { wide, e } => {
+                if wide {
+                    a.wide = codes.iter().map(|&c| c as i16).collect();
+                }
+                if e {
+                    a.e = d.iter().zip(&sums).map(|(d, s)| d * *s as f32).collect();
+                }
+                a.codes = codes;
+                a.d = d;
+            }
+            Form::Pairs { offset } => {
+                a.interleave(&codes, &d, &sums, offset);
+                a.plain = (codes, d);
+            }
+        }
+        a
+    }
+
+    /// Fills the `Pairs` form from plain codes, scales and block sums.
+    fn interleave(&mut self, codes: &[i8], d: &[f32], sums: &[i32], offset: i32) {
+        let (kp, nb) = (self.kp, self.kp / BLOCK);
+        let pairs = nb.div_ceil(2);
+        self.padded = if self.rows >= MR { self.rows.div_ceil(MR) * MR } else { self.rows };
+        self.codes = vec![0; self.padded * pairs * 64];
+        self.d = vec![0.0; self.padded * pairs * 8];
+        self.init = vec![0; self.padded * pairs * 8];
+        for r in 0..self.rows {
+            for b in 0..nb {
+                let (p, half) = (b / 2, b % 2);
+                let at = (r * pairs + p) * 64 + half * 16;
+                let src = &codes[r * kp + b * BLOCK..r * kp + (b + 1) * BLOCK];
+                self.codes[at..at + 16].copy_from_slice(&src[..16]);
+                self.codes[at + 32..at + 48].copy_from_slice(&src[16..]);
+                let lanes = (r * pairs + p) * 8 + half * 4;
+                self.d[lanes..lanes + 4].fill(d[r * nb + b]);
+                self.init[lanes] = -offset * sums[r * nb + b];
+            }
+        }
+    }
+
+    /// Row r's signed codes and scales in plain order.
+    fn plain(&self) -> (&[i8], &[f32]) {
+        match self.form {
+            Form::Natural { .. } => (&self.codes, &self.d),
+            Form::Pairs { .. } => (&self.plain.0, &self.plain.1),
+        }
+    }
+
+    pub fn code(&self, r: usize, c: usize) -> i32 {
+        self.plain().0[r * self.kp + c] as i32
+    }
+
+    pub fn scale(&self, r: usize, b: usize) -> f32 {
+        self.plain().1[r * self.kp / BLOCK + b]
+    }
+}
+
+/// One row: codes, scales and block sums of the codes.
+fn quantize_row(x: &[f32], codes: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting it rounds (ties to even)
+    for (b, (db, sb)) in d.iter_mut().zip(sums.iter_mut()).enumerate() {
+        let (c0, c1) = (b * BLOCK, ((b + 1) * BLOCK).min(x.len()));
+        let src = &x[c0..c1];
+        let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        let mut sum = 0i32;
+        for (o, &v) in codes[c0..c1].iter_mut().zip(src) {
+            let q = ((v * inv).clamp(-127.0, 127.0) + ROUND) - ROUND;
+            *o = q as i8;
+            sum += q as i32;
+        }
+        *db = scale;
+        *sb = sum;
+    }
+}
+
+/// A packed q8 / q4 matrix seen as code rows and scale rows (the stored layout, no copy).
+#[derive(Clone, Copy)]
+pub struct QRows<'a> {
+    pub quant: Quant,
+    pub rows: usize,
+    pub kp: usize,
+    codes: &'a [u8],
+    scales: &'a [u8],
+}
+
+impl<'a> QRows<'a> {
+    pub fn new(w: &'a Packed) -> QRows<'a> {
+        assert!(w.quant.is_block(), "QRows takes q8 or q4 weights");
+        let kp = padded_cols(w.cols);
+        let at = w.scales_offset();
+        let scale_len = 2 * w.rows * kp / BLOCK;
+        QRows { quant: w.quant, rows: w.rows, kp, codes: &w.bytes[..at], scales: &w.bytes[at..at + scale_len] }
+    }
+
+    fn row_bytes(&self) -> usize {
+        if self.quant == Quant::Q8 {
+            self.kp
+        } else {
+            self.kp / 2
+        }
+    }
+
+    fn nb(&self) -> usize {
+        self.kp / BLOCK
+    }
+
+    /// Row j's codes.
+    fn row_codes(&self, j: usize) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.codes[j * rb..(j + 1) * rb]
+    }
+
+    /// Row j's binary16 scales.
+    fn row_scales16(&self, j: usize) -> &'a [u8] {
+        let nb = self.nb();
+        &self.scales[2 * j * nb..2 * (j + 1) * nb]
+    }
+
+    /// Row j's scales as f32 in `form`'s layout into `out` (len `form.scale_len(nb)`).
+    fn row_scales(&self, j: usize, form: Form, out: &mut [f32]) {
+        let s = self.row_scales16(j);
+        match form {
+            Form::Natural { .. } => super::gemm::widen_f16(s, out),
+            Form::Pairs { .. } => {
+                #[cfg(target_arch = "x86_64")]
+                if super::Isa::Avx2.runs_here() {
+                    // SAFETY: AVX2/F16C detected.
+                    return unsafe { x86::expand_pairs(s, out) };
+                }
+                for (b, c) in s.chunks_exact(2).enumerate() {
+                    out[(b / 2) * 8 + (b % 2) * 4..][..4].fill(f16::from_le_bytes([c[0], c[1]]).to_f32());
+                }
+                if (s.len() / 2) % 2 == 1 {
+                    out[(s.len() / 4) * 8 + 4..][..4].fill(0.0);
+                }
+            }
+        }
+    }
+
+    /// The signed weight code of row j, column c.
+    pub fn code(&self, j: usize, c: usize) -> i32 {
+        let codes = self.row_codes(j);
+        match self.quant {
+            Quant::Q8 => codes[c] as i8 as i32,
+            _ => {
+                let (b, i) = (c / BLOCK, c % BLOCK);
+                let byte = codes[b * BLOCK / 2 + i % 16];
+                (if i < 16 { byte & 0x0f } else { byte >> 4 }) as i32 - 8
+            }
+        }
+    }
+
+    pub fn scale(&self, j: usize, b: usize) -> f32 {
+        let s = &self.scales[2 * (j * self.nb() + b)..];
+        f16::from_le_bytes([s[0], s[1]]).to_f32()
+    }
+
+    /// What unsigned codes add to the signed ones: 128 (q8) or 8 (q4).
+    fn offset(&self) -> f32 {
+        if self.quant == Quant::Q8 {
+            128.0
+        } else {
+            8.0
+        }
+    }
+}
+
+/// The oracle: Σ_b d_w·d_x·(Σ q_w q_x) for weight row j and activation row r, in f64.
+pub fn qdot_exact(w: &QRows, j: usize, a: &Acts, r: usize) -> f64 {
+    (0..w.nb())
+        .map(|b| {
+            let s: i64 = (b * BLOCK..(b + 1) * BLOCK).map(|c| (w.code(j, c) * a.code(r, c)) as i64).sum();
+            w.scale(j, b) as f64 * a.scale(r, b) as f64 * s as f64
+        })
+        .sum()
+}
+
+/// One tile's inputs: JR weight rows (clamped to the matrix), MR activation rows, the weight rows'
+/// scales in the form's layout ([JR][scale_len]).
+struct Tile<'a> {
+    w: [&'a [u8]; JR],
+    /// The rows' binary16 scales as stored.
+    s16: [&'a [u8]; JR],
+    /// The rows' scales in the form's layout (filled where a kernel of the call reads them).
+    ws: &'a [f32],
+    acts: &'a Acts,
+    r: [usize; MR],
+    nb: usize,
+}
+
+/// y[r, y_col + j] = Σ_k x[r, k] w[j, k] + b[j] for q8 / q4 weights w ([n, k]), activations
+/// quantized to q8 per block; `isa` picks the kernel (it must run on this machine).
+#[allow(clippy::too_many_arguments)]
+pub fn qmatmul(isa: Isa, y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: usize, w: &Packed, b: Option<&[f32]>) {
+    let (n, k) = (w.rows, w.cols);
+    assert!(x.len() >= m * k && (m == 0 || y.len() >= (m - 1) * ny + y_col + n) && b.is_none_or(|b| b.len() >= n), "qmatmul: sizes");
+    assert!(isa.runs_here(), "qmatmul: {isa:?} does not run here");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let acts = Acts::quantize(isa, w.quant, x, m, k);
+    let rows = QRows::new(w);
+    let (nb, form) = (rows.nb(), acts.form);
+    let len = form.scale_len(nb);
+    let out = Out(y.as_mut_ptr());
+    // the VNNI decode kernel reads the stored binary16 scales itself
+    let need_ws = !matches!(form, Form::Pairs { .. }) || acts.padded >= MR;
+    par_ranges(n, task_rows(n, JR, 16), |j0, j1| {
+        let mut ws = vec![0f32; if need_ws { JR * len } else { 0 }];
+        for jg in (j0..j1).step_by(JR) {
+            let jr = (j1 - jg).min(JR);
+            let wrow = |i: usize| jg + i.min(jr - 1);
+            if need_ws {
+                for i in 0..JR {
+                    rows.row_scales(wrow(i), form, &mut ws[i * len..(i + 1) * len]);
+                }
+            }
+            let w = std::array::from_fn(|i| rows.row_codes(wrow(i)));
+            let s16 = std::array::from_fn(|i| rows.row_scales16(wrow(i)));
+            let mut r0 = 0;
+            while r0 < m {
+                let mr = if acts.padded - r0 >= MR { MR } else { 1 };
+                let tile = Tile { w, s16, ws: &ws, acts: &acts, r: std::array::from_fn(|i| r0 + i.min(mr - 1)), nb };
+                let mut o = [[0f32; MR]; JR];
+                run_tile(isa, rows.quant, mr, &tile, &mut o);
+                if form == (Form::Natural { wide: false, e: true }) {
+                    unoffset(&tile, rows.offset(), mr, &mut o);
+                }
+                for (i, oj) in o.iter().enumerate().take(jr) {
+                    let bias = b.map_or(0.0, |b| b[jg + i]);
+                    for (ri, v) in oj.iter().enumerate().take(mr.min(m - r0)) {
+                        // SAFETY: row r0 + ri < m and column y_col + jg + i < y_col + n are inside y
+                        // (asserted), and only this task writes column jg + i.
+                        unsafe { out.set((r0 + ri) * ny + y_col + jg + i, v + bias) };
+                    }
+                }
+                r0 += mr;
+            }
+        }
+    });
+}
+
+/// Takes the unsigned codes' offset off in f32: o[j][r] -= offset · Σ_b d_w[j, b] · e[r, b].
+fn unoffset(t: &Tile, offset: f32, mr: usize, o: &mut [[f32; MR]; JR]) {
+    for (j, oj) in o.iter_mut().enumerate() {
+        let ws = &t.ws[j * t.nb..(j + 1) * t.nb];
+        for (ri, v) in oj.iter_mut().enumerate().take(mr) {
+            let r = t.r[ri];
+            *v -= offset * super::gemm::dot(ws, &t.acts.e[r * t.nb..(r + 1) * t.nb]);
+        }
+    }
+}
+
+/// Runs `isa`'s tile kernel (`mr` is MR or 1).
+fn run_tile(isa: Isa, quant: Quant, mr: usize, t: &Tile, o: &mut [[f32; MR]; JR]) {
+    let q4 = quant == Quant::Q4;
+    macro_rules! both {
+        ($($f:ident)::+) => {
+            match (q4, mr) {
+                (false, 1) => $($f)::+::<false, 1>(t, o),
+                (false, _) => $($f)::+::<false, MR>(t, o),
+                (true, 1) => $($f)::+::<true, 1>(t, o),
+                (true, _) => $($f)::+::<true, MR>(t, o),
+            }
+        };
+    }
+    match isa {
+        // SAFETY (x86): qmatmul asserted that the features of `isa` are present.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { both!(x86::tile_vnni) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { both!(x86::tile_avx2) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128", target_feature = "relaxed-simd"))]
+        Isa::WasmRelaxed if q4 => match mr {
+            1 => wasm::tile_relaxed_q4::<1>(t, o),
+            _ => wasm::tile_relaxed_q4::<MR>(t, o),
+        },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::WasmSimd | Isa::WasmRelaxed => both!(wasm::tile_simd),
+        _ => both!(portable_tile),
+    }
+}
+
+/// Block b of a weight row as 32 signed codes.
+#[inline(always)]
+fn signed_block(q4: bool, codes: &[u8], b: usize, w: &mut [i8; BLOCK]) {
+    if q4 {
+        let src = &codes[b * 16..b * 16 + 16];
+        for i in 0..16 {
+            w[i] = (src[i] & 0x0f) as i8 - 8;
+            w[i + 16] = (src[i] >> 4) as i8 - 8;
+        }
+    } else {
+        for (o, &c) in w.iter_mut().zip(&codes[b * BLOCK..(b + 1) * BLOCK]) {
+            *o = c as i8;
+        }
+    }
+}
+
+fn portable_tile<const Q4: bool, const M: usize>(t: &Tile, o: &mut [[f32; MR]; JR]) {
+    let kp = t.acts.kp;
+    let mut w = [[0i8; BLOCK]; JR];
+    for b in 0..t.nb {
+        for (j, wj) in w.iter_mut().enumerate() {
+            signed_block(Q4, t.w[j], b, wj);
+        }
+        for ri in 0..M {
+            let r = t.r[ri];
+            let x = &t.acts.codes[r * kp + b * BLOCK..r * kp + (b + 1) * BLOCK];
+            let dx = t.acts.d[r * t.nb + b];
+            for (j, wj) in w.iter().enumerate() {
+                let s: i32 = wj.iter().zip(x).map(|(&a, &c)| a as i32 * c as i32).sum();
+                o[j][ri] += t.ws[j * t.nb + b] * dx * s as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_util::Rng;
+
+    /// Every kernel this machine runs, on both formats, at decode and batch sizes, odd shapes
+    /// (partial blocks, an odd number of blocks, partial tiles, rows past a multiple of MR),
+    /// against the exact oracle; a guard region around the output columns stays untouched.
+    #[test]
+    fn every_isa_matches_the_exact_products() {
+        let mut rng = Rng::new(31);
+        let cases = [(1, 1, 32), (1, 13, 70), (3, 40, 45), (5, 17, 72), (9, 66, 200), (1, 130, 2048), (4, 7, 96), (13, 9, 33), (8, 12, 64)];
+        for isa in Isa::available() {
+            for quant in [Quant::Q8, Quant::Q4] {
+                for &(m, n, k) in &cases {
+                    let x = rng.vec(m * k, 2.0);
+                    let w = Packed::quantize(quant, &rng.vec(n * k, 0.5), n, k);
+                    let b = rng.vec(n, 0.5);
+                    let (ny, col) = (n + 5, 2);
+                    let mut y = vec![7.5f32; m * ny];
+                    qmatmul(isa, &mut y, ny, col, &x, m, &w, Some(&b));
+                    let acts = Acts::quantize(isa, quant, &x, m, k);
+                    let rows = QRows::new(&w);
+                    for r in 0..m {
+                        for c in 0..ny {
+                            let got = y[r * ny + c];
+                            if c < col || c >= col + n {
+                                assert_eq!(got, 7.5, "{isa:?} {quant} {m}x{n}x{k}: guard [{r},{c}] written");
+                                continue;
+                            }
+                            let j = c - col;
+                            let want = qdot_exact(&rows, j, &acts, r) + b[j] as f64;
+                            // f32 sums of per-block products (and, for unsigned codes, the offset
+                            // taken off in f32): relative to the sum of magnitudes
+                            let mag: f64 = (0..rows.nb()).map(|bb| (rows.scale(j, bb) * acts.scale(r, bb)).abs() as f64 * 127.0 * 128.0 * 32.0).sum();
+                            assert!((got as f64 - want).abs() <= 1e-6 * mag + 1e-5, "{isa:?} {quant} {m}x{n}x{k} [{r},{j}]: {got} vs {want}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The 8-bit activations stay close to the f32 product the scalar twin computes.
+    #[test]
+    fn close_to_the_f32_twin() {
+        let mut rng = Rng::new(32);
+        let (m, n, k) = (3, 50, 256);
+        let x = rng.vec(m * k, 1.0);
+        for quant in [Quant::Q8, Quant::Q4] {
+            let w = Packed::quantize(quant, &rng.vec(n * k, 0.5), n, k);
+            let mut twin = vec![0f32; m * n];
+            crate::kernels::qlinear::qlinear_cpu(&mut twin, n, 0, &x, &w, None, m);
+            let mut y = vec![0f32; m * n];
+            qmatmul(super::super::isa(), &mut y, n, 0, &x, m, &w, None);
+            let scale = twin.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (a, b) in y.iter().zip(&twin) {
+                // activations rounded to 1/254 of their block's range: ~0.5 % of the largest output
+                assert!((a - b).abs() <= 0.01 * scale, "{quant}: {a} vs {b} (max {scale})");
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! x86-64 tile kernels: AVX-512 VNNI on the `Pairs` activation form, AVX2 on the `Natural` one.
+
+use super::{Tile, BLOCK, JR, MR};
+use std::arch::x86_64::*;
+
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+/// Pair p of a weight row (blocks 2p and 2p + 1; `two` false: block 2p alone, the other zero) as
+/// unsigned codes in the `Pairs` order: A = [w₂ₚ[0..16], w₂ₚ₊₁[0..16]], B = [w₂ₚ[16..32],
+/// w₂ₚ₊₁[16..32]]; q8 flipped to q + 128, q4's nibbles as stored (a q4 row's 16-byte blocks are
+/// already in this order: low nibbles are elements 0..16, high ones 16..32).
+#[inline(always)]
+unsafe fn weight_pair<const Q4: bool>(codes: *const u8, p: usize, two: bool) -> (__m256i, __m256i) {
+    if Q4 {
+        let raw = if two {
+            _mm256_loadu_si256(codes.add(p * 32) as *const __m256i)
+        } else {
+            _mm256_inserti128_si256::<0>(_mm256_setzero_si256(), _mm_loadu_si128(codes.add(p * 32) as *const __m128i))
+        };
+        let m = _mm256_set1_epi8(0x0f);
+        (_mm256_and_si256(raw, m), _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m))
+    } else {
+        let w0 = _mm256_loadu_si256(codes.add(p * 64) as *const __m256i);
+        let w1 = if two { _mm256_loadu_si256(codes.add(p * 64 + 32) as *const __m256i) } else { _mm256_setzero_si256() };
+        let flip = _mm256_set1_epi8(-128);
+        (_mm256_xor_si256(_mm256_permute2x128_si256::<0x20>(w0, w1), flip), _mm256_xor_si256(_mm256_permute2x128_si256::<0x31>(w0, w1), flip))
+    }
+}
+
+/// VNNI over the `Pairs` form: per pair of blocks and (weight row, activation row), two
+/// `vpdpbusd` starting from the offset correction, one conversion, one scale product, one FMA.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+pub unsafe fn tile_vnni<const Q4: bool, const M: usize>(t: &Tile, o: &mut [[f32; MR]; JR]) {
+    if M == 1 {
+        return rows_vnni::<Q4>(t, o);
+    }
+    let a = t.acts;
+    let (pairs, full) = (t.nb.div_ceil(2), t.nb / 2);
+    let len = pairs * 8;
+    let xp: [*const i8; M] = std::array::from_fn(|i| a.codes.as_ptr().add(t.r[i] * pairs * 64));
+    let dp: [*const f32; M] = std::array::from_fn(|i| a.d.as_ptr().add(t.r[i] * len));
+    let ip: [*const i32; M] = std::array::from_fn(|i| a.init.as_ptr().add(t.r[i] * len));
+    let sp = t.ws.as_ptr();
+    let mut acc = [[_mm256_setzero_ps(); M]; JR];
+    for p in 0..pairs {
+        let w: [(__m256i, __m256i); JR] = std::array::from_fn(|j| weight_pair::<Q4>(t.w[j].as_ptr(), p, p < full));
+        for i in 0..M {
+            let xa = _mm256_loadu_si256(xp[i].add(p * 64) as *const __m256i);
+            let xb = _mm256_loadu_si256(xp[i].add(p * 64 + 32) as *const __m256i);
+            let dx = _mm256_loadu_ps(dp[i].add(p * 8));
+            let init = _mm256_loadu_si256(ip[i].add(p * 8) as *const __m256i);
+            for j in 0..JR {
+                let s = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(init, w[j].0, xa), w[j].1, xb);
+                let scale = _mm256_mul_ps(_mm256_loadu_ps(sp.add(j * len + p * 8)), dx);
+                acc[j][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[j][i]);
+            }
+        }
+    }
+    for j in 0..JR {
+        for i in 0..M {
+            o[j][i] = hsum(acc[j][i]);
+        }
+    }
+}
+
+/// Decode (one activation row): the weight rows one after another, so that memory is read as one
+/// sequential stream (interleaved short rows starve the hardware prefetcher), prefetching ahead,
+/// alternate pairs into two sums.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+unsafe fn rows_vnni<const Q4: bool>(t: &Tile, o: &mut [[f32; MR]; JR]) {
+    let a = t.acts;
+    let (pairs, full) = (t.nb.div_ceil(2), t.nb / 2);
+    let len = pairs * 8;
+    let (x, d, init) = (a.codes.as_ptr().add(t.r[0] * pairs * 64), a.d.as_ptr().add(t.r[0] * len), a.init.as_ptr().add(t.r[0] * len));
+    let pair_bytes = if Q4 { 32 } else { 64 };
+    // [s₀, s₁] → [s₀ ×4, s₁ ×4]
+    let spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    for (j, oj) in o.iter_mut().enumerate() {
+        let (wp, sp) = (t.w[j].as_ptr(), t.s16[j].as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for p in 0..pairs {
+            _mm_prefetch::<_MM_HINT_T0>(wp.add(p * pair_bytes + 1024) as *const i8);
+            let (wa, wb) = weight_pair::<Q4>(wp, p, p < full);
+            let xa = _mm256_loadu_si256(x.add(p * 64) as *const __m256i);
+            let xb = _mm256_loadu_si256(x.add(p * 64 + 32) as *const __m256i);
+            let i0 = _mm256_loadu_si256(init.add(p * 8) as *const __m256i);
+            let s = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(i0, wa, xa), wb, xb);
+            // the pair's two binary16 scales (one at the end of an odd row: the other lane is
+            // multiplied by a zero activation scale)
+            let h = if p < full { (sp.add(4 * p) as *const i32).read_unaligned() } else { (sp.add(4 * p) as *const u16).read_unaligned() as i32 };
+            let ws = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128(h))), spread);
+            let scale = _mm256_mul_ps(ws, _mm256_loadu_ps(d.add(p * 8)));
+            acc[p % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[p % 2]);
+        }
+        oj[0] = hsum(_mm256_add_ps(acc[0], acc[1]));
+    }
+}
+
+/// Binary16 scales of one row → the `Pairs` layout [s₂ₚ ×4, s₂ₚ₊₁ ×4] (zero past the last block).
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn expand_pairs(s16: &[u8], out: &mut [f32]) {
+    let nb = s16.len() / 2;
+    let mut b = 0;
+    let lo = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    let step = _mm256_set1_epi32(2);
+    while b + 8 <= nb {
+        let v = _mm256_cvtph_ps(_mm_loadu_si128(s16.as_ptr().add(2 * b) as *const __m128i));
+        let mut idx = lo;
+        for q in 0..4 {
+            _mm256_storeu_ps(out.as_mut_ptr().add((b / 2 + q) * 8), _mm256_permutevar8x32_ps(v, idx));
+            idx = _mm256_add_epi32(idx, step);
+        }
+        b += 8;
+    }
+    for bb in b..nb {
+        let v = half::f16::from_le_bytes([s16[2 * bb], s16[2 * bb + 1]]).to_f32();
+        out[(bb / 2) * 8 + (bb % 2) * 4..][..4].fill(v);
+    }
+    if nb % 2 == 1 {
+        out[(nb / 2) * 8 + 4..][..4].fill(0.0);
+    }
+}
+
+/// Block b of a weight row's codes: q8 as stored (signed), q4 as its 32 nibbles (unsigned).
+#[inline(always)]
+unsafe fn block<const Q4: bool>(codes: *const u8, b: usize) -> __m256i {
+    if Q4 {
+        let raw = _mm_loadu_si128(codes.add(b * 16) as *const __m128i);
+        let m = _mm_set1_epi8(0x0f);
+        let lo = _mm_and_si128(raw, m);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(raw), m);
+        _mm256_set_m128i(hi, lo)
+    } else {
+        _mm256_loadu_si256(codes.add(b * BLOCK) as *const __m256i)
+    }
+}
+
+/// AVX2 over the `Natural` form: q8 by the sign trick (|w| times x with w's sign,
+/// `vpmaddubsw`), q4's unsigned nibbles times x directly (offset taken off by the caller); pairs
+/// summed to i32 (`vpmaddwd`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn tile_avx2<const Q4: bool, const M: usize>(t: &Tile, o: &mut [[f32; MR]; JR]) {
+    let kp = t.acts.kp;
+    let xp: [*const i8; M] = std::array::from_fn(|i| t.acts.codes.as_ptr().add(t.r[i] * kp));
+    let dp: [*const f32; M] = std::array::from_fn(|i| t.acts.d.as_ptr().add(t.r[i] * t.nb));
+    let wp: [*const u8; JR] = std::array::from_fn(|j| t.w[j].as_ptr());
+    let sp = t.ws.as_ptr();
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); M]; JR];
+    for b in 0..t.nb {
+        let x: [__m256i; M] = std::array::from_fn(|i| _mm256_loadu_si256(xp[i].add(b * BLOCK) as *const __m256i));
+        let dx: [__m256; M] = std::array::from_fn(|i| _mm256_broadcast_ss(&*dp[i].add(b)));
+        for j in 0..JR {
+            if M == 1 {
+                _mm_prefetch::<_MM_HINT_T0>(wp[j].add(b * if Q4 { 16 } else { BLOCK } + 512) as *const i8);
+            }
+            let w = block::<Q4>(wp[j], b);
+            let aw = if Q4 { w } else { _mm256_sign_epi8(w, w) };
+            let dw = _mm256_broadcast_ss(&*sp.add(j * t.nb + b));
+            for i in 0..M {
+                let xs = if Q4 { x[i] } else { _mm256_sign_epi8(x[i], w) };
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xs), ones);
+                acc[j][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, dx[i]), acc[j][i]);
+            }
+        }
+    }
+    for j in 0..JR {
+        for i in 0..M {
+            o[j][i] = hsum(acc[j][i]);
+        }
+    }
+}
