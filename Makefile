@@ -7,6 +7,16 @@ SPHINX := $(CARGO_TARGET_DIR)/release/sphinx
 DEMO_MODEL := out/demo-model
 WASM_TARGET := wasm32-unknown-unknown
 WASM := $(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/sphinx_web.wasm
+WASM_MT := $(CARGO_TARGET_DIR)/wasm-mt/$(WASM_TARGET)/release/sphinx_web.wasm
+# The single-threaded build: SIMD128 (every browser with WebGPU has it). RUSTFLAGS replaces
+# .cargo/config.toml's, so getrandom's backend is named again.
+WASM_FLAGS := --cfg getrandom_backend="wasm_js" -C target-feature=+simd128
+# The threaded build, for cross-origin isolated pages: shared memory (wasm atomics, so std is rebuilt
+# with them: -Z build-std on the stable toolchain through RUSTC_BOOTSTRAP, with rustup's rust-src),
+# relaxed SIMD, up to 4 GiB of memory.
+WASM_MT_FLAGS := $(WASM_FLAGS) -C target-feature=+atomics,+bulk-memory,+mutable-globals,+relaxed-simd \
+  -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 \
+  -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base
 PORT ?= 8080
 # Seconds per target of `make fuzz` (the short pass inside `make test` is fuzz/tests/short_pass.rs).
 FUZZ_SECONDS ?= 600
@@ -24,12 +34,17 @@ setup-test:
 build:
 	cargo build --release -p sphinx
 
-# The npm package pkg/: the wasm engine and its wasm-bindgen glue (pkg/wasm/, generated) beside the
-# hand-written entry, worker and types.
+# The npm package pkg/: the wasm engine in two builds (single-threaded; threaded for cross-origin
+# isolated pages) and their wasm-bindgen glue (pkg/wasm/, generated) beside the hand-written entry,
+# worker and types.
 web: setup-demo
-	cargo build --release -p sphinx-web --target $(WASM_TARGET)
+	RUSTFLAGS='$(WASM_FLAGS)' cargo build --release -p sphinx-web --target $(WASM_TARGET)
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS='$(WASM_MT_FLAGS)' cargo build --release -p sphinx-web --features threads \
+	  --target $(WASM_TARGET) -Z build-std=std,panic_abort --target-dir $(CARGO_TARGET_DIR)/wasm-mt
+	rm -rf pkg/wasm
 	wasm-bindgen --target web --out-dir pkg/wasm --out-name sphinx_web $(WASM)
-	@echo "pkg/wasm/sphinx_web_bg.wasm: $$(wc -c < pkg/wasm/sphinx_web_bg.wasm) bytes, $$(gzip -9c pkg/wasm/sphinx_web_bg.wasm | wc -c) gzipped"
+	wasm-bindgen --target web --out-dir pkg/wasm --out-name sphinx_web_mt $(WASM_MT)
+	@for w in sphinx_web sphinx_web_mt; do echo "pkg/wasm/$${w}_bg.wasm: $$(wc -c < pkg/wasm/$${w}_bg.wasm) bytes, $$(gzip -9c pkg/wasm/$${w}_bg.wasm | wc -c) gzipped"; done
 
 # The demo site out/site/: the page (www/), the package, a tiny random-weight SPHINX-Tiny-1k in the
 # converted format (no real weights can be downloaded here) and models.json listing it.

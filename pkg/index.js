@@ -102,16 +102,24 @@ class WorkerRpc {
 
 /**
  * Downloads (or finds in the browser's storage) the converted model `manifestUrl` points to and
- * builds it on the GPU inside a Web Worker.
+ * builds it inside a Web Worker on `device`: 'auto' (the GPU, unless the browser has no WebGPU, no
+ * adapter or only a software one: then the CPU backend), 'gpu' (an error without a GPU) or 'cpu'.
+ * The CPU backend splits its work over `threads` workers (default: navigator.hardwareConcurrency)
+ * where the page is cross-origin isolated, one thread otherwise; `info.device` says which and why.
  */
-export async function loadSphinx(manifestUrl, { onProgress, signal, precision = 'auto', autotune = 'cached', limits = 'adapter' } = {}) {
+export async function loadSphinx(manifestUrl, { onProgress, signal, precision = 'auto', autotune = 'cached', limits = 'adapter', device = 'auto', threads } = {}) {
   if (!['adapter', 'default'].includes(limits)) throw new TypeError(`loadSphinx: limits must be 'adapter' or 'default', not ${JSON.stringify(limits)}`);
+  if (!['auto', 'gpu', 'cpu'].includes(device)) throw new TypeError(`loadSphinx: device must be 'auto', 'gpu' or 'cpu', not ${JSON.stringify(device)}`);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 64)) {
+    throw new TypeError(`loadSphinx: threads must be an integer in 1..64, not ${JSON.stringify(threads)}`);
+  }
   if (!['auto', 'f32', 'f16'].includes(precision)) throw new TypeError(`loadSphinx: precision must be 'auto', 'f32' or 'f16', not ${JSON.stringify(precision)}`);
   if (!['cached', 'fresh', 'off'].includes(autotune)) throw new TypeError(`loadSphinx: autotune must be 'cached', 'fresh' or 'off', not ${JSON.stringify(autotune)}`);
   const url = new URL(manifestUrl, globalThis.location?.href).href;
   signal?.throwIfAborted();
-  // Checked here too (the worker checks again): no worker, wasm or download without WebGPU.
-  if (!globalThis.navigator?.gpu) throw new Error(NO_WEBGPU);
+  // Checked here too (the worker checks again): no worker, wasm or download without WebGPU when
+  // the GPU is asked for.
+  if (device === 'gpu' && !globalThis.navigator?.gpu) throw new Error(NO_WEBGPU);
   // Persistent storage keeps the browser from evicting gigabytes of weights under pressure; it is
   // a request (Window only), and refusing it is not an error.
   let persisted = false;
@@ -124,7 +132,7 @@ export async function loadSphinx(manifestUrl, { onProgress, signal, precision = 
   const rpc = new WorkerRpc(new Worker(WORKER_URL, { type: 'module', name: 'sphinx' }));
   try {
     // During the (synchronous) upload the worker cannot read messages: an abort then ends it.
-    const { promise } = rpc.call('load', { url, persisted, precision, autotune, limits }, { onEvent: onProgress, signal, abortGraceMs: 2000 });
+    const { promise } = rpc.call('load', { url, persisted, precision, autotune, limits, device, threads }, { onEvent: onProgress, signal, abortGraceMs: 2000 });
     const info = await promise;
     return new SphinxModel(rpc, url, info);
   } catch (e) {
@@ -203,7 +211,7 @@ class SphinxModel {
   constructor(rpc, manifestUrl, info) {
     this.#rpc = rpc;
     this.manifestUrl = manifestUrl;
-    /** { adapter, model, load } as reported by the worker. */
+    /** { adapter, device, model, load, gpu } as reported by the worker. */
     this.info = info;
   }
 
@@ -327,6 +335,14 @@ class SphinxModel {
   async gpuMemory() {
     this.#alive();
     return this.#rpc.call('gpuMemory', {}).promise;
+  }
+
+  /** `{wasmHeapBytes, gpu: {allocatedBytes, peakBytes}}`: the engine's wasm memory (where the CPU
+   *  backend keeps weights, activations and the KV cache; it only grows, so this is its peak) and
+   *  the GPU's buffers. */
+  async memory() {
+    this.#alive();
+    return this.#rpc.call('memory', {}).promise;
   }
 
   /** OpenAI's chat API over this model: `model.openai.chat.completions.create(request)`. */

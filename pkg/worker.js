@@ -1,13 +1,15 @@
-// The model's Web Worker (started by index.js). It streams the manifest's files into the Origin
-// Private File System with HTTP Range requests, hashing them in wasm as the bytes arrive (a mismatch
-// discards the file and fetches it again; an interrupted file resumes from the bytes stored), then
-// builds the model tensor by tensor from synchronous OPFS reads while uploading to WebGPU, and
-// answers encodeImage / chat / freeImage / dispose requests one at a time.
+// The model's Web Worker (started by index.js). It picks the engine build (the threaded one, with a
+// pool of workers on shared memory, where the page is cross-origin isolated; else one thread) and
+// the device (WebGPU, or the CPU backend when there is no WebGPU, no adapter or only a software
+// one), streams the manifest's files into the Origin Private File System with HTTP Range requests,
+// hashing them in wasm as the bytes arrive (a mismatch discards the file and fetches it again; an
+// interrupted file resumes from the bytes stored), then builds the model tensor by tensor from
+// synchronous OPFS reads while uploading to WebGPU (or into wasm memory for the CPU), and answers
+// encodeImage / chat / freeImage / dispose requests one at a time.
 //
 // Messages in: {id, op, args} and {op: 'abort', target}. Out: {id, type: 'event' | 'result' |
 // 'error', ...}.
 
-import init, { GpuDevice, Session, Sha256 } from './wasm/sphinx_web.js';
 import { CACHE_DIR, cacheFolder, formatBytes } from './cache.js';
 import { NO_WEBGPU } from './errors.js';
 import { StopFilter } from './stop.js';
@@ -21,7 +23,11 @@ const HASH_CHUNK = 4 << 20;
 /** Progress events per second, at most. */
 const EVENTS_PER_SECOND = 10;
 
+/** The engine module (the threaded or the single-threaded build) and its memory. */
+let api = null;
 let wasm = null;
+/** How the engine runs: {threaded, threads, why} (see engine()). */
+let build = null;
 let device = null;
 let session = null;
 /** Why the model can no longer be used (device lost), if it can't. */
@@ -180,7 +186,7 @@ async function download(dir, entry, url, signal, onBytes, onVerify, emitNote) {
     } catch (e) {
       throw new Error(`${entry.file}: cannot open the cached file (${e.message}); is the model loading in another tab?`);
     }
-    let hasher = new Sha256();
+    let hasher = new api.Sha256();
     let digest = null;
     try {
       let pos = access.getSize();
@@ -200,7 +206,7 @@ async function download(dir, entry, url, signal, onBytes, onVerify, emitNote) {
               access.truncate(0);
               pos = 0;
               hasher.free();
-              hasher = new Sha256();
+              hasher = new api.Sha256();
             }
           } else if (resp.status === 206) {
             const start = Number(/bytes (\d+)-/.exec(resp.headers.get('Content-Range') ?? '')?.[1]);
@@ -305,113 +311,215 @@ async function tune(mode) {
   return report;
 }
 
-const OPS = {
-  async load({ url, persisted, precision, autotune, limits }, { signal, emit }) {
-    const t0 = performance.now();
-    wasm ??= await init();
-    if (!globalThis.navigator?.gpu) throw new Error(NO_WEBGPU);
-    device = await GpuDevice.open(limits);
-    const adapter = JSON.parse(device.info());
+/**
+ * A wasm module using `i32x4.relaxed_dot_i8x16_i7x16_add_s` (and so SIMD128): WebAssembly.validate
+ * tells whether the browser can run the threaded build, which is made with relaxed SIMD.
+ */
+const RELAXED_DOT_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00,
+  0x0a, 0x13, 0x01, 0x11, 0x00, 0x41, 0x01, 0xfd, 0x0f, 0x41, 0x02, 0xfd, 0x0f, 0x41, 0x03, 0xfd, 0x11, 0xfd, 0x93,
+  0x02, 0x0b,
+]);
 
-    const resp = await fetch(url, { cache: 'no-store', signal });
-    if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status} ${resp.statusText}`);
-    const manifestBytes = new Uint8Array(await resp.arrayBuffer());
-    let manifest;
+/** Why the threaded build cannot run here, or null when it can. */
+function threadedProblem() {
+  if (!self.crossOriginIsolated) {
+    return 'the page is not cross-origin isolated (it needs Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)';
+  }
+  if (typeof SharedArrayBuffer === 'undefined') return 'this browser has no SharedArrayBuffer';
+  if (!WebAssembly.validate(RELAXED_DOT_PROBE)) return 'this browser has no wasm relaxed SIMD';
+  return null;
+}
+
+/**
+ * Loads the engine once: the threaded build with a pool of `threads` workers where it can run
+ * (threadedProblem), else the single-threaded build. Sets `build` to what was chosen and why.
+ */
+async function engine(threads) {
+  if (api) return api;
+  let why = threadedProblem();
+  if (!why) {
     try {
-      manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+      const m = await import('./wasm/sphinx_web_mt.js');
+      wasm = await m.default();
+      await m.initThreadPool(threads);
+      api = m;
+      build = { threaded: true, threads, why: `${threads} threads: the page is cross-origin isolated` };
+      return api;
     } catch (e) {
-      throw new Error(`${url}: not JSON (${e.message})`);
+      why = `the threaded build did not start (${e?.message ?? e})`;
     }
-    if (!manifest.tokenizer) throw new Error(`${url}: the manifest lists no tokenizer`);
-    device.checkManifest(manifestBytes);
-    const files = [manifest.tokenizer, ...manifest.shards];
+  }
+  const m = await import('./wasm/sphinx_web.js');
+  wasm = await m.default();
+  api = m;
+  build = { threaded: false, threads: 1, why: `one thread: ${why}` };
+  return api;
+}
+
+/**
+ * The device a load asked for: 'gpu' (an error when WebGPU or an adapter is missing), 'cpu', or
+ * 'auto' — the GPU unless the browser has no WebGPU, no adapter, or only a software adapter
+ * (SwiftShader, llvmpipe, WARP: the CPU backend is faster than emulated WebGPU). Resolves to
+ * {kind, reason, gpu (a GpuDevice or null), adapter (its info or null)}.
+ */
+async function openDevice(want, limits) {
+  if (!['auto', 'gpu', 'cpu'].includes(want)) throw new Error(`device ${JSON.stringify(want)}: expected 'auto', 'gpu' or 'cpu'`);
+  if (want === 'cpu') return { kind: 'cpu', reason: 'the CPU was asked for', gpu: null, adapter: null };
+  if (!globalThis.navigator?.gpu) {
+    if (want === 'gpu') throw new Error(NO_WEBGPU);
+    return { kind: 'cpu', reason: 'this browser has no WebGPU', gpu: null, adapter: null };
+  }
+  let gpu;
+  try {
+    gpu = await api.GpuDevice.open(limits);
+  } catch (e) {
+    if (want === 'gpu') throw e;
+    return { kind: 'cpu', reason: `no usable GPU: ${e?.message ?? e}`, gpu: null, adapter: null };
+  }
+  const adapter = JSON.parse(gpu.info());
+  if (want === 'auto' && adapter.software) {
+    gpu.free();
+    const reason = `the only GPU adapter is a software one (${adapter.adapter || 'fallback adapter'}), slower than the CPU backend`;
+    return { kind: 'cpu', reason, gpu: null, adapter };
+  }
+  const reason = want === 'gpu' ? 'the GPU was asked for' : `a GPU adapter (${adapter.adapter || adapter.backend})`;
+  return { kind: 'gpu', reason, gpu, adapter };
+}
+
+/** The manifest at `url`: its bytes and parsed JSON. */
+async function fetchManifest(url, signal) {
+  let resp;
+  try {
+    resp = await fetch(url, { cache: 'no-store', signal });
+  } catch (e) {
+    if (signal.aborted) throw signal.reason;
+    throw new Error(`manifest ${url}: ${e?.message ?? e} (the server did not answer)`);
+  }
+  if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status} ${resp.statusText}`);
+  const bytes = new Uint8Array(await resp.arrayBuffer());
+  let manifest;
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new Error(`${url}: not JSON (${e.message})`);
+  }
+  if (!manifest.tokenizer) throw new Error(`${url}: the manifest lists no tokenizer`);
+  return { bytes, manifest };
+}
+
+/**
+ * Brings every file of the manifest into `dir` (what is stored already is kept; the storage quota
+ * is checked first). Returns {downloadMs, network}.
+ */
+async function downloadAll(dir, manifest, url, persisted, signal, emit) {
+  const tDownload = performance.now();
+  const files = [manifest.tokenizer, ...manifest.shards];
+  let stored = 0;
+  const todo = [];
+  for (const f of files) {
+    if ((await fileSize(dir, f.sha256)) === f.bytes) {
+      stored += f.bytes;
+      continue;
+    }
+    if (todo.some((t) => t.sha256 === f.sha256)) continue; // identical files are stored once
+    const partial = Math.max(0, await fileSize(dir, `${f.sha256}.part`));
+    stored += Math.min(partial, f.bytes);
+    todo.push(f);
+  }
+  const total = files.reduce((s, f) => s + f.bytes, 0);
+  await checkQuota(total - stored, persisted);
+  const note = (message) => emit({ phase: 'download', note: message, loaded: stored, total, bytesPerSecond: 0 });
+  let network = 0;
+  const dl = progress(emit, 'download', total);
+  const verify = progress(emit, 'verify', 0);
+  dl(todo[0]?.file ?? null, stored, { force: true });
+  for (const f of todo) {
+    const fileUrl = new URL(f.file, url).href;
+    const onBytes = (file, n, at) => {
+      stored += n;
+      dl(file, stored, { network: n, fileLoaded: at, fileTotal: f.bytes });
+    };
+    const onVerify = (file, at, of) => verify(file, at, { total: of, fileLoaded: at, fileTotal: of });
+    network += await download(dir, f, fileUrl, signal, onBytes, onVerify, note);
+  }
+  dl(null, total, { force: true });
+  await removeStale(dir, new Set(files.map((f) => f.sha256)));
+  return { downloadMs: performance.now() - tDownload, network, total };
+}
+
+/** Fails before any download when the files still missing do not fit the origin's storage. */
+async function checkQuota(missing, persisted) {
+  if (missing <= 0 || !navigator.storage?.estimate) return;
+  const { quota = Infinity, usage = 0 } = await navigator.storage.estimate();
+  if (quota - usage >= missing) return;
+  const e = new Error(
+    `not enough browser storage for this model: ${formatBytes(missing)} still to download, ` +
+      `${formatBytes(Math.max(0, quota - usage))} available (quota ${formatBytes(quota)}, ${formatBytes(usage)} used; ` +
+      `persistent storage ${persisted ? 'granted' : 'not granted'}). Free disk space or clear this site's data, then reload.`,
+  );
+  e.name = 'QuotaExceededError';
+  throw e;
+}
+
+/** Builds the session from the stored shards, on the GPU `gpu` or (null) the CPU. */
+async function buildSession(dir, manifest, manifestBytes, gpu, precision, signal, emit) {
+  const tokenizer = new Uint8Array(await (await (await dir.getFileHandle(manifest.tokenizer.sha256)).getFile()).arrayBuffer());
+  const opened = new Map();
+  const handles = [];
+  try {
+    for (const s of manifest.shards) {
+      if (!opened.has(s.sha256)) opened.set(s.sha256, await (await dir.getFileHandle(s.sha256)).createSyncAccessHandle());
+      handles.push(opened.get(s.sha256));
+    }
+    signal.throwIfAborted();
+    const weights = manifest.shards.reduce((s, f) => s + f.bytes, 0);
+    const up = progress(emit, 'upload', weights);
+    up(null, 0, { force: true });
+    const onRead = (read, of) => up(null, read, { fileLoaded: read, fileTotal: of });
+    const made = gpu
+      ? api.Session.load(gpu, manifestBytes, tokenizer, handles, onRead, precision)
+      : api.Session.loadCpu(manifestBytes, tokenizer, handles, onRead, precision);
+    up(null, weights, { force: true });
+    return made;
+  } finally {
+    for (const h of opened.values()) h.close();
+  }
+}
+
+const OPS = {
+  async load({ url, persisted, precision, autotune, limits, device: want = 'auto', threads }, { signal, emit }) {
+    const t0 = performance.now();
+    await engine(Math.max(1, Math.min(threads ?? navigator.hardwareConcurrency ?? 1, 16)));
+    const chosen = await openDevice(want, limits);
+    device = chosen.gpu;
+    const { bytes: manifestBytes, manifest } = await fetchManifest(url, signal);
+    if (device) device.checkManifest(manifestBytes);
+    else api.checkCpuMemory(manifestBytes);
     const dir = await cacheFolder(url, true);
-
-    // What is stored already; what is missing; whether it fits.
-    let stored = 0;
-    const todo = [];
-    for (const f of files) {
-      if ((await fileSize(dir, f.sha256)) === f.bytes) {
-        stored += f.bytes;
-        continue;
-      }
-      if (todo.some((t) => t.sha256 === f.sha256)) continue; // identical files are stored once
-      const partial = Math.max(0, await fileSize(dir, `${f.sha256}.part`));
-      stored += Math.min(partial, f.bytes);
-      todo.push(f);
-    }
-    const total = files.reduce((s, f) => s + f.bytes, 0);
-    const missing = total - stored;
-    if (missing > 0 && navigator.storage?.estimate) {
-      const { quota = Infinity, usage = 0 } = await navigator.storage.estimate();
-      if (quota - usage < missing) {
-        const e = new Error(
-          `not enough browser storage for this model: ${formatBytes(missing)} still to download, ` +
-            `${formatBytes(Math.max(0, quota - usage))} available (quota ${formatBytes(quota)}, ${formatBytes(usage)} used; ` +
-            `persistent storage ${persisted ? 'granted' : 'not granted'}). Free disk space or clear this site's data, then reload.`,
-        );
-        e.name = 'QuotaExceededError';
-        throw e;
-      }
-    }
-    const note = (message) => emit({ phase: 'download', note: message, loaded: stored, total, bytesPerSecond: 0 });
-    const tDownload = performance.now();
-    let network = 0;
-    const dl = progress(emit, 'download', total);
-    const verify = progress(emit, 'verify', 0);
-    dl(todo[0]?.file ?? null, stored, { force: true });
-    for (const f of todo) {
-      const fileUrl = new URL(f.file, url).href;
-      network += await download(
-        dir,
-        f,
-        fileUrl,
-        signal,
-        (file, n, at) => {
-          stored += n;
-          dl(file, stored, { network: n, fileLoaded: at, fileTotal: f.bytes });
-        },
-        (file, at, of) => verify(file, at, { total: of, fileLoaded: at, fileTotal: of }),
-        note,
-      );
-    }
-    dl(null, total, { force: true });
-    await removeStale(dir, new Set(files.map((f) => f.sha256)));
-    const downloadMs = performance.now() - tDownload;
+    const { downloadMs, network, total } = await downloadAll(dir, manifest, url, persisted, signal, emit);
     signal.throwIfAborted();
 
-    // Build the model straight from OPFS, tensor by tensor, uploading as it reads.
     const tUpload = performance.now();
-    const tokenizer = new Uint8Array(await (await (await dir.getFileHandle(manifest.tokenizer.sha256)).getFile()).arrayBuffer());
-    const opened = new Map();
-    const handles = [];
-    try {
-      for (const s of manifest.shards) {
-        if (!opened.has(s.sha256)) {
-          opened.set(s.sha256, await (await dir.getFileHandle(s.sha256)).createSyncAccessHandle());
-        }
-        handles.push(opened.get(s.sha256));
-      }
-      signal.throwIfAborted();
-      const up = progress(emit, 'upload', manifest.shards.reduce((s, f) => s + f.bytes, 0));
-      up(null, 0, { force: true });
-      session = Session.load(device, manifestBytes, tokenizer, handles, (read, of) => up(null, read, { fileLoaded: read, fileTotal: of }), precision);
-      up(null, manifest.shards.reduce((s, f) => s + f.bytes, 0), { force: true });
-    } finally {
-      for (const h of opened.values()) h.close();
-    }
+    session = await buildSession(dir, manifest, manifestBytes, device, precision, signal, emit);
     const uploadMs = performance.now() - tUpload;
-    emit({ phase: 'autotune', file: null, loaded: 0, total: 1, bytesPerSecond: 0 });
-    const tuning = await tune(autotune);
-    emit({ phase: 'autotune', file: null, loaded: 1, total: 1, bytesPerSecond: 0 });
-    const tCompile = performance.now();
-    emit({ phase: 'compile', file: null, loaded: 0, total: 1, bytesPerSecond: 0 });
-    await session.warmup();
-    emit({ phase: 'compile', file: null, loaded: 1, total: 1, bytesPerSecond: 0 });
-    const compileMs = performance.now() - tCompile;
+    let tuning = { ms: 0, mode: 'off', shapes: 0, cached: 0, tuned: 0, small: 0, skipped: 0, timer: 'none' };
+    let compileMs = 0;
+    if (device) {
+      emit({ phase: 'autotune', file: null, loaded: 0, total: 1, bytesPerSecond: 0 });
+      tuning = await tune(autotune);
+      emit({ phase: 'autotune', file: null, loaded: 1, total: 1, bytesPerSecond: 0 });
+      const tCompile = performance.now();
+      emit({ phase: 'compile', file: null, loaded: 0, total: 1, bytesPerSecond: 0 });
+      await session.warmup();
+      emit({ phase: 'compile', file: null, loaded: 1, total: 1, bytesPerSecond: 0 });
+      compileMs = performance.now() - tCompile;
+    }
     signal.throwIfAborted();
+    const cpu = JSON.parse(api.cpuInfo());
     return {
-      adapter,
+      adapter: chosen.adapter,
+      device: { kind: chosen.kind, reason: chosen.reason, cpu: { ...cpu, build: build.threaded ? 'threaded' : 'single-threaded', why: build.why } },
       model: JSON.parse(session.info()),
       load: {
         totalBytes: total,
@@ -447,6 +555,13 @@ const OPS = {
   async gpuMemory() {
     alive();
     return JSON.parse(session.gpuMemory());
+  },
+
+  /** The wasm heap (the CPU backend's weights, activations and KV cache live there; it only
+   *  grows, so its size is its peak) and the GPU's buffers. */
+  async memory() {
+    alive();
+    return { wasmHeapBytes: wasm.memory.buffer.byteLength, gpu: JSON.parse(session.gpuMemory()) };
   },
 
   async encodeImage({ pixels, width, height }, { signal }) {

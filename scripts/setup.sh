@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what `make demo` / `make test` need on a fresh Debian machine, skipping what is present.
-#   scripts/setup.sh demo   the wasm32 target and wasm-bindgen-cli (the version Cargo.lock pins)
+#   scripts/setup.sh demo   the wasm32 target, rust-src and wasm-bindgen-cli (the version Cargo.lock pins)
 #   scripts/setup.sh test   the same, plus Mesa's Vulkan driver (lavapipe), Debian's chromium,
 #                           Node.js/npm and the npm packages of package-lock.json (playwright-core)
 # Rust itself (rustup, cargo) must be there already: it cannot be installed from a package registry.
@@ -41,6 +41,12 @@ fi
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   say "adding the Rust target wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
+fi
+# The threaded wasm build rebuilds std with atomics (-Z build-std): it needs the standard library's
+# source.
+if ! rustup component list --installed | grep -q '^rust-src'; then
+  say "adding the Rust component rust-src (the threaded wasm build rebuilds std)"
+  rustup component add rust-src
 fi
 # wasm-bindgen-cli must equal the wasm-bindgen crate version in Cargo.lock.
 wb_version=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)

@@ -80,7 +80,7 @@ fn errors_name_what_is_wrong() {
     let golden = golden_dir("sphinx-tiny-1k-dev");
     // no adapter for --device gpu: an error, never a CPU fall-back (no DX12 on this platform)
     let out = Command::new(env!("CARGO_BIN_EXE_sphinx"))
-        .args(["trace", "--model", s(&golden), "--prompt-ids", "1,2", "--steps", "1", "--out", s(&tmp("x.safetensors"))])
+        .args(["trace", "--device", "gpu", "--model", s(&golden), "--prompt-ids", "1,2", "--steps", "1", "--out", s(&tmp("x.safetensors"))])
         .env("WGPU_BACKEND", "dx12")
         .output()
         .unwrap();
@@ -106,7 +106,7 @@ fn full_size_model_answers_under_the_default_limits_within_the_predicted_memory(
     let dir = tmp("full");
     let out = ok(&["demo-model", "--size", "full", "--quant", "q4", "--vision-quant", "q8", "--out", s(&dir)]);
     assert!(out.contains("shards       47 files"), "{out}");
-    let run = sphinx(&["run", "--model", s(&dir), "--limits", "default", "--autotune", "off", "--temperature", "0", "--prompt", "What is the capital of France?", "--max-tokens", "2"]);
+    let run = sphinx(&["run", "--model", s(&dir), "--device", "gpu", "--limits", "default", "--autotune", "off", "--temperature", "0", "--prompt", "What is the capital of France?", "--max-tokens", "2"]);
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{err}");
     assert!(err.contains("2 tokens in"), "{err}");

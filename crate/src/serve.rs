@@ -1,7 +1,10 @@
 //! `sphinx serve`: a small static file server for the browser build, the local stand-in for the CDN a
 //! converted model is hosted on. HTTP/1.1 GET/HEAD with single byte ranges (206/416), CORS (any
 //! origin, `Range` allowed, `Content-Range` exposed), the right media types (`application/wasm` for
-//! `WebAssembly.instantiateStreaming`), bound to 127.0.0.1 unless told otherwise. Std only: one
+//! `WebAssembly.instantiateStreaming`), cross-origin isolation (`Cross-Origin-Opener-Policy:
+//! same-origin`, `Cross-Origin-Embedder-Policy: require-corp`: pages it serves may share memory
+//! between workers, which the engine's threaded CPU build needs; `Cross-Origin-Resource-Policy:
+//! cross-origin` lets isolated pages elsewhere load its files), bound to 127.0.0.1 unless told otherwise. Std only: one
 //! thread per connection, keep-alive, and [`ServeLimits`] so that no client can hold it: a capped
 //! number of open connections, idle connections closed, a deadline for a whole request (a client
 //! trickling its head is closed), a client that stops reading dropped, requests per connection capped.
@@ -485,7 +488,9 @@ const CORS: &str = "Access-Control-Allow-Origin: *\r\n\
 Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n\
 Access-Control-Allow-Headers: Range, Content-Type\r\n\
 Access-Control-Expose-Headers: Content-Length, Content-Range, Accept-Ranges, ETag\r\n\
-Cross-Origin-Resource-Policy: cross-origin\r\n";
+Cross-Origin-Resource-Policy: cross-origin\r\n\
+Cross-Origin-Opener-Policy: same-origin\r\n\
+Cross-Origin-Embedder-Policy: require-corp\r\n";
 
 /// Writes one response; returns whether the connection may serve another request.
 /// `may_keep`: false on the last request a connection may serve.

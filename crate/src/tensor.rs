@@ -32,10 +32,28 @@ impl Device {
 
     /// [`Device::from_name`]; a GPU device is opened with the limits `limits` asks for.
     pub async fn from_name_with(name: &str, limits: crate::runtime::LimitsChoice) -> Result<Device> {
+        Ok(Device::choose(name, limits).await?.0)
+    }
+
+    /// The device `name` asks for, and why it was chosen: "gpu" (an error when no adapter exists),
+    /// "cpu", or "auto" — the GPU unless there is no adapter or only a software one (llvmpipe,
+    /// SwiftShader, WARP: the CPU backend is faster than an emulated GPU).
+    pub async fn choose(name: &str, limits: crate::runtime::LimitsChoice) -> Result<(Device, String)> {
         match name {
-            "cpu" => Ok(Device::Cpu),
-            "gpu" => Ok(Device::Gpu(Gpu::new_with(limits).await?)),
-            other => Err(Error::Config(format!("--device {other}: expected gpu or cpu"))),
+            "cpu" => Ok((Device::Cpu, "the CPU was asked for".into())),
+            "gpu" => Ok((Device::Gpu(Gpu::new_with(limits).await?), "the GPU was asked for".into())),
+            "auto" => Ok(match Gpu::new_with(limits).await {
+                Err(e) => (Device::Cpu, format!("no usable GPU ({e})")),
+                Ok(g) if g.info.software => {
+                    let why = format!("the only GPU adapter is a software one ({}), slower than the CPU backend", g.info.name);
+                    (Device::Cpu, why)
+                }
+                Ok(g) => {
+                    let why = format!("a GPU adapter ({})", g.info.name);
+                    (Device::Gpu(g), why)
+                }
+            }),
+            other => Err(Error::Config(format!("--device {other}: expected auto, gpu or cpu"))),
         }
     }
 

@@ -16,6 +16,11 @@ pub mod tasks;
 
 use wasm_bindgen::prelude::*;
 
+/// The threaded build: `initThreadPool(n)` starts n Web Workers on this module's shared memory and
+/// makes them rayon's pool (the CPU backend's kernels split over them).
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 /// A crate error as a JavaScript `Error` with the same message.
 pub(crate) fn js_error(e: sphinx::Error) -> JsError {
     JsError::new(&e.to_string())

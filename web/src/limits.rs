@@ -1,5 +1,5 @@
-//! Whether a converted model's tensors can live on an adapter, checked from the manifest before
-//! anything is downloaded.
+//! Whether a converted model's tensors can live on an adapter, or in the wasm heap for the CPU
+//! backend, checked from the manifest before anything is downloaded.
 
 use sphinx::io::converted::Manifest;
 use sphinx::{Error, Result};
@@ -29,6 +29,29 @@ pub fn check_limits(m: &Manifest, max_buffer: u64, max_binding: u64) -> Result<(
                 max_binding >> 20
             )));
         }
+    }
+    Ok(())
+}
+
+/// The most memory a wasm32 module can address: 4 GiB (65536 pages of 64 KiB).
+pub const WASM_MEMORY: u64 = 4 << 30;
+/// What the CPU backend needs beside the weights at most: the image encode's activations (the
+/// largest phase: ConvNeXt's first stage on one view of SPHINX-Tiny-1k, about 300 MiB), the KV cache
+/// of a 4096-position chat (22 layers × 2 × 256 f32 × 4096 ≈ 184 MiB), the engine's own code and
+/// data, and room for the allocator's fragmentation.
+pub const CPU_WORKING_SET: u64 = 768 << 20;
+
+/// The CPU backend keeps the weights in wasm memory as stored: refuses a model whose weights and
+/// working set would not fit in [`WASM_MEMORY`].
+pub fn check_cpu_memory(m: &Manifest) -> Result<()> {
+    let weights = m.weight_bytes();
+    if weights + CPU_WORKING_SET > WASM_MEMORY {
+        return Err(Error::Config(format!(
+            "this model's weights ({} MiB) and the CPU backend's working memory (up to {} MiB) do not fit the {} MiB              a browser gives WebAssembly; use a smaller precision (q4) or the GPU",
+            weights >> 20,
+            CPU_WORKING_SET >> 20,
+            WASM_MEMORY >> 20
+        )));
     }
     Ok(())
 }

@@ -111,7 +111,28 @@ impl GpuDevice {
     }
 }
 
-/// An encoded image: [image_words, dim] on the GPU (shared with a chat that is using it).
+/// Fails, before anything is downloaded, when the model's weights cannot live in the wasm heap
+/// (see `limits::check_cpu_memory`).
+#[wasm_bindgen(js_name = checkCpuMemory)]
+pub fn check_cpu_memory(manifest: &[u8]) -> Result<(), JsError> {
+    let m = Manifest::parse(manifest, "manifest.json").map_err(js_error)?;
+    crate::limits::check_cpu_memory(&m).map_err(js_error)
+}
+
+/// The CPU backend of this build, JSON `{isa, threads, threaded}`: the SIMD level its kernels use
+/// (wasm-simd128, or wasm-relaxed-simd in a build made with it), the threads they split over (1
+/// unless the threaded build's pool was started) and whether this is the threaded build.
+#[wasm_bindgen(js_name = cpuInfo)]
+pub fn cpu_info() -> String {
+    serde_json::json!({
+        "isa": sphinx::cpu::isa().name(),
+        "threads": sphinx::cpu::threads(),
+        "threaded": cfg!(feature = "threads"),
+    })
+    .to_string()
+}
+
+/// An encoded image: [image_words, dim] on the model's device (shared with a chat that is using it).
 type EncodedImage = Rc<Tensor>;
 
 /// A chat request as the worker sends it (JSON).
@@ -133,7 +154,8 @@ struct ChatRequest {
 struct Inner {
     model: Sphinx,
     tokenizer: Tokenizer,
-    gpu: Arc<Gpu>,
+    /// The GPU the model lives on; None on the CPU backend.
+    gpu: Option<Arc<Gpu>>,
     images: RefCell<HashMap<u32, EncodedImage>>,
     next_image: Cell<u32>,
 }
@@ -144,13 +166,23 @@ pub struct Session {
     inner: Rc<Inner>,
 }
 
+impl Inner {
+    /// The first asynchronous GPU error, if any (nothing to check on the CPU).
+    fn check_gpu(&self) -> Result<(), JsValue> {
+        match &self.gpu {
+            Some(g) => g.check_error().map_err(to_js),
+            None => Ok(()),
+        }
+    }
+}
+
 fn to_js(e: sphinx::Error) -> JsValue {
     JsValue::from(js_error(e))
 }
 
 #[wasm_bindgen]
 impl Session {
-    /// Builds the model from the shards stored in OPFS: `handles` are open
+    /// Builds the model from the shards stored in OPFS on the GPU: `handles` are open
     /// `FileSystemSyncAccessHandle`s, one per shard of the manifest, in order; tensors are read one
     /// at a time and uploaded to the GPU. `on_read(bytesRead, totalBytes)` reports progress.
     /// `precision`: auto (f16 where the adapter has shader-f16), f32 or f16.
@@ -162,29 +194,41 @@ impl Session {
         on_read: js_sys::Function,
         precision: &str,
     ) -> Result<Session, JsError> {
-        let precision = PrecisionChoice::parse(precision).map_err(js_error)?;
-        let m = Manifest::parse(manifest, "manifest.json").map_err(js_error)?;
-        if handles.length() as usize != m.shards.len() {
-            return Err(JsError::new(&format!("{} shard handles for {} shards", handles.length(), m.shards.len())));
-        }
-        let handles: Vec<FileSystemSyncAccessHandle> = handles.iter().map(|h| h.unchecked_into()).collect();
-        let names = m.shards.iter().map(|s| s.file.clone()).collect();
-        let reader = OpfsShards::new(handles, names, m.weight_bytes(), on_read);
-        let tokenizer = Tokenizer::from_bytes(tokenizer_json, "tokenizer.json").map_err(js_error)?;
-        let config = m.model.clone();
-        let source = ConvertedSource::new(m, Box::new(reader), "OPFS cache");
-        let opts = LoadOptions { max_seq_len: MAX_SEQ_LEN, precision };
-        let model = load_with(&config, Box::new(source), &Device::Gpu(device.gpu.clone()), &opts).map_err(|e| {
-            let mut msg = e.to_string();
+        Session::load_on(Device::Gpu(device.gpu.clone()), manifest, tokenizer_json, handles, on_read, precision).map_err(|mut msg| {
             if msg.contains("maxBufferSize") || msg.contains("binding") {
                 let i = &device.gpu.info;
                 msg.push_str(&format!(" (adapter {}: maxBufferSize {} MiB, maxStorageBufferBindingSize {} MiB)", i.name, i.max_buffer_size >> 20, i.max_storage_binding >> 20));
             }
             JsError::new(&msg)
-        })?;
-        Ok(Session {
-            inner: Rc::new(Inner { model, tokenizer, gpu: device.gpu.clone(), images: RefCell::new(HashMap::new()), next_image: Cell::new(1) }),
         })
+    }
+
+    /// [`Session::load`] on the CPU backend: the weights are read into wasm memory as stored (q4 and
+    /// q8 stay packed) and the CPU kernels run them (on a pool of workers in the threaded build).
+    #[wasm_bindgen(js_name = loadCpu)]
+    pub fn load_cpu(manifest: &[u8], tokenizer_json: &[u8], handles: js_sys::Array, on_read: js_sys::Function, precision: &str) -> Result<Session, JsError> {
+        Session::load_on(Device::Cpu, manifest, tokenizer_json, handles, on_read, precision).map_err(|msg| JsError::new(&msg))
+    }
+
+    fn load_on(device: Device, manifest: &[u8], tokenizer_json: &[u8], handles: js_sys::Array, on_read: js_sys::Function, precision: &str) -> Result<Session, String> {
+        let precision = PrecisionChoice::parse(precision).map_err(|e| e.to_string())?;
+        let m = Manifest::parse(manifest, "manifest.json").map_err(|e| e.to_string())?;
+        if handles.length() as usize != m.shards.len() {
+            return Err(format!("{} shard handles for {} shards", handles.length(), m.shards.len()));
+        }
+        let handles: Vec<FileSystemSyncAccessHandle> = handles.iter().map(|h| h.unchecked_into()).collect();
+        let names = m.shards.iter().map(|s| s.file.clone()).collect();
+        let reader = OpfsShards::new(handles, names, m.weight_bytes(), on_read);
+        let tokenizer = Tokenizer::from_bytes(tokenizer_json, "tokenizer.json").map_err(|e| e.to_string())?;
+        let config = m.model.clone();
+        let source = ConvertedSource::new(m, Box::new(reader), "OPFS cache");
+        let opts = LoadOptions { max_seq_len: MAX_SEQ_LEN, precision };
+        let model = load_with(&config, Box::new(source), &device, &opts).map_err(|e| e.to_string())?;
+        let gpu = match device {
+            Device::Gpu(g) => Some(g),
+            Device::Cpu => None,
+        };
+        Ok(Session { inner: Rc::new(Inner { model, tokenizer, gpu, images: RefCell::new(HashMap::new()), next_image: Cell::new(1) }) })
     }
 
     /// Tunes the kernels for this model's shapes (`mode`: cached, fresh or off) with the stored
@@ -196,7 +240,8 @@ impl Session {
         let mut cache = TuneCache::parse(cache_json);
         future_to_promise(async move {
             let mode = mode.map_err(to_js)?;
-            let report = autotune(&inner.gpu, mode, &mut cache).await.map_err(to_js)?;
+            let gpu = inner.gpu.as_ref().ok_or_else(|| JsError::new("autotune: the model is on the CPU"))?;
+            let report = autotune(gpu, mode, &mut cache).await.map_err(to_js)?;
             let out = serde_json::json!({ "cache": cache.to_json(), "report": report });
             Ok(JsValue::from_str(&out.to_string()))
         })
@@ -211,15 +256,17 @@ impl Session {
             let mut cache = m.llm.new_cache(1).map_err(to_js)?;
             let logits = m.prefill(&mut cache, &[inner.tokenizer.bos_id()], None).map_err(to_js)?;
             logits.rows_to_vec(0, 1).await.map_err(to_js)?;
-            inner.gpu.check_error().map_err(to_js)?;
+            inner.check_gpu()?;
             Ok(JsValue::UNDEFINED)
         })
     }
 
-    /// JSON: `{llamaType, release, imageSize, imageWords, vocabSize, maxSeqLen, precision}`.
+    /// JSON: `{llamaType, release, imageSize, imageWords, vocabSize, maxSeqLen, precision, device}`
+    /// (`device`: "gpu" or "cpu").
     pub fn info(&self) -> String {
         let m = &self.inner.model;
         serde_json::json!({
+            "device": if self.inner.gpu.is_some() { "gpu" } else { "cpu" },
             "precision": m.precision(),
             "llamaType": m.llama_type().name(),
             "release": m.llama_type().release(),
@@ -241,7 +288,7 @@ impl Session {
             .and_then(|rgb| padded_resize(&rgb, inner.model.llama_type().image_size()));
         future_to_promise(async move {
             let padded = prepared.map_err(to_js)?;
-            inner.gpu.check_error().map_err(to_js)?;
+            inner.check_gpu()?;
             let enc = inner.model.encode_image(&padded, false).map_err(to_js)?;
             drop(padded);
             // One row back: waits for the towers to finish and reports any GPU error now.
@@ -272,7 +319,7 @@ impl Session {
     /// KV cache, scratch) and the most there ever were.
     #[wasm_bindgen(js_name = gpuMemory)]
     pub fn gpu_memory(&self) -> String {
-        let (now, peak) = self.inner.gpu.memory();
+        let (now, peak) = self.inner.gpu.as_ref().map_or((0, 0), |g| g.memory());
         serde_json::json!({ "allocatedBytes": now, "peakBytes": peak }).to_string()
     }
 
@@ -293,7 +340,7 @@ impl Session {
             serde_json::from_str(request_json).map_err(|e| JsError::new(&format!("chat request: {e}")).into());
         future_to_promise(async move {
             let ChatRequest { system, messages, image, max_tokens, temperature, top_p, seed } = request?;
-            inner.gpu.check_error().map_err(to_js)?;
+            inner.check_gpu()?;
             let mut template = Template::v1_2();
             if let Some(system) = system {
                 template.system = system;

@@ -33,8 +33,9 @@ struct ModelOpts {
     /// Model folder (upstream checkpoint or converted)
     #[arg(long)]
     model: PathBuf,
-    /// Where to run: gpu (wgpu; an error when there is no adapter) or cpu
-    #[arg(long, default_value = "gpu")]
+    /// Where to run: auto (the GPU unless there is none or only a software adapter such as
+    /// llvmpipe: then the CPU backend), gpu (wgpu; an error when there is no adapter) or cpu
+    #[arg(long, default_value = "auto")]
     device: String,
     /// Longest sequence (positions) the model may see, at most 65536; upstream's default is 4096
     #[arg(long, default_value_t = DEFAULT_MAX_SEQ_LEN, value_parser = sized(MAX_SEQ_LEN))]
@@ -65,7 +66,8 @@ impl ModelOpts {
     /// tunes its kernels; reports what it did on stderr.
     async fn load(&self, defaults: (&str, &str)) -> Result<(sphinx::models::sphinx::Sphinx, Device, Option<sphinx::kernels::tune::TuneReport>)> {
         let g = &self.gpu;
-        let device = Device::from_name_with(&self.device, LimitsChoice::parse(&g.limits)?).await?;
+        let (device, why) = Device::choose(&self.device, LimitsChoice::parse(&g.limits)?).await?;
+        eprintln!("device: {} ({why})", sphinx::bench::device_name(&device));
         let precision = PrecisionChoice::parse(g.precision.as_deref().unwrap_or(defaults.0))?;
         let mode = AutotuneMode::parse(g.autotune.as_deref().unwrap_or(defaults.1))?;
         let t0 = Instant::now();
@@ -137,7 +139,8 @@ enum Command {
         /// Model folder (optional: without it only the kernels are timed)
         #[arg(long)]
         model: Option<PathBuf>,
-        #[arg(long, default_value = "gpu")]
+        /// auto, gpu or cpu (as for run)
+        #[arg(long, default_value = "auto")]
         device: String,
         #[command(flatten)]
         gpu: GpuOpts,

@@ -286,7 +286,8 @@ pub fn qdot_exact(w: &QRows, j: usize, a: &Acts, r: usize) -> f64 {
 /// scales in the form's layout ([JR][scale_len]).
 struct Tile<'a> {
     w: [&'a [u8]; JR],
-    /// The rows' binary16 scales as stored.
+    /// The rows' binary16 scales as stored (the VNNI decode kernel reads them).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     s16: [&'a [u8]; JR],
     /// The rows' scales in the form's layout (filled where a kernel of the call reads them).
     ws: &'a [f32],
