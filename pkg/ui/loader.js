@@ -150,12 +150,13 @@ export class Loader {
   }
 
   #ready(model) {
-    const { adapter, model: m, load: l } = model.info;
+    const { model: m, load: l } = model.info;
     const from = l.downloadedBytes ? `${formatBytes(l.downloadedBytes)} downloaded` : 'from this browser\'s storage';
     this.#status(`Ready: ${m.release} (${formatBytes(l.totalBytes)}, ${from}) in ${formatSeconds(l.totalMs / 1000)}.`);
-    const gpu = this.q('[data-gpu]');
-    gpu.textContent = `GPU: ${adapter.adapter || 'unnamed adapter'}${adapter.software ? ', a software adapter: expect it to be slow' : ''}`;
-    gpu.append(Object.assign(document.createElement('span'), { className: 'gpu-more', textContent: ` (${adapter.backend}; shader-f16 ${adapter.shaderF16 ? 'available' : 'not available'}; largest buffer ${formatBytes(adapter.maxBufferSize)})` }));
+    const [words, more] = deviceWords(model.info);
+    const line = this.q('[data-gpu]');
+    line.textContent = words;
+    line.append(Object.assign(document.createElement('span'), { className: 'gpu-more', textContent: more }));
     this.onLoaded(model);
   }
 
@@ -221,4 +222,16 @@ export class Loader {
     this.showCache();
     this.onChange();
   }
+}
+
+/** Where the model runs, in plain words, and the details: [sentence, details]. */
+export function deviceWords({ device, adapter }) {
+  if (device?.kind === 'cpu') {
+    const { threads, isa, build, why } = device.cpu;
+    const t = `${threads} thread${threads === 1 ? '' : 's'}`;
+    return [`Running on this computer's processor (CPU, ${t}): ${device.reason}.`, ` (${isa}; ${build} engine: ${why})`];
+  }
+  const name = adapter.adapter || 'unnamed adapter';
+  const slow = adapter.software ? ', a software adapter: expect it to be slow' : '';
+  return [`Running on the graphics processor (GPU): ${name}${slow}.`, ` (${adapter.backend}; shader-f16 ${adapter.shaderF16 ? 'available' : 'not available'}; largest buffer ${formatBytes(adapter.maxBufferSize)})`];
 }

@@ -47,6 +47,7 @@ async function loadIn(page, { abortOnNote, options = { autotune: 'off' } } = {})
       const t0 = performance.now();
       try {
         window.model = await sphinx.loadSphinx(url, {
+          device: 'gpu',
           ...options,
           signal: ctl.signal,
           onProgress: (e) => {
@@ -474,7 +475,7 @@ test('trust: a GPU device lost mid-answer fails clearly and the next load works;
       const mark = server.log().length;
       const r = await page.evaluate(async (url) => {
         try {
-          await sphinx.loadSphinx(url, { autotune: 'off' });
+          await sphinx.loadSphinx(url, { device: 'gpu', autotune: 'off' });
           return null;
         } catch (e) {
           return e.message;

@@ -50,7 +50,7 @@ test('wide: real widths, q8, default limits: Chromium, native GPU and CPU give t
     const t0 = Date.now();
     const got = await page.evaluate(
       async ({ question, tokens }) => {
-        const model = await sphinx.loadSphinx('models/wide-q8/manifest.json', { limits: 'default', precision: 'f32', autotune: 'off' });
+        const model = await sphinx.loadSphinx('models/wide-q8/manifest.json', { device: 'gpu', limits: 'default', precision: 'f32', autotune: 'off' });
         const image = await model.encodeImage(await imageDataOf('demo.png'));
         const ids = [];
         for await (const t of model.chat({ messages: [{ role: 'user', content: question }], image, temperature: 0, maxTokens: tokens })) if (t.tokenId !== null) ids.push(t.tokenId);
