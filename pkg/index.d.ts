@@ -210,7 +210,7 @@ export interface SphinxModel {
   /** Destroys the GPU device as a lost device would (for tests of that path). */
   loseDevice(): Promise<void>;
   /** Times one question on this device (as `sphinx bench --model --json`). */
-  bench(options?: { image?: ImageData | Pixels; tokens?: number; promptTokens?: number; reps?: number }): Promise<BenchReport>;
+  bench(options?: { image?: ImageData | Pixels; tokens?: number; promptTokens?: number; reps?: number; text?: string }): Promise<BenchReport>;
   /** OpenAI's chat API over this model (see OpenAIChatRequest). */
   readonly openai: { chat: { completions: { create: OpenAICreate } } };
   dispose(): Promise<void>;

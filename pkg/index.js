@@ -313,13 +313,14 @@ class SphinxModel {
   }
 
   /** Times one question on this device (see `sphinx bench`): the phases (image encode and each
-   *  vision tower alone when `image` pixels are given, prefill of `promptTokens` ids, `tokens`
+   *  vision tower alone when `image` pixels are given, prefill of `promptTokens` ids (or BOS and the
+   *  tokens of `text`, to give another engine the same prompt), `tokens`
    *  greedy decode steps with the bandwidth they imply, medians of `reps`) and every linear shape
    *  of the model with its kernel variant. */
-  async bench({ image, tokens = 16, promptTokens = 48, reps = 1 } = {}) {
+  async bench({ image, tokens = 16, promptTokens = 48, reps = 1, text } = {}) {
     this.#alive();
     const pixels = image ? pixelsOf(image) : null;
-    const plan = { tokens, promptTokens, reps };
+    const plan = { tokens, promptTokens, reps, text };
     const args = { pixels, width: image?.width ?? 0, height: image?.height ?? 0, plan };
     return this.#rpc.call('bench', args, { transfer: pixels ? [pixels.buffer] : [] }).promise;
   }

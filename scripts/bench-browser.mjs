@@ -1,7 +1,7 @@
 // Runs the bench page (www/bench.html) in headless Chromium on SwiftShader's WebGPU and prints its
 // phase table as JSON: the browser side of `sphinx bench --model --json`.
 //
-//   node scripts/bench-browser.mjs [--site out/site] [--model URL] [--precision auto|f32|f16]
+//   node scripts/bench-browser.mjs [--site out/site] [--model URL] [--device gpu|cpu|auto] [--precision auto|f32|f16]
 //        [--autotune cached|fresh|off] [--limits adapter|default] [--tokens N] [--no-image]
 //
 // `make site` builds out/site (the demo page and its demo model). Each run uses a fresh browser
@@ -17,6 +17,7 @@ const { values: o } = parseArgs({
     precision: { type: 'string', default: 'auto' },
     autotune: { type: 'string', default: 'fresh' },
     limits: { type: 'string', default: 'adapter' },
+    device: { type: 'string', default: 'gpu' },
     tokens: { type: 'string', default: '16' },
     'no-image': { type: 'boolean', default: false },
   },
@@ -27,6 +28,7 @@ const browser = await launchBrowser();
 try {
   const page = await browser.page(`${server.url}bench.html${o.model ? `?model=${encodeURIComponent(o.model)}` : ''}`);
   await page.waitForSelector('body[data-ready="true"]');
+  await page.selectOption('#device', o.device);
   await page.selectOption('#precision', o.precision);
   await page.selectOption('#autotune', o.autotune);
   await page.selectOption('#limits', o.limits);

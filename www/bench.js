@@ -1,6 +1,8 @@
-// The bench page: loads a model of models.json (or ?model=) with the chosen precision, autotune
-// and limits, then times one question through `model.bench` (the same code as `sphinx bench
-// --model --json`) and shows the phases and every kernel with its variant.
+// The bench page: loads a model of models.json (or ?model=) on the chosen device with the chosen
+// precision, autotune and limits, then times one question through `model.bench` (the same code as
+// `sphinx bench --model --json`) and shows the phases and every kernel with its variant. Its second
+// form times ours on the CPU and on the GPU against wllama (llama.cpp in wasm) on a GGUF copy of the
+// same language model, repetitions interleaved (`make bench-peers` drives it headless).
 
 const { loadSphinx } = await import('./pkg/index.js').catch(() => import('../pkg/index.js'));
 const $ = (id) => document.getElementById(id);
@@ -55,6 +57,13 @@ function show(info, r) {
   $('results').hidden = false;
 }
 
+/** Where a loaded model of ours runs, in a few words. */
+function ranOn(info) {
+  const d = info.device;
+  if (d.kind === 'cpu') return `CPU: ${d.cpu.isa}, ${d.cpu.threads} thread${d.cpu.threads === 1 ? '' : 's'}`;
+  return `GPU: ${info.adapter.adapter || 'unnamed adapter'}${info.adapter.software ? ' (software)' : ''}`;
+}
+
 $('form').addEventListener('submit', async (e) => {
   e.preventDefault();
   $('run').disabled = true;
@@ -63,14 +72,17 @@ $('form').addEventListener('submit', async (e) => {
   try {
     status('Loading…');
     model = await loadSphinx($('model').value, {
+      device: $('device').value,
       precision: $('precision').value,
       autotune: $('autotune').value,
       limits: $('limits').value,
       onProgress: (p) => status(`${p.phase} ${p.file ?? ''} ${p.total ? Math.round((100 * p.loaded) / p.total) : 0} %`),
     });
-    status(`Timing on ${model.info.adapter.adapter || 'this GPU'}…`);
-    const r = await model.bench({ image: $('with-image').checked ? await samplePixels() : undefined, tokens: Number($('tokens').value) || 16 });
-    report = { adapter: model.info.adapter, model: model.info.model, load: model.info.load, ...r };
+    status(`Timing on ${ranOn(model.info)}…`);
+    const image = $('with-image').checked ? await samplePixels() : undefined;
+    const plan = { tokens: Number($('tokens').value) || 16, promptTokens: Number($('prompt-tokens').value) || 48, reps: Number($('reps').value) || 1 };
+    const r = await model.bench({ image, ...plan });
+    report = { adapter: model.info.adapter, device: model.info.device, model: model.info.model, load: model.info.load, ...r };
     show(model.info, r);
     status('Done.');
     document.body.dataset.done = 'true';
@@ -83,5 +95,103 @@ $('form').addEventListener('submit', async (e) => {
 });
 
 $('copy').addEventListener('click', () => navigator.clipboard.writeText(JSON.stringify(report, null, 2)));
+
+// ---- against wllama ------------------------------------------------------------------------------
+
+/** The comparison's prompt: "hello" n − 1 times, which both LLaMA tokenizers make n tokens (BOS and
+ *  one "▁hello" each); wllama takes text, not ids. */
+const benchText = (n) => Array(Math.max(0, n - 1)).fill('hello').join(' ');
+
+/** Ours on `device`: {name, ranOn, run(promptTokens, tokens) → {prefill, decode} tok/s, close}. */
+async function ours(device, threads) {
+  const model = await loadSphinx($('model').value, { device, threads, precision: $('precision').value, autotune: $('autotune').value });
+  return {
+    name: `ours-${device}`,
+    ranOn: ranOn(model.info),
+    async run(promptTokens, tokens) {
+      const r = await model.bench({ tokens, text: benchText(promptTokens), reps: 1 });
+      if (r.promptTokens !== promptTokens) throw new Error(`ours made ${r.promptTokens} prompt tokens of the text, not ${promptTokens}`);
+      return { prefill: r.prefillTokensPerSecond, decode: r.decode.tokensPerSecond, ids: r.ids };
+    },
+    close: () => model.dispose(),
+  };
+}
+
+/** wllama (its package under vendor/wllama/) on the GGUF at `gguf`, on the CPU with `threads`. */
+async function wllama(gguf, threads) {
+  const base = new URL('vendor/wllama/', location.href);
+  const { Wllama } = await import(new URL('index.js', base).href);
+  const w = new Wllama({ default: new URL('wasm/wllama.wasm', base).href }, { suppressNativeLog: true });
+  const resp = await fetch(gguf);
+  if (!resp.ok) throw new Error(`${gguf}: HTTP ${resp.status}`);
+  await w.loadModel([await resp.blob()], { n_threads: threads, n_gpu_layers: 0, n_ctx: 1024, n_batch: 512, n_ubatch: 512, n_parallel: 1 });
+  return {
+    name: 'wllama',
+    ranOn: `CPU: wasm, ${w.getNumThreads()} thread${w.getNumThreads() === 1 ? '' : 's'}${w.isMultithread() ? '' : ' (single-threaded build)'}`,
+    async run(promptTokens, tokens) {
+      const r = await w.createCompletion({ prompt: benchText(promptTokens), max_tokens: tokens, temperature: 0, cache_prompt: false });
+      const t = r.timings;
+      if (!t || t.prompt_n !== promptTokens) throw new Error(`wllama evaluated ${t?.prompt_n} prompt tokens, not ${promptTokens}`);
+      return { prefill: t.prompt_per_second, decode: t.predicted_per_second };
+    },
+    close: () => w.exit(),
+  };
+}
+
+const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+
+/** Loads every engine, then runs `reps` rounds, each engine once a round (interleaved). */
+async function compare({ engines, gguf, threads, promptTokens, tokens, reps }, status) {
+  const loaded = [];
+  try {
+    for (const name of engines) {
+      status(`Loading ${name}…`);
+      loaded.push(name === 'wllama' ? await wllama(gguf, threads) : await ours(name.replace('ours-', ''), threads));
+    }
+    const runs = Object.fromEntries(loaded.map((e) => [e.name, []]));
+    for (let rep = 0; rep < reps; rep++) {
+      for (const e of loaded) {
+        status(`Round ${rep + 1} of ${reps}: ${e.name}…`);
+        runs[e.name].push(await e.run(promptTokens, tokens));
+      }
+    }
+    return loaded.map((e) => ({
+      engine: e.name,
+      ranOn: e.ranOn,
+      prefill: median(runs[e.name].map((r) => r.prefill)),
+      decode: median(runs[e.name].map((r) => r.decode)),
+      runs: runs[e.name],
+    }));
+  } finally {
+    for (const e of loaded) await e.close();
+  }
+}
+
+$('peers-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  $('compare').disabled = true;
+  const status = (t) => ($('peers-status').textContent = t);
+  try {
+    const opts = {
+      engines: $('engines').value.split(',').map((s) => s.trim()).filter(Boolean),
+      gguf: $('gguf').value,
+      threads: Number($('threads').value) || 2,
+      promptTokens: Number($('prompt-tokens').value) || 64,
+      tokens: Number($('tokens').value) || 32,
+      reps: Number($('reps').value) || 3,
+    };
+    const rows = await compare(opts, status);
+    const base = rows.find((r) => r.engine === 'wllama');
+    const ratio = (a, b) => (b ? (a / b).toFixed(2) : '');
+    fill($('peers').tBodies[0], rows.map((r) => [r.engine, r.ranOn, r.prefill.toFixed(1), r.decode.toFixed(1), ratio(r.prefill, base?.prefill), ratio(r.decode, base?.decode)]));
+    $('peers').hidden = false;
+    document.body.dataset.peers = JSON.stringify({ options: opts, isolated: self.crossOriginIsolated, rows });
+    status(`Done: medians of ${opts.reps}, prompt ${opts.promptTokens} tokens, ${opts.tokens} tokens decoded.`);
+  } catch (err) {
+    status(`Failed: ${err.message}`);
+  } finally {
+    $('compare').disabled = false;
+  }
+});
 await models();
 document.body.dataset.ready = 'true';

@@ -64,6 +64,9 @@ pub struct Report {
     pub reps: usize,
     /// The greedy ids of the last rep (the first from the prefill).
     pub ids: Vec<u32>,
+    /// CPU backend: the operations (2 per multiply-add) of one image encode's matrix products and
+    /// attention, in GFLOP.
+    pub encode_gflop: Option<f64>,
 }
 
 /// Waits until the device has done everything recorded.
@@ -88,18 +91,31 @@ fn row(name: String, variant: &str, tuned: bool, secs: f64, flop: f64, bytes: f6
 }
 
 /// What a model bench runs: `tokens` greedy decode steps after a prompt of `prompt_tokens` ids
-/// ([`bench_prompt`]), `reps` times (the phases report medians).
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+/// ([`bench_prompt`]; or, when `text` is given, BOS and its tokens: what an engine with its own
+/// tokenizer is given to compare), `reps` times (the phases report medians).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct BenchPlan {
     pub tokens: usize,
     pub prompt_tokens: usize,
     pub reps: usize,
+    pub text: Option<String>,
 }
 
 impl Default for BenchPlan {
     fn default() -> Self {
-        BenchPlan { tokens: 16, prompt_tokens: 48, reps: 1 }
+        BenchPlan { tokens: 16, prompt_tokens: 48, reps: 1, text: None }
+    }
+}
+
+impl BenchPlan {
+    /// The prompt ids: `text` through `tokenizer` (BOS first), else [`bench_prompt`].
+    pub fn prompt_ids(&self, tokenizer: Option<&crate::text::Tokenizer>) -> Result<Vec<u32>> {
+        match (&self.text, tokenizer) {
+            (Some(text), Some(t)) => t.encode_prompt(text),
+            (Some(_), None) => Err(crate::Error::Config("bench: a prompt text needs the model's tokenizer".into())),
+            (None, _) => Ok(bench_prompt(self.prompt_tokens)),
+        }
     }
 }
 
@@ -115,7 +131,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The phases of one question about `padded` (or a text prompt) as `plan` says, and every linear
 /// shape of the model with its variant. `load_ms`: the load time, if measured.
-pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: BenchPlan, load_ms: Option<f64>, autotune: Option<TuneReport>) -> Result<Report> {
+pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: &BenchPlan, ids: &[u32], load_ms: Option<f64>, autotune: Option<TuneReport>) -> Result<Report> {
     let device = model.device();
     let reps = plan.reps.max(1);
     let mut phases = Vec::new();
@@ -123,25 +139,33 @@ pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: Ben
         phases.push(Phase { name: "load".into(), ms, detail: String::new() });
     }
     let mut image = None;
+    let mut encode_gflop = None;
     if let Some(p) = padded {
         let mut times = Vec::new();
+        let flops0 = crate::cpu::flops();
         for _ in 0..reps {
             let (ms, enc) = timed(&device, || model.encode_image(p, false)).await?;
             times.push(ms);
             image = Some(enc.tokens);
         }
         let words = image.as_ref().map_or(0, |t| t.rows());
-        phases.push(Phase { name: "encode".into(), ms: median(times), detail: format!("{words} image tokens") });
+        let ms = median(times);
+        let mut detail = format!("{words} image tokens");
+        if !device.is_gpu() {
+            let gflop = (crate::cpu::flops() - flops0) as f64 / reps as f64 / 1e9;
+            detail += &format!(", {gflop:.1} GFLOP in matrix products and attention: {:.1} GFLOP/s", gflop / (ms / 1e3));
+            encode_gflop = Some(gflop);
+        }
+        phases.push(Phase { name: "encode".into(), ms, detail });
         for tower in model.towers() {
             let (ms, _) = timed(&device, || model.encode_tower(p, tower)).await?;
             phases.push(Phase { name: format!("encode {tower}"), ms, detail: "alone".into() });
         }
     }
-    let ids = bench_prompt(plan.prompt_tokens);
     let (mut prefill, mut decode, mut out_ids, mut positions) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for _ in 0..reps {
         let mut cache = model.llm.new_cache(ids.len() + image.as_ref().map_or(0, |t| t.rows()) + plan.tokens + 1)?;
-        let (ms, logits) = timed(&device, || model.prefill(&mut cache, &ids, image.as_ref())).await?;
+        let (ms, logits) = timed(&device, || model.prefill(&mut cache, ids, image.as_ref())).await?;
         prefill.push(ms);
         positions = cache.len;
         let mut id = crate::generate::argmax(&logits.to_vec().await?);
@@ -171,7 +195,7 @@ pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: Ben
     });
     let precision = format!("{:?}", model.precision()).to_lowercase();
     let prefill_tps = ids.len() as f64 / (prefill_ms / 1e3);
-    Ok(Report { device: device_name(&device), precision, autotune, phases, kernels, decode, gpu_peak_bytes: peak, prompt_tokens: ids.len(), prefill_tokens_per_second: prefill_tps, reps, ids: out_ids })
+    Ok(Report { device: device_name(&device), precision, autotune, phases, kernels, decode, gpu_peak_bytes: peak, prompt_tokens: ids.len(), prefill_tokens_per_second: prefill_tps, reps, ids: out_ids, encode_gflop })
 }
 
 /// The device in words: the adapter, or the CPU backend's SIMD level and threads.
@@ -218,6 +242,22 @@ async fn median_ms(device: &Device, reps: usize, mut f: impl FnMut() -> Result<(
     Ok(times[times.len() / 2])
 }
 
+/// The CPU backend's f32 GEMM at 1536³ (the `matrixmultiply` kernels split over the threads):
+/// what this machine's f32 matrix products reach, for the efficiency of the others.
+pub fn cpu_gemm_peak(reps: usize) -> Result<KernelRow> {
+    let n = 1536;
+    let (x, w) = (rand_vec(n * n, 7), rand_vec(n * n, 8));
+    let mut y = vec![0f32; n * n];
+    let mut times = Vec::new();
+    for _ in 0..reps.max(1) + 1 {
+        let t0 = web_time::Instant::now();
+        crate::cpu::gemm::matmul(&mut y, n, 0, &x, n, crate::cpu::gemm::Weights::F32(&w), n, n, None);
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    let secs = median(times[1..].to_vec());
+    Ok(row(format!("f32 GEMM {n}x{n}x{n} (peak)"), "matrixmultiply", false, secs, 2.0 * (n * n * n) as f64, 12.0 * (n * n) as f64))
+}
+
 /// Without a model: linear layers (f32 and the packed formats) and decode attention at the shapes
 /// of a model with `dim`, `hidden`, `vocab`, `heads`/`kv_heads`.
 pub async fn kernel_benches(device: &Device, dim: usize, hidden: usize, vocab: usize, heads: usize, kv_heads: usize, reps: usize) -> Result<Vec<KernelRow>> {
@@ -227,6 +267,9 @@ pub async fn kernel_benches(device: &Device, dim: usize, hidden: usize, vocab: u
         )));
     }
     let mut rows = Vec::new();
+    if !device.is_gpu() {
+        rows.push(cpu_gemm_peak(reps)?);
+    }
     let cases = [(1, hidden, dim, "decode ffn w1"), (1, vocab, dim, "decode output"), (256, hidden, dim, "prefill ffn w1")];
     for q in [Quant::F32, Quant::F16, Quant::Q8, Quant::Q4] {
         for &(m, n, k, what) in &cases {

@@ -346,6 +346,7 @@ test('models and errors: the model picker, Clear cache asks first, a broken mode
 test('bench page: times the phases and every kernel of the demo model, with the variant of each', { timeout: TIMEOUT }, async () => {
   const page = await browser.page(`${server.url}bench.html`);
   await page.waitForSelector('body[data-ready="true"]');
+  await page.selectOption('#device', 'gpu'); // the kernel rows are the GPU's
   await page.fill('#tokens', '4');
   await page.click('#run');
   await page.waitForSelector('body[data-done="true"]', { timeout: TIMEOUT });

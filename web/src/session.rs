@@ -302,7 +302,8 @@ impl Session {
 
     /// The bench page's run (`sphinx::bench::model_bench`, as `sphinx bench --model --json`): the
     /// phases of one question about the `width` x `height` RGBA pixels (none when empty) as the
-    /// JSON `plan_json` says (`{tokens, promptTokens, reps}`), and every linear shape of the model with its kernel variant. Resolves
+    /// JSON `plan_json` says (`{tokens, promptTokens, reps, text?}`: `text`, tokenized with BOS, replaces
+    /// the prompt of `promptTokens` ids), and every linear shape of the model with its kernel variant. Resolves
     /// to the report as JSON.
     pub fn bench(&self, rgba: &[u8], width: u32, height: u32, plan_json: &str) -> js_sys::Promise {
         let inner = self.inner.clone();
@@ -310,7 +311,9 @@ impl Session {
         let padded = (!rgba.is_empty()).then(|| from_rgba(rgba, width as usize, height as usize).and_then(|rgb| padded_resize(&rgb, inner.model.llama_type().image_size())));
         future_to_promise(async move {
             let padded = padded.transpose().map_err(to_js)?;
-            let report = sphinx::bench::model_bench(&inner.model, padded.as_ref(), plan?, None, None).await.map_err(to_js)?;
+            let plan = plan?;
+            let ids = plan.prompt_ids(Some(&inner.tokenizer)).map_err(to_js)?;
+            let report = sphinx::bench::model_bench(&inner.model, padded.as_ref(), &plan, &ids, None, None).await.map_err(to_js)?;
             Ok(JsValue::from_str(&serde_json::to_string(&report).unwrap_or_default()))
         })
     }

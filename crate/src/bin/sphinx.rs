@@ -512,8 +512,9 @@ async fn main_async(cli: Cli) -> Result<()> {
                     device.sync()?;
                     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
                     let padded = image.as_deref().map(|p| read_image(p, m.llama_type().image_size())).transpose()?;
-                    let plan = sphinx::bench::BenchPlan { tokens, prompt_tokens, reps: reps.unwrap_or(1) };
-                    let report = sphinx::bench::model_bench(&m, padded.as_ref(), plan, Some(load_ms), tuning).await?;
+                    let plan = sphinx::bench::BenchPlan { tokens, prompt_tokens, reps: reps.unwrap_or(1), text: None };
+                    let ids = plan.prompt_ids(None)?;
+                    let report = sphinx::bench::model_bench(&m, padded.as_ref(), &plan, &ids, Some(load_ms), tuning).await?;
                     if json {
                         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Msg(e.to_string()))?);
                     } else {

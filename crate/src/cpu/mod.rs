@@ -12,6 +12,7 @@
 
 pub mod attn;
 pub mod gemm;
+pub mod ops;
 pub mod qdot;
 
 use crate::io::quant::{Packed, Quant};
@@ -110,14 +111,28 @@ pub fn reference() -> bool {
     REFERENCE.with(|r| r.get()).unwrap_or_else(|| *DEFAULT.get_or_init(|| std::env::var("SPHINX_CPU_REFERENCE").is_ok_and(|v| v == "1")))
 }
 
+static FLOPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Floating-point (or integer multiply-add) operations the CPU backend's matrix products and
+/// attention have done so far in this process (2 per multiply-add): the bench divides a phase's
+/// share by its time.
+pub fn flops() -> u64 {
+    FLOPS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count(ops: usize) {
+    FLOPS.fetch_add(ops as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// y[r, y_col + j] = Σ_k x[r, k] w[j, k] + b[j] for a stored weight w [n, k] (any format) and m
 /// activation rows: the fast kernel of its format, or the scalar twin under [`set_reference`].
 #[allow(clippy::too_many_arguments)]
 pub fn linear_packed(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: usize, w: &Packed, b: Option<&[f32]>) {
+    let (n, k) = (w.rows, w.cols);
+    count(2 * m * n * k);
     if reference() {
         return crate::kernels::qlinear::qlinear_cpu(y, ny, y_col, x, w, b, m);
     }
-    let (n, k) = (w.rows, w.cols);
     match w.quant {
         Quant::Q8 | Quant::Q4 => qdot::qmatmul(isa(), y, ny, y_col, x, m, w, b),
         Quant::F16 => gemm::matmul(y, ny, y_col, x, m, gemm::Weights::F16(&w.bytes), n, k, b),
@@ -130,6 +145,7 @@ pub fn linear_packed(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: usize
 /// [`linear_packed`] for f32 weight values.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_f32(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: Option<&[f32]>) {
+    count(2 * m * n * k);
     if reference() {
         return crate::kernels::linear::linear_cpu(y, ny, y_col, x, w, b, m, n, k);
     }
@@ -163,19 +179,25 @@ pub(crate) fn task_rows(n: usize, align: usize, min: usize) -> usize {
 }
 
 /// A raw output pointer that parallel tasks writing disjoint elements share.
-#[derive(Clone, Copy)]
-pub(crate) struct Out(pub *mut f32);
-// SAFETY: tasks write disjoint elements (each owns a range of output columns).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
+pub(crate) struct Out<T = f32>(pub *mut T);
 
-impl Out {
+impl<T> Clone for Out<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Out<T> {}
+// SAFETY: tasks write disjoint elements (each owns a range of the output).
+unsafe impl<T> Send for Out<T> {}
+unsafe impl<T> Sync for Out<T> {}
+
+impl<T> Out<T> {
     /// Writes `v` at element `i`.
     ///
     /// # Safety
     /// `i` is inside the slice this pointer came from and no other task writes it.
     #[inline(always)]
-    pub unsafe fn set(self, i: usize, v: f32) {
+    pub unsafe fn set(self, i: usize, v: T) {
         unsafe { *self.0.add(i) = v }
     }
 
@@ -184,8 +206,17 @@ impl Out {
     /// # Safety
     /// As for [`Out::set`].
     #[inline(always)]
-    pub unsafe fn at(self, i: usize) -> *mut f32 {
+    pub unsafe fn at(self, i: usize) -> *mut T {
         unsafe { self.0.add(i) }
+    }
+
+    /// Elements `i .. i + n` as a slice.
+    ///
+    /// # Safety
+    /// The range is inside the slice this pointer came from and belongs to the caller's task alone.
+    #[inline(always)]
+    pub unsafe fn slice(self, i: usize, n: usize) -> &'static mut [T] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(i), n) }
     }
 }
 

@@ -41,7 +41,8 @@ pub fn dwconv7_into(y: &mut Tensor, x: &Tensor, weight: &Tensor, bias: &Tensor) 
             let groups = gpu.grid((h * w * c) as u64, WG);
             gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(x), buf(weight), buf(bias), buf(y)], groups)?;
         }
-        None => dwconv7_cpu(y.cpu_mut().expect("cpu"), cpu(x), cpu(weight), cpu(bias), h, w, c),
+        None if crate::cpu::reference() => dwconv7_cpu(y.cpu_mut().expect("cpu"), cpu(x), cpu(weight), cpu(bias), h, w, c),
+        None => crate::cpu::ops::dwconv7(y.cpu_mut().expect("cpu"), cpu(x), cpu(weight), cpu(bias), h, w, c),
     }
     Ok(())
 }

@@ -25,7 +25,11 @@ pub fn gelu_(x: &mut Tensor) -> Result<()> {
             gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(x)], groups)
         }
         None => {
-            gelu_cpu(cpu_mut(x));
+            if crate::cpu::reference() {
+                gelu_cpu(cpu_mut(x));
+            } else {
+                crate::cpu::ops::gelu(cpu_mut(x));
+            }
             Ok(())
         }
     }

@@ -45,7 +45,11 @@ pub fn swiglu_into(y: &mut Tensor, x: &Tensor) -> Result<()> {
             gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(x), buf(y)], groups)
         }
         None => {
-            swiglu_cpu(y.cpu_mut().expect("cpu"), cpu(x), h);
+            if crate::cpu::reference() {
+                swiglu_cpu(y.cpu_mut().expect("cpu"), cpu(x), h);
+            } else {
+                crate::cpu::ops::swiglu(y.cpu_mut().expect("cpu"), cpu(x), h);
+            }
             Ok(())
         }
     }

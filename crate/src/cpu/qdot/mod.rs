@@ -97,10 +97,15 @@ impl Acts {
         let mut codes = vec![0i8; m * kp];
         let mut d = vec![0f32; m * nb];
         let mut sums = vec![0i32; m * nb];
-        for r in 0..m {
-            let (c, s, q) = (&mut codes[r * kp..(r + 1) * kp], &mut d[r * nb..(r + 1) * nb], &mut sums[r * nb..(r + 1) * nb]);
-            quantize_row(&x[r * k..(r + 1) * k], c, s, q);
-        }
+        let (cp, dp, sp) = (Out(codes.as_mut_ptr()), Out(d.as_mut_ptr()), Out(sums.as_mut_ptr()));
+        par_ranges(m, (16384 / kp.max(1)).max(1), |r0, r1| {
+            for r in r0..r1 {
+                // SAFETY: row r of each buffer ([kp] codes, [nb] scales and sums) lies inside it
+                // and belongs to this task alone.
+                let (c, s, q) = unsafe { (cp.slice(r * kp, kp), dp.slice(r * nb, nb), sp.slice(r * nb, nb)) };
+                quantize_row(&x[r * k..(r + 1) * k], c, s, q);
+            }
+        });
         let mut a = Acts { rows: m, padded: m, kp, form, codes: Vec::new(), wide: Vec::new(), d: Vec::new(), e: Vec::new(), init: Vec::new(), plain: (Vec::new(), Vec::new()) };
         match form {
             Form::Natural { wide, e } => {
@@ -313,39 +318,63 @@ pub fn qmatmul(isa: Isa, y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: u
     let out = Out(y.as_mut_ptr());
     // the VNNI decode kernel reads the stored binary16 scales itself
     let need_ws = !matches!(form, Form::Pairs { .. }) || acts.padded >= MR;
+    // activation rows in blocks whose codes stay in the L2 cache while every weight tile of a task
+    // passes over them (a whole image's rows would stream from memory once per weight tile)
+    let m_block = ((M_BLOCK_BYTES / kp_bytes(&acts)) / MR * MR).max(MR);
     par_ranges(n, task_rows(n, JR, 16), |j0, j1| {
         let mut ws = vec![0f32; if need_ws { JR * len } else { 0 }];
-        for jg in (j0..j1).step_by(JR) {
-            let jr = (j1 - jg).min(JR);
-            let wrow = |i: usize| jg + i.min(jr - 1);
-            if need_ws {
-                for i in 0..JR {
-                    rows.row_scales(wrow(i), form, &mut ws[i * len..(i + 1) * len]);
-                }
-            }
-            let w = std::array::from_fn(|i| rows.row_codes(wrow(i)));
-            let s16 = std::array::from_fn(|i| rows.row_scales16(wrow(i)));
-            let mut r0 = 0;
-            while r0 < m {
-                let mr = if acts.padded - r0 >= MR { MR } else { 1 };
-                let tile = Tile { w, s16, ws: &ws, acts: &acts, r: std::array::from_fn(|i| r0 + i.min(mr - 1)), nb };
-                let mut o = [[0f32; MR]; JR];
-                run_tile(isa, rows.quant, mr, &tile, &mut o);
-                if form == (Form::Natural { wide: false, e: true }) {
-                    unoffset(&tile, rows.offset(), mr, &mut o);
-                }
-                for (i, oj) in o.iter().enumerate().take(jr) {
-                    let bias = b.map_or(0.0, |b| b[jg + i]);
-                    for (ri, v) in oj.iter().enumerate().take(mr.min(m - r0)) {
-                        // SAFETY: row r0 + ri < m and column y_col + jg + i < y_col + n are inside y
-                        // (asserted), and only this task writes column jg + i.
-                        unsafe { out.set((r0 + ri) * ny + y_col + jg + i, v + bias) };
+        for mb in (0..m).step_by(m_block) {
+            let m_end = (mb + m_block).min(m);
+            for jg in (j0..j1).step_by(JR) {
+                let jr = (j1 - jg).min(JR);
+                let wrow = |i: usize| jg + i.min(jr - 1);
+                if need_ws {
+                    for i in 0..JR {
+                        rows.row_scales(wrow(i), form, &mut ws[i * len..(i + 1) * len]);
                     }
                 }
-                r0 += mr;
+                let w = std::array::from_fn(|i| rows.row_codes(wrow(i)));
+                let s16 = std::array::from_fn(|i| rows.row_scales16(wrow(i)));
+                tile_rows(isa, &rows, &acts, (w, s16, &ws), (jg, jr), (mb, m_end), b, (out, ny, y_col));
             }
         }
     });
+}
+
+/// Activation rows past which a block of them is too large for the L2 cache.
+const M_BLOCK_BYTES: usize = 256 << 10;
+
+/// Bytes of one activation row's codes.
+fn kp_bytes(a: &Acts) -> usize {
+    a.kp.max(1) * if a.wide.is_empty() { 1 } else { 3 }
+}
+
+type TileWeights<'a, 'b> = ([&'a [u8]; JR], [&'a [u8]; JR], &'b [f32]);
+
+/// The tiles of weight rows jg .. jg + jr against activation rows m0 .. m1, written into y.
+#[allow(clippy::too_many_arguments)]
+fn tile_rows(isa: Isa, rows: &QRows, acts: &Acts, (w, s16, ws): TileWeights, (jg, jr): (usize, usize), (m0, m1): (usize, usize), b: Option<&[f32]>, (out, ny, y_col): (Out, usize, usize)) {
+    let (nb, form) = (rows.nb(), acts.form);
+    let m = acts.rows;
+    let mut r0 = m0;
+    while r0 < m1 {
+        let mr = if acts.padded - r0 >= MR { MR } else { 1 };
+        let tile = Tile { w, s16, ws, acts, r: std::array::from_fn(|i| r0 + i.min(mr - 1)), nb };
+        let mut o = [[0f32; MR]; JR];
+        run_tile(isa, rows.quant, mr, &tile, &mut o);
+        if form == (Form::Natural { wide: false, e: true }) {
+            unoffset(&tile, rows.offset(), mr, &mut o);
+        }
+        for (i, oj) in o.iter().enumerate().take(jr) {
+            let bias = b.map_or(0.0, |b| b[jg + i]);
+            for (ri, v) in oj.iter().enumerate().take(mr.min(m - r0)) {
+                // SAFETY: row r0 + ri < m and column y_col + jg + i < y_col + n are inside y
+                // (asserted by qmatmul), and only this task writes column jg + i.
+                unsafe { out.set((r0 + ri) * ny + y_col + jg + i, v + bias) };
+            }
+        }
+        r0 += mr;
+    }
 }
 
 /// Takes the unsigned codes' offset off in f32: o[j][r] -= offset · Σ_b d_w[j, b] · e[r, b].
@@ -430,12 +459,13 @@ mod tests {
     use crate::kernels::test_util::Rng;
 
     /// Every kernel this machine runs, on both formats, at decode and batch sizes, odd shapes
-    /// (partial blocks, an odd number of blocks, partial tiles, rows past a multiple of MR),
+    /// (partial blocks, an odd number of blocks, partial tiles, rows past a multiple of MR, rows
+    /// in several cache blocks),
     /// against the exact oracle; a guard region around the output columns stays untouched.
     #[test]
     fn every_isa_matches_the_exact_products() {
         let mut rng = Rng::new(31);
-        let cases = [(1, 1, 32), (1, 13, 70), (3, 40, 45), (5, 17, 72), (9, 66, 200), (1, 130, 2048), (4, 7, 96), (13, 9, 33), (8, 12, 64)];
+        let cases = [(1, 1, 32), (1, 13, 70), (3, 40, 45), (5, 17, 72), (9, 66, 200), (1, 130, 2048), (4, 7, 96), (13, 9, 33), (8, 12, 64), (301, 9, 2048)];
         for isa in Isa::available() {
             for quant in [Quant::Q8, Quant::Q4] {
                 for &(m, n, k) in &cases {
