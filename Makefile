@@ -21,7 +21,7 @@ PORT ?= 8080
 # Seconds per target of `make fuzz` (the short pass inside `make test` is fuzz/tests/short_pass.rs).
 FUZZ_SECONDS ?= 600
 
-.PHONY: all setup-demo setup-test build web site demo demo-cli test test-rust test-web test-wide fuzz clean
+.PHONY: all setup-demo setup-test build web site demo demo-cli test test-rust test-web test-wide bench-peers fuzz clean
 
 all: build
 
@@ -87,6 +87,13 @@ test-web: build web site
 # under WebGPU's default limits, against the native GPU and CPU paths.
 test-wide: build web
 	node --test tests/web/slow/wide.test.js
+
+# Not part of `make test`: ours against llama.cpp (native CPU build, from PyPI's llama-cpp-python
+# source package) and wllama (in headless Chromium) on the same weights, in one run; prints the table
+# (also out/peers/report.md). REPS=N repetitions (3), QUANTS=q8,q4. Needs cmake (installed if
+# missing) and about 15 minutes the first time (the llama.cpp build), then about 10.
+bench-peers: setup-test build web
+	node scripts/peers/bench-peers.mjs --reps $(or $(REPS),3) --quants $(or $(QUANTS),q8,q4)
 
 clean:
 	rm -rf out

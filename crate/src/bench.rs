@@ -163,7 +163,10 @@ pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: &Be
         }
     }
     let (mut prefill, mut decode, mut out_ids, mut positions) = (Vec::new(), Vec::new(), Vec::new(), 0);
-    for _ in 0..reps {
+    // an untimed round first, the prompt and one step, as llama-bench does (first touches of
+    // memory, pipeline compiles, the thread pool's start)
+    for rep in 0..=reps {
+        let steps = if rep == 0 { plan.tokens.min(1) } else { plan.tokens };
         let mut cache = model.llm.new_cache(ids.len() + image.as_ref().map_or(0, |t| t.rows()) + plan.tokens + 1)?;
         let (ms, logits) = timed(&device, || model.prefill(&mut cache, ids, image.as_ref())).await?;
         prefill.push(ms);
@@ -171,12 +174,15 @@ pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: &Be
         let mut id = crate::generate::argmax(&logits.to_vec().await?);
         out_ids = vec![id];
         let t0 = web_time::Instant::now();
-        for _ in 0..plan.tokens {
+        for _ in 0..steps {
             id = crate::generate::argmax(&model.decode(&mut cache, id)?.to_vec().await?);
             out_ids.push(id);
         }
         out_ids.pop(); // the ids a generation of `tokens` tokens gives (the last step's is extra)
         decode.push(t0.elapsed().as_secs_f64() * 1e3);
+        if rep == 0 {
+            (prefill, decode) = (Vec::new(), Vec::new());
+        }
     }
     let (prefill_ms, decode_ms) = (median(prefill), median(decode));
     phases.push(Phase { name: "prefill".into(), ms: prefill_ms, detail: format!("{positions} positions") });

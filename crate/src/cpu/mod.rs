@@ -142,6 +142,26 @@ pub fn linear_packed(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: usize
     }
 }
 
+/// [`linear_packed`] for several weights that read the same activations, each into its column
+/// block of y (`(weight, y_col, bias)`): q8 and q4 weights of one format and width share one
+/// quantization of the activations and one parallel region (`qdot::qmatmul_many`); others run
+/// one by one.
+pub fn linear_packed_many(y: &mut [f32], ny: usize, x: &[f32], m: usize, parts: &[(&Packed, usize, Option<&[f32]>)]) {
+    let Some(&(first, _, _)) = parts.first() else { return };
+    let shared = first.quant.is_block() && parts.iter().all(|(w, _, _)| w.quant == first.quant && w.cols == first.cols);
+    if reference() || !shared {
+        for &(w, col, b) in parts {
+            linear_packed(y, ny, col, x, m, w, b);
+        }
+        return;
+    }
+    for (w, _, _) in parts {
+        count(2 * m * w.rows * w.cols);
+    }
+    let parts: Vec<qdot::Part> = parts.iter().map(|&(w, y_col, bias)| qdot::Part { w, y_col, bias }).collect();
+    qdot::qmatmul_many(isa(), y, ny, x, m, &parts);
+}
+
 /// [`linear_packed`] for f32 weight values.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_f32(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: Option<&[f32]>) {

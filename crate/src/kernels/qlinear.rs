@@ -100,6 +100,14 @@ pub fn qlinear_into_variant(y: &mut Tensor, y_col: usize, x: &Tensor, w: &QWeigh
     }
 }
 
+/// The stored matrix of a weight that lives on the CPU.
+pub fn cpu_packed(w: &QWeight) -> Option<&Packed> {
+    match &w.data {
+        QData::Cpu(p) => Some(p),
+        QData::Gpu { .. } => None,
+    }
+}
+
 /// CPU twin: 64 weight rows dequantized at a time, then f32 dot products in order of k.
 pub fn qlinear_cpu(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], w: &Packed, b: Option<&[f32]>, m: usize) {
     let k = w.cols;

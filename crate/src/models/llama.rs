@@ -170,9 +170,8 @@ impl Llama {
         // h = x + wo(attention(attention_norm(x)))
         let h = layer.attention_norm.forward(x)?;
         let mut qkv = Tensor::empty(&dev, &[l, w])?; // [L, q | k | v]
-        layer.attention.wq.forward_into(&mut qkv, 0, &h)?;
-        layer.attention.wk.forward_into(&mut qkv, qd, &h)?;
-        layer.attention.wv.forward_into(&mut qkv, qd + kvd, &h)?;
+        let a = &layer.attention;
+        Linear::forward_cat(&[&a.wq, &a.wk, &a.wv], &mut qkv, &h)?;
         drop(h);
         self.rope.apply_(&mut qkv, 0, c.n_heads, pos0)?;
         self.rope.apply_(&mut qkv, qd, c.n_kv_heads, pos0)?;
@@ -208,8 +207,7 @@ impl Llama {
         let h = layer.ffn_norm.forward(x)?;
         let hidden = c.ffn_hidden;
         let mut g = Tensor::empty(&dev, &[l, 2 * hidden])?; // [L, w1 | w3]
-        layer.feed_forward.w1.forward_into(&mut g, 0, &h)?;
-        layer.feed_forward.w3.forward_into(&mut g, hidden, &h)?;
+        Linear::forward_cat(&[&layer.feed_forward.w1, &layer.feed_forward.w3], &mut g, &h)?;
         let a = swiglu(&g)?;
         add_(x, &layer.feed_forward.w2.forward(&a)?, None)
     }

@@ -149,6 +149,43 @@ impl Linear {
         Ok(y)
     }
 
+    /// The weight as one stored matrix on the CPU (with its bias), if it is one packed chunk there.
+    fn cpu_packed(&self) -> Option<(&Packed, Option<&[f32]>)> {
+        match self.chunks.as_slice() {
+            [(0, WeightChunk::Packed(w), b)] => Some((crate::kernels::qlinear::cpu_packed(w)?, match b {
+                Some(b) => Some(b.cpu()?),
+                None => None,
+            })),
+            _ => None,
+        }
+    }
+
+    /// Runs `linears`, which read the same input x, into consecutive column blocks of y (the first
+    /// from column 0): on the CPU with packed weights one pass (the activations quantized once, one
+    /// parallel region); elsewhere one after another.
+    pub fn forward_cat(linears: &[&Linear], y: &mut Tensor, x: &Tensor) -> Result<()> {
+        let (m, ny, width) = (x.rows(), y.last_dim(), linears.iter().map(|l| l.out_features).sum::<usize>());
+        let fits = y.rows() == m && width <= ny && linears.iter().all(|l| l.in_features == x.last_dim());
+        let parts: Option<Vec<(&Packed, Option<&[f32]>)>> = if fits && !x.device().is_gpu() { linears.iter().map(|l| l.cpu_packed()).collect() } else { None };
+        if let (Some(parts), Some(xv)) = (parts, x.cpu()) {
+            let mut col = 0;
+            let mut list = Vec::new();
+            for ((w, b), l) in parts.into_iter().zip(linears) {
+                list.push((w, col, b));
+                col += l.out_features;
+            }
+            let out = y.cpu_mut().ok_or_else(|| crate::Error::Shape("linear: output on the GPU, inputs on the CPU".into()))?;
+            crate::cpu::linear_packed_many(out, ny, xv, m, &list);
+            return Ok(());
+        }
+        let mut col = 0;
+        for l in linears {
+            l.forward_into(y, col, x)?;
+            col += l.out_features;
+        }
+        Ok(())
+    }
+
     /// Writes x·wᵀ + b into columns `col .. col + out` of y.
     pub fn forward_into(&self, y: &mut Tensor, col: usize, x: &Tensor) -> Result<()> {
         for (first, w, b) in &self.chunks {

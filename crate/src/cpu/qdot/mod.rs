@@ -305,40 +305,72 @@ struct Tile<'a> {
 /// quantized to q8 per block; `isa` picks the kernel (it must run on this machine).
 #[allow(clippy::too_many_arguments)]
 pub fn qmatmul(isa: Isa, y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: usize, w: &Packed, b: Option<&[f32]>) {
-    let (n, k) = (w.rows, w.cols);
-    assert!(x.len() >= m * k && (m == 0 || y.len() >= (m - 1) * ny + y_col + n) && b.is_none_or(|b| b.len() >= n), "qmatmul: sizes");
+    qmatmul_many(isa, y, ny, x, m, &[Part { w, y_col, bias: b }]);
+}
+
+/// One weight of [`qmatmul_many`]: its products go to columns `y_col ..` of y, plus `bias`.
+pub struct Part<'a> {
+    pub w: &'a Packed,
+    pub y_col: usize,
+    pub bias: Option<&'a [f32]>,
+}
+
+/// [`qmatmul`] for several weights of one format and width that read the same activations (a
+/// layer's q/k/v projections, its FFN's w1 and w3): the activations are quantized once and every
+/// weight's rows are split over the pool together, one parallel region instead of one each.
+pub fn qmatmul_many(isa: Isa, y: &mut [f32], ny: usize, x: &[f32], m: usize, parts: &[Part]) {
+    let Some(first) = parts.first() else { return };
+    let (quant, k) = (first.w.quant, first.w.cols);
+    for p in parts {
+        let n = p.w.rows;
+        assert!(p.w.quant == quant && p.w.cols == k, "qmatmul: weights of one call share format and width");
+        assert!(x.len() >= m * k && (m == 0 || y.len() >= (m - 1) * ny + p.y_col + n) && p.bias.is_none_or(|b| b.len() >= n), "qmatmul: sizes");
+    }
     assert!(isa.runs_here(), "qmatmul: {isa:?} does not run here");
-    if m == 0 || n == 0 {
+    let total: usize = parts.iter().map(|p| p.w.rows).sum();
+    if m == 0 || total == 0 {
         return;
     }
-    let acts = Acts::quantize(isa, w.quant, x, m, k);
-    let rows = QRows::new(w);
-    let (nb, form) = (rows.nb(), acts.form);
-    let len = form.scale_len(nb);
+    let acts = Acts::quantize(isa, quant, x, m, k);
     let out = Out(y.as_mut_ptr());
-    // the VNNI decode kernel reads the stored binary16 scales itself
-    let need_ws = !matches!(form, Form::Pairs { .. }) || acts.padded >= MR;
-    // activation rows in blocks whose codes stay in the L2 cache while every weight tile of a task
-    // passes over them (a whole image's rows would stream from memory once per weight tile)
-    let m_block = ((M_BLOCK_BYTES / kp_bytes(&acts)) / MR * MR).max(MR);
-    par_ranges(n, task_rows(n, JR, 16), |j0, j1| {
-        let mut ws = vec![0f32; if need_ws { JR * len } else { 0 }];
-        for mb in (0..m).step_by(m_block) {
-            let m_end = (mb + m_block).min(m);
-            for jg in (j0..j1).step_by(JR) {
-                let jr = (j1 - jg).min(JR);
-                let wrow = |i: usize| jg + i.min(jr - 1);
-                if need_ws {
-                    for i in 0..JR {
-                        rows.row_scales(wrow(i), form, &mut ws[i * len..(i + 1) * len]);
-                    }
-                }
-                let w = std::array::from_fn(|i| rows.row_codes(wrow(i)));
-                let s16 = std::array::from_fn(|i| rows.row_scales16(wrow(i)));
-                tile_rows(isa, &rows, &acts, (w, s16, &ws), (jg, jr), (mb, m_end), b, (out, ny, y_col));
+    par_ranges(total, task_rows(total, JR, 16), |g0, g1| {
+        let mut start = 0;
+        for p in parts {
+            let (a, b) = (g0.max(start), g1.min(start + p.w.rows));
+            if a < b {
+                weight_rows(isa, &acts, p, a - start, b - start, (out, ny));
             }
+            start += p.w.rows;
         }
     });
+}
+
+/// Rows j0 .. j1 of one weight against every activation row, written into y.
+fn weight_rows(isa: Isa, acts: &Acts, part: &Part, j0: usize, j1: usize, (out, ny): (Out, usize)) {
+    let rows = QRows::new(part.w);
+    let (nb, form, m) = (rows.nb(), acts.form, acts.rows);
+    let len = form.scale_len(nb);
+    // the VNNI decode kernel reads the stored binary16 scales itself
+    let need_ws = !matches!(form, Form::Pairs { .. }) || acts.padded >= MR;
+    let mut ws = vec![0f32; if need_ws { JR * len } else { 0 }];
+    // activation rows in blocks whose codes stay in the L2 cache while every weight tile of a task
+    // passes over them (a whole image's rows would stream from memory once per weight tile)
+    let m_block = ((M_BLOCK_BYTES / kp_bytes(acts)) / MR * MR).max(MR);
+    for mb in (0..m).step_by(m_block) {
+        let m_end = (mb + m_block).min(m);
+        for jg in (j0..j1).step_by(JR) {
+            let jr = (j1 - jg).min(JR);
+            let wrow = |i: usize| jg + i.min(jr - 1);
+            if need_ws {
+                for i in 0..JR {
+                    rows.row_scales(wrow(i), form, &mut ws[i * len..(i + 1) * len]);
+                }
+            }
+            let w = std::array::from_fn(|i| rows.row_codes(wrow(i)));
+            let s16 = std::array::from_fn(|i| rows.row_scales16(wrow(i)));
+            tile_rows(isa, &rows, acts, (w, s16, &ws), (jg, jr), (mb, m_end), part.bias, (out, ny, part.y_col));
+        }
+    }
 }
 
 /// Activation rows past which a block of them is too large for the L2 cache.
@@ -492,6 +524,31 @@ mod tests {
                             assert!((got as f64 - want).abs() <= 1e-6 * mag + 1e-5, "{isa:?} {quant} {m}x{n}x{k} [{r},{j}]: {got} vs {want}");
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Several weights in one call give what one call each gives, bit for bit, into their columns.
+    #[test]
+    fn many_weights_in_one_call_equal_one_call_each() {
+        let mut rng = Rng::new(33);
+        for isa in Isa::available() {
+            for quant in [Quant::Q8, Quant::Q4] {
+                for m in [1, 6] {
+                    let k = 96;
+                    let ws: Vec<Packed> = [13, 4, 30].iter().map(|&n| Packed::quantize(quant, &rng.vec(n * k, 0.5), n, k)).collect();
+                    let bias = rng.vec(30, 0.5);
+                    let x = rng.vec(m * k, 1.0);
+                    let ny = 13 + 4 + 30 + 3;
+                    let (mut one, mut many) = (vec![-2.0f32; m * ny], vec![-2.0f32; m * ny]);
+                    let cols = [1, 14, 18];
+                    for (i, w) in ws.iter().enumerate() {
+                        qmatmul(isa, &mut one, ny, cols[i], &x, m, w, (i == 2).then_some(&bias[..]));
+                    }
+                    let parts: Vec<Part> = ws.iter().enumerate().map(|(i, w)| Part { w, y_col: cols[i], bias: (i == 2).then_some(&bias[..]) }).collect();
+                    qmatmul_many(isa, &mut many, ny, &x, m, &parts);
+                    assert_eq!(one, many, "{isa:?} {quant} m={m}");
                 }
             }
         }

@@ -83,8 +83,8 @@ unsafe fn rows_vnni<const Q4: bool>(t: &Tile, o: &mut [[f32; MR]; JR]) {
     let spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     for (j, oj) in o.iter_mut().enumerate() {
         let (wp, sp) = (t.w[j].as_ptr(), t.s16[j].as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for p in 0..pairs {
+        // one pair into `acc`
+        let step = |p: usize, acc: __m256| -> __m256 {
             _mm_prefetch::<_MM_HINT_T0>(wp.add(p * pair_bytes + 1024) as *const i8);
             let (wa, wb) = weight_pair::<Q4>(wp, p, p < full);
             let xa = _mm256_loadu_si256(x.add(p * 64) as *const __m256i);
@@ -96,9 +96,20 @@ unsafe fn rows_vnni<const Q4: bool>(t: &Tile, o: &mut [[f32; MR]; JR]) {
             let h = if p < full { (sp.add(4 * p) as *const i32).read_unaligned() } else { (sp.add(4 * p) as *const u16).read_unaligned() as i32 };
             let ws = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128(h))), spread);
             let scale = _mm256_mul_ps(ws, _mm256_loadu_ps(d.add(p * 8)));
-            acc[p % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[p % 2]);
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc)
+        };
+        // two independent sums, in registers
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut p = 0;
+        while p + 2 <= pairs {
+            a0 = step(p, a0);
+            a1 = step(p + 1, a1);
+            p += 2;
         }
-        oj[0] = hsum(_mm256_add_ps(acc[0], acc[1]));
+        if p < pairs {
+            a0 = step(p, a0);
+        }
+        oj[0] = hsum(_mm256_add_ps(a0, a1));
     }
 }
 
