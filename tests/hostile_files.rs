@@ -239,10 +239,20 @@ fn s3b_interrupted_convert_leaves_nothing_that_loads() {
 #[test]
 fn converting_into_a_non_empty_folder_needs_force_and_then_replaces_it() {
     let out = fresh_dir("nonempty");
+    // a folder of anything but a model is never replaced, --force or not
+    std::fs::write(out.join("model-00009-of-00009.safetensors"), b"old shard").unwrap();
+    convert_golden(&out, "q8", &[], None).unwrap().refused("the output folder is not empty; pass --force", MAX_RSS);
+    convert_golden(&out, "q8", &["--force"], None).unwrap().refused("no readable manifest.json", MAX_RSS);
+    assert_eq!(std::fs::read(out.join("model-00009-of-00009.safetensors")).unwrap(), b"old shard", "a refused convert touched the folder");
+    // a model this tool wrote (with a stale shard of an older write beside it) is
+    std::fs::remove_dir_all(&out).unwrap();
+    convert_golden(&out, "q4", &[], None).unwrap().succeeded(MAX_RSS);
     std::fs::write(out.join("model-00009-of-00009.safetensors"), b"old shard").unwrap();
     convert_golden(&out, "q8", &[], None).unwrap().refused("the output folder is not empty; pass --force", MAX_RSS);
     assert!(out.join("model-00009-of-00009.safetensors").exists(), "a refused convert touched the folder");
-    convert_golden(&out, "q8", &["--force"], None).unwrap().succeeded(MAX_RSS);
+    let r = convert_golden(&out, "q8", &["--force"], None).unwrap();
+    r.succeeded(MAX_RSS);
+    assert!(r.stderr.contains(&format!("replaced the model that was in {}: removed", out.display())) && r.stderr.contains("model-00009-of-00009.safetensors"), "{}", r.stderr);
     assert!(!out.join("model-00009-of-00009.safetensors").exists(), "--force kept an old shard");
     let m = sphinx::io::converted::Manifest::read(&out).unwrap();
     sphinx::io::converted::verify_folder(&out, &m).unwrap();
