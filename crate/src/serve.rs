@@ -547,10 +547,16 @@ fn simple(out: &mut Outgoing, status: u16, reason: &str, extra: &str, conn: &str
     Ok(true)
 }
 
-/// Test only: the status of an `error-page` fault for this path, if one is left (then spent once).
+/// Test only: the status of an `error-page` fault for this path when it is the first fault left for
+/// it among those that decide a whole response (`error-page`, `drop-after`: they apply in the order
+/// given, so `drop-after=P:N:1` before `error-page=P:200:1` cuts the first response and answers
+/// the second with the page); it is then spent once.
 fn take_error_page(state: &State, path: &str) -> Option<u16> {
     let mut faults = state.faults.lock().unwrap_or_else(|e| e.into_inner());
-    let f = faults.iter_mut().find(|f| f.path == path && f.remaining > 0 && matches!(f.kind, FaultKind::ErrorPage(_)))?;
+    let f = faults.iter_mut().find(|f| f.path == path && f.remaining > 0 && matches!(f.kind, FaultKind::ErrorPage(_) | FaultKind::DropAfter(_)))?;
+    if !matches!(f.kind, FaultKind::ErrorPage(_)) {
+        return None;
+    }
     f.remaining -= 1;
     match f.kind {
         FaultKind::ErrorPage(status) => Some(status),
