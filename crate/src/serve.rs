@@ -547,6 +547,42 @@ fn simple(out: &mut Outgoing, status: u16, reason: &str, extra: &str, conn: &str
     Ok(true)
 }
 
+/// A file to serve: regular files only. A FIFO, device or socket is refused from its type (403),
+/// and the file is opened without blocking (a FIFO with no writer would hold this thread for good)
+/// and checked again once open, in case it was swapped meanwhile. Err(404) when it cannot be opened.
+fn open_served(path: &Path) -> std::result::Result<(File, std::fs::Metadata), u16> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(403);
+    }
+    let file = crate::io::files::open_nonblocking(path).map_err(|_| 404u16)?;
+    let meta = file.metadata().map_err(|_| 404u16)?;
+    if !meta.is_file() {
+        return Err(403);
+    }
+    Ok((file, meta))
+}
+
+/// Test only: the `drop-after` and `corrupt` faults that apply to a response of bytes
+/// `start..=end` of `path` (each spent once).
+fn take_body_faults(state: &State, path: &str, start: u64, end: u64) -> (Option<u64>, Option<u64>) {
+    let (mut drop_after, mut corrupt) = (None, None);
+    let mut faults = state.faults.lock().unwrap_or_else(|e| e.into_inner());
+    for f in faults.iter_mut().filter(|f| f.path == path && f.remaining > 0) {
+        match f.kind {
+            FaultKind::DropAfter(n) if drop_after.is_none() => {
+                drop_after = Some(n);
+                f.remaining -= 1;
+            }
+            FaultKind::Corrupt(off) if corrupt.is_none() && (start..=end).contains(&off) => {
+                corrupt = Some(off);
+                f.remaining -= 1;
+            }
+            _ => {}
+        }
+    }
+    (drop_after, corrupt)
+}
+
 /// Test only: the status of an `error-page` fault for this path when it is the first fault left for
 /// it among those that decide a whole response (`error-page`, `drop-after`: they apply in the order
 /// given, so `drop-after=P:N:1` before `error-page=P:200:1` cuts the first response and answers
@@ -603,19 +639,11 @@ fn respond_inner(
     let Some(file_path) = resolve(&state.root, path_only) else {
         return simple(out, 404, "Not Found", "", conn, Some(line));
     };
-    // Regular files only: a FIFO, device or socket is refused from its type, and the file is
-    // opened without blocking (a FIFO with no writer would hold this thread for good) and checked
-    // again once open (in case it was swapped meanwhile).
-    if std::fs::metadata(&file_path).is_ok_and(|m| !m.is_file()) {
-        return simple(out, 403, "Forbidden", "", conn, Some(line));
-    }
-    let Ok(mut file) = crate::io::files::open_nonblocking(&file_path) else {
-        return simple(out, 404, "Not Found", "", conn, Some(line));
+    let (mut file, meta) = match open_served(&file_path) {
+        Ok(opened) => opened,
+        Err(403) => return simple(out, 403, "Forbidden", "", conn, Some(line)),
+        Err(_) => return simple(out, 404, "Not Found", "", conn, Some(line)),
     };
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return simple(out, 403, "Forbidden", "", conn, Some(line));
-    }
     let len = meta.len();
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
     let etag = format!("\"{len:x}-{mtime:x}\"");
@@ -642,24 +670,7 @@ fn respond_inner(
     if req.method == "HEAD" || count == 0 {
         return Ok(true);
     }
-    // Test-only faults that apply to this response.
-    let (mut drop_after, mut corrupt) = (None, None);
-    {
-        let mut faults = state.faults.lock().unwrap_or_else(|e| e.into_inner());
-        for f in faults.iter_mut().filter(|f| f.path == path_only && f.remaining > 0) {
-            match f.kind {
-                FaultKind::DropAfter(n) if drop_after.is_none() => {
-                    drop_after = Some(n);
-                    f.remaining -= 1;
-                }
-                FaultKind::Corrupt(off) if corrupt.is_none() && (start..=end).contains(&off) => {
-                    corrupt = Some(off);
-                    f.remaining -= 1;
-                }
-                _ => {}
-            }
-        }
-    }
+    let (drop_after, corrupt) = take_body_faults(state, path_only, start, end);
     let applied: Vec<String> = drop_after.map(|n| format!("drop-after {n}")).into_iter().chain(corrupt.map(|o| format!("corrupt {o}"))).collect();
     if !applied.is_empty() {
         line.fault = Some(applied.join(", "));
