@@ -64,7 +64,7 @@ demo: site
 
 # The same tiny random-weight model answered on the command line.
 demo-cli: build
-	$(SPHINX) demo-model --out $(DEMO_MODEL)
+	$(SPHINX) demo-model --out $(DEMO_MODEL) --force
 	$(SPHINX) run --model $(DEMO_MODEL) --image www/assets/demo.png --prompt "What is in the image?" --max-tokens 24
 
 test: setup-test

@@ -49,7 +49,7 @@ const KINDS = [
   },
   {
     kind: 'network',
-    test: (m) => /HTTP \d{3}|Failed to fetch|NetworkError|download failed|SHA-256 mismatch/.test(m),
+    test: (m) => /HTTP \d{3}|Failed to fetch|NetworkError|network error|did not answer|connection dropped|download failed|SHA-256 mismatch/.test(m),
     title: 'The model could not be downloaded.',
     help: 'Check the connection and the model address, then retry; what was downloaded is kept.',
   },

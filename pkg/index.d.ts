@@ -151,7 +151,7 @@ export interface ChatOptions {
    *  finish is then 'stop'. */
   stop?: string[];
   image?: SphinxImage;
-  /** Default 512. */
+  /** Default 512; at most 65536 (the engine's longest context). */
   maxTokens?: number;
   /** 0 = greedy. Default 0.1 (the upstream demo's). */
   temperature?: number;
@@ -201,6 +201,8 @@ export interface Drawing {
 export interface SphinxModel {
   readonly manifestUrl: string;
   readonly info: ModelInfo;
+  /** Whether dispose() was called. */
+  readonly disposed: boolean;
   encodeImage(image: ImageData | Pixels, options?: { signal?: AbortSignal }): Promise<SphinxImage>;
   chat(options: ChatOptions): AsyncGenerator<ChatToken, ChatResult, undefined>;
   parseAnswer(answer: string, size: { width: number; height: number }): Promise<Drawing>;
@@ -339,7 +341,9 @@ export interface OpenAICreate {
   (request: OpenAIChatRequest & { stream?: false }, options?: { signal?: AbortSignal }): Promise<ChatCompletion>;
 }
 
-/** An error in OpenAI's shape (like the OpenAI SDK's APIError): `status` 400 for a bad request. */
+/** An error in OpenAI's shape (like the OpenAI SDK's APIError): `status` 400 for a bad request
+ *  (`code` 'context_length_exceeded' for a prompt past the context), 404 'model_not_found' once
+ *  the model is disposed, 500 for a failure of the engine. */
 export class OpenAIError extends Error {
   readonly status: number;
   readonly type: string;

@@ -5,7 +5,7 @@
 
 import { CACHE_DIR, cacheFolder, cacheKey } from './cache.js';
 import { NO_WEBGPU } from './errors.js';
-import { openaiApi } from './openai.js';
+import { MAX_TOKENS, openaiApi } from './openai.js';
 import { parseAnswer } from './tasks.js';
 
 export { TASKS, taskPrompt, regionText, parseAnswer, taskIds } from './tasks.js';
@@ -174,6 +174,9 @@ export async function cachedBytes(manifestUrl) {
   return n;
 }
 
+/** A string as the browser sends text (TextEncoder): a lone surrogate becomes U+FFFD. */
+const wellFormed = (s) => (s.toWellFormed ? s.toWellFormed() : s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD'));
+
 function pixelsOf(imageData) {
   const { data, width, height } = imageData ?? {};
   if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) {
@@ -208,6 +211,7 @@ class SphinxImage {
 class SphinxModel {
   #rpc;
   #openai = null;
+  #disposed = false;
   constructor(rpc, manifestUrl, info) {
     this.#rpc = rpc;
     this.manifestUrl = manifestUrl;
@@ -238,7 +242,9 @@ class SphinxModel {
   /**
    * Answers the last user message; yields { tokenId, text } as tokens are generated (tokenId null
    * for a final piece of text that no new token brought). The iterator's return value is
-   * { finish: 'stop' | 'length', tokens, promptTokens, firstTokenMs, totalMs }.
+   * { finish: 'stop' | 'length', tokens, promptTokens, firstTokenMs, totalMs } (promptTokens: the
+   * text's; an image adds info.model.imageWords positions). Text is sent as the browser sends it:
+   * a lone surrogate becomes U+FFFD.
    */
   async *chat({ system, messages, image, maxTokens = 512, temperature = 0.1, topP = 0.5, seed = 0, stop = [], signal } = {}) {
     this.#alive();
@@ -251,7 +257,9 @@ class SphinxModel {
     if (system !== undefined && typeof system !== 'string') throw new TypeError('chat: system must be a string');
     if (!Array.isArray(stop) || !stop.every((s) => typeof s === 'string' && s.length > 0)) throw new TypeError('chat: stop must be an array of non-empty strings');
     if (image && image.model !== this) throw new TypeError('chat: the image was encoded by another model');
-    if (!Number.isSafeInteger(maxTokens) || maxTokens < 1) throw new TypeError('chat: maxTokens must be a positive integer');
+    if (!Number.isSafeInteger(maxTokens) || maxTokens < 1 || maxTokens > MAX_TOKENS) {
+      throw new TypeError(`chat: maxTokens must be a whole number from 1 to ${MAX_TOKENS} (the longest context), not ${maxTokens}`);
+    }
     if (!Number.isSafeInteger(seed) || seed < 0) throw new TypeError('chat: seed must be a non-negative integer');
     if (!(temperature >= 0 && temperature < Infinity) || !(topP > 0 && topP <= 1)) throw new TypeError('chat: temperature must be a finite number >= 0 and topP in (0, 1]');
     const queue = [];
@@ -260,9 +268,9 @@ class SphinxModel {
     const { id, promise } = this.#rpc.call(
       'chat',
       {
-        system,
-        messages: messages.map(({ role, content }) => ({ role, content })),
-        stop,
+        system: system === undefined ? undefined : wellFormed(system),
+        messages: messages.map(({ role, content }) => ({ role, content: wellFormed(content) })),
+        stop: stop.map(wellFormed),
         image: image ? image.id : 0,
         maxTokens,
         temperature,
@@ -352,8 +360,14 @@ class SphinxModel {
     return this.#openai;
   }
 
+  /** Whether dispose() was called (every later call fails saying so). */
+  get disposed() {
+    return this.#disposed;
+  }
+
   /** Frees the GPU memory and ends the worker. The downloaded weights stay cached. */
   async dispose() {
+    this.#disposed = true;
     if (this.#rpc.dead) return;
     try {
       await this.#rpc.call('dispose', {}).promise;

@@ -5,14 +5,24 @@
 // `chat.completion.chunk`s. Errors are `OpenAIError`s shaped like the OpenAI SDK's `APIError`.
 //
 // SPHINX reads one image per conversation. Images are `image_url` parts whose URL is `data:`,
-// `blob:` or of this page's origin; they are decoded here and encoded on the GPU by the model's
-// worker — no image byte leaves the page.
+// `blob:` or of this page's origin; they are decoded here (a data: URL's length is checked before
+// it is decoded) and encoded on the GPU by the model's worker — no image byte leaves the page.
+//
+// Statuses as OpenAI gives them: 400 for what the request asks wrongly (a prompt past the context
+// is `context_length_exceeded`), 404 `model_not_found` once the model is disposed, 500 only for a
+// failure of the engine itself — code that retries on 5xx retries only what may succeed again.
+
+/** The most tokens an answer may ask for (model.chat's bound): the engine's longest context. */
+export const MAX_TOKENS = 65536;
+
+/** The SDK's class names of the statuses given here. */
+const NAMES = { 400: 'BadRequestError', 404: 'NotFoundError' };
 
 /** An error in OpenAI's shape: `status`, and `error` = {message, type, param, code}. */
 export class OpenAIError extends Error {
   constructor(status, message, { type = 'invalid_request_error', param = null, code = null } = {}) {
     super(message);
-    this.name = status === 400 ? 'BadRequestError' : 'InternalServerError';
+    this.name = NAMES[status] ?? 'InternalServerError';
     this.status = status;
     this.type = type;
     this.param = param;
@@ -84,7 +94,7 @@ export function toSphinxOptions(request) {
   if (request.logprobs) throw invalid('logprobs are not supported', 'logprobs', 'unsupported_value');
   const format = request.response_format?.type;
   if (format != null && format !== 'text') throw invalid(`response_format ${format} is not supported`, 'response_format', 'unsupported_value');
-  const maxTokens = numberIn(request, 'max_completion_tokens', 1, 1 << 20, { integer: true }) ?? numberIn(request, 'max_tokens', 1, 1 << 20, { integer: true });
+  const maxTokens = numberIn(request, 'max_completion_tokens', 1, MAX_TOKENS, { integer: true }) ?? numberIn(request, 'max_tokens', 1, MAX_TOKENS, { integer: true });
   const stop = request.stop == null ? [] : Array.isArray(request.stop) ? request.stop : [request.stop];
   if (stop.length > 4 || !stop.every((s) => typeof s === 'string' && s.length > 0)) throw invalid('stop must be a non-empty string or up to 4 of them', 'stop');
   return {
@@ -96,19 +106,57 @@ export function toSphinxOptions(request) {
   };
 }
 
-/** Pixels of an image URL (data:, blob: or same-origin), decoded on this thread. */
-// The engine's image limits (crate/src/image/mod.rs MAX_IMAGE_SIDE / MAX_IMAGE_PIXELS, kept equal by
-// a test there), checked before a canvas of the decoded size is allocated.
+// The engine's image limits (crate/src/image/mod.rs MAX_IMAGE_SIDE / MAX_IMAGE_PIXELS and
+// decode.rs MAX_IMAGE_FILE_BYTES, kept equal by a test there), checked before a canvas of the
+// decoded size is allocated, and before a data: URL or a fetched image is decoded.
 const MAX_IMAGE_SIDE = 16384;
 const MAX_IMAGE_PIXELS = 67108864;
+const MAX_IMAGE_FILE_BYTES = 134217728;
+/** The longest data: URL read: base64 of the largest image file, and room for its header. */
+const MAX_DATA_URL_CHARS = 4 * Math.ceil(MAX_IMAGE_FILE_BYTES / 3) + 256;
+/** Base64 characters decoded per step (a multiple of 4). */
+const BASE64_STEP = 1 << 20;
 
+const tooLarge = (what) => invalid(`image_url: ${what}; the limit is ${MAX_IMAGE_FILE_BYTES} bytes of image file (${MAX_DATA_URL_CHARS} characters of data: URL)`, 'image_url');
+
+/** The bytes of base64 `text` as Blob parts, decoded a step at a time (no string of the whole). */
+function base64Parts(text) {
+  const clean = /[\t\n\f\r ]/.test(text) ? text.replace(/[\t\n\f\r ]+/g, '') : text;
+  const parts = [];
+  try {
+    for (let at = 0; at < clean.length; at += BASE64_STEP) {
+      const bin = atob(clean.slice(at, at + BASE64_STEP));
+      const bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+      parts.push(bytes);
+    }
+  } catch (e) {
+    throw invalid(`image_url: the data: URL is not valid base64 (${e.message})`, 'image_url');
+  }
+  return parts;
+}
+
+/** The bytes of a percent-encoded data: URL body as Blob parts (%XX is one byte; other text UTF-8). */
+function percentParts(text) {
+  return (text.match(/%[0-9a-fA-F]{2}|[^%]+|%/g) ?? []).map((t) => (t.length === 3 && t[0] === '%' ? new Uint8Array([parseInt(t.slice(1), 16)]) : t));
+}
+
+/** A data: URL as a Blob: its length checked before anything is decoded. */
+function blobOfDataUrl(url) {
+  if (url.length > MAX_DATA_URL_CHARS) throw tooLarge(`the data: URL is ${url.length} characters`);
+  const comma = url.indexOf(',');
+  if (comma < 0) throw invalid('image_url: not a valid data: URL (no comma)', 'image_url');
+  const header = url.slice(5, comma);
+  const body = url.slice(comma + 1);
+  const parts = /;base64$/i.test(header) ? base64Parts(body) : percentParts(body);
+  return new Blob(parts, { type: header.split(';')[0] || 'application/octet-stream' });
+}
+
+/** Pixels of an image URL (data:, blob: or same-origin), decoded on this thread. */
 export async function pixelsOfUrl(url, signal) {
   let blob;
   if (url.startsWith('data:')) {
-    const m = /^data:([^;,]*)(;base64)?,(.*)$/s.exec(url);
-    if (!m) throw invalid('image_url: not a valid data: URL', 'image_url');
-    const body = m[2] ? Uint8Array.from(atob(m[3]), (c) => c.charCodeAt(0)) : new TextEncoder().encode(decodeURIComponent(m[3]));
-    blob = new Blob([body], { type: m[1] || 'application/octet-stream' });
+    blob = blobOfDataUrl(url);
   } else {
     const u = new URL(url, globalThis.location?.href);
     if (u.protocol !== 'blob:' && u.origin !== globalThis.location?.origin) {
@@ -116,8 +164,14 @@ export async function pixelsOfUrl(url, signal) {
     }
     const resp = await fetch(u, { signal });
     if (!resp.ok) throw invalid(`image_url: HTTP ${resp.status} from ${u.href}`, 'image_url');
+    const length = Number(resp.headers.get('Content-Length') ?? 0);
+    if (length > MAX_IMAGE_FILE_BYTES) {
+      resp.body?.cancel().catch(() => {});
+      throw tooLarge(`${u.href} is ${length} bytes`);
+    }
     blob = await resp.blob();
   }
+  if (blob.size > MAX_IMAGE_FILE_BYTES) throw tooLarge(`the image is ${blob.size} bytes`);
   let bitmap;
   try {
     bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
@@ -134,6 +188,25 @@ export async function pixelsOfUrl(url, signal) {
   ctx.drawImage(bitmap, 0, 0);
   bitmap.close();
   return ctx.getImageData(0, 0, canvas.width, canvas.height);
+}
+
+/** An error of model.chat (or of encoding the image) in OpenAI's shape (see the file's head). */
+function asOpenAIError(e, model, request) {
+  if (e?.name === 'AbortError' || e instanceof OpenAIError) return e;
+  const message = e?.message ?? String(e);
+  const context = /prompt of (\d+) tokens \+ (\d+) image positions does not fit max_seq_len (\d+)/.exec(message);
+  if (context) {
+    const [text, image, max] = context.slice(1).map(Number);
+    const parts = image ? ` (${text} of text and ${image} of the image)` : '';
+    const words = `This model's maximum context length is ${max} tokens. However, your messages resulted in ${text + image} tokens${parts}. Please reduce the length of the messages.`;
+    return new OpenAIError(400, words, { param: 'messages', code: 'context_length_exceeded' });
+  }
+  if (model.disposed) {
+    const name = request.model ?? model.info.model.release;
+    return new OpenAIError(404, `The model \`${name}\` does not exist: it was disposed (model.dispose()). Load it again with loadSphinx; its weights stay stored.`, { param: 'model', code: 'model_not_found' });
+  }
+  if (e instanceof TypeError) return new OpenAIError(400, message, { param: null });
+  return new OpenAIError(500, message, { type: 'server_error' });
 }
 
 const completionId = () => `chatcmpl-${crypto.getRandomValues(new Uint32Array(3)).reduce((s, v) => s + v.toString(36), '')}`;
@@ -154,20 +227,21 @@ export function openaiApi(model) {
   async function* run(request, { signal } = {}) {
     const chat = toSphinxChat(request.messages);
     const options = toSphinxOptions(request);
-    const image = await imageFor(chat.imageUrl, signal);
-    const it = model.chat({ system: chat.system, messages: chat.messages, image, ...options, signal });
     try {
+      const image = await imageFor(chat.imageUrl, signal);
+      const it = model.chat({ system: chat.system, messages: chat.messages, image, ...options, signal });
       for (;;) {
         const { value, done } = await it.next();
         if (done) {
-          const { promptTokens, tokens } = value;
-          return { finish: value.finish, usage: { prompt_tokens: promptTokens, completion_tokens: tokens, total_tokens: promptTokens + tokens } };
+          // The prompt as the model reads it: the text's tokens and the image's positions.
+          const promptTokens = value.promptTokens + (image ? model.info.model.imageWords : 0);
+          const usage = { prompt_tokens: promptTokens, completion_tokens: value.tokens, total_tokens: promptTokens + value.tokens };
+          return { finish: value.finish, usage };
         }
         if (value.text) yield { text: value.text };
       }
     } catch (e) {
-      if (e?.name === 'AbortError' || e instanceof OpenAIError) throw e;
-      throw new OpenAIError(500, e?.message ?? String(e), { type: 'server_error' });
+      throw asOpenAIError(e, model, request);
     }
   }
 

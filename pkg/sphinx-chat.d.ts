@@ -17,8 +17,8 @@ export interface SphinxChatError {
   details: string;
 }
 
-/** Attributes: model, models (models.json URL), demo-model, sample-image, task, temperature,
- *  top-p, max-tokens, seed. */
+/** Attributes: model, models (models.json URL), demo-model, sample-image, task, device (auto, gpu
+ *  or cpu), temperature, top-p, max-tokens (1 to 8192), seed. */
 export class SphinxChat extends HTMLElement {
   readonly model: SphinxModel | null;
   readonly image: SphinxImage | null;
@@ -31,6 +31,7 @@ export class SphinxChat extends HTMLElement {
   ask(question?: string): Promise<void>;
   /** Shows `text` as an answer (with its shapes drawn); resolves to its drawing. */
   renderAnswer(text: string, options?: { question?: string }): Promise<Drawing>;
+  addEventListener(type: 'loading', listener: (e: CustomEvent<{ url: string }>) => void): void;
   addEventListener(type: 'ready', listener: (e: CustomEvent<ModelInfo>) => void): void;
   addEventListener(type: 'answer', listener: (e: CustomEvent<SphinxChatAnswer>) => void): void;
   addEventListener(type: 'error', listener: (e: CustomEvent<SphinxChatError>) => void): void;

@@ -5,10 +5,14 @@
 //
 // Attributes: model (manifest URL), models (a models.json to pick from), demo-model (offered when a
 // model fails to load), sample-image (URL of a sample image), task (the task picked at start),
-// temperature, top-p, max-tokens, seed. Events: `ready` (detail: the model's info), `answer`
-// (detail: {question, answer, finish, stats, drawing}), `error` (detail: {kind, title, help,
-// details}). Methods: ask(question), setImage(blob | url), renderAnswer(text, {question}),
-// selectTask(id); properties: model, image, region, task.
+// device (auto, gpu or cpu: loadSphinx's device; auto unless set), temperature, top-p, max-tokens
+// (1 to 8192), seed. Events: `loading` (detail: {url}, as a load starts), `ready` (detail: the
+// model's info), `answer` (detail: {question, answer, finish, stats, drawing}), `error` (detail:
+// {kind, title, help, details}). Methods: ask(question), setImage(blob | url), renderAnswer(text,
+// {question}), selectTask(id); properties: model, image, region, task.
+//
+// A new image while the chat holds answers asks first (it starts a new chat); Escape stops an
+// answer wherever the focus is on the page (but in another chat element).
 
 import { ImagePanel } from './ui/image-panel.js';
 import { Loader } from './ui/loader.js';
@@ -19,6 +23,8 @@ import { regionText } from './index.js';
 import { TEMPLATE } from './ui/template.js';
 
 const DEFAULTS = { temperature: 0.1, 'top-p': 0.5, 'max-tokens': 256, seed: 0 };
+/** The Max tokens field's bound (its max attribute). */
+const MAX_TOKENS = 8192;
 
 export class SphinxChat extends HTMLElement {
   static observedAttributes = ['model', 'models'];
@@ -38,6 +44,7 @@ export class SphinxChat extends HTMLElement {
     this.#wire();
     this.#settingsFromAttributes();
     this.loader.demoUrl = this.getAttribute('demo-model') && new URL(this.getAttribute('demo-model'), location.href).href;
+    this.loader.device = this.getAttribute('device') || 'auto';
     this.q('[data-sample]').hidden = !this.getAttribute('sample-image');
     const start = this.getAttribute('model');
     this.loader.showModels(this.getAttribute('models'), start && new URL(start, location.href).href).then((models) => {
@@ -56,6 +63,7 @@ export class SphinxChat extends HTMLElement {
 
   #parts(root) {
     this.loader = new Loader(root, {
+      onLoading: (url) => this.emit('loading', { url }),
       onLoaded: (model) => {
         this.emit('ready', model.info);
         this.#changed();
@@ -72,6 +80,7 @@ export class SphinxChat extends HTMLElement {
       onImage: (pixels) => this.#newImage(pixels),
       onRegion: () => (this.picker.fill(), this.#changed()),
       onStatus: (text) => (this.q('[data-image-status]').textContent = text),
+      mayReplace: () => this.#mayReplaceImage(),
     });
     this.picker = new TaskPicker(root, {
       region: () => this.panel.region,
@@ -110,12 +119,18 @@ export class SphinxChat extends HTMLElement {
     this.q('[data-question]').addEventListener('input', () => this.#changed());
     this.q('[data-stop]').addEventListener('click', () => this.chat.stop());
     this.q('[data-new-chat]').addEventListener('click', () => this.chat.newChat());
-    this.shadowRoot.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape' && this.chat.busy) {
+    // On the document: after a click on Send the focus may have fallen to the page's body, outside
+    // the element; Escape stops the answer from any focus (but another chat element's).
+    document.addEventListener('keydown', (e) => {
+      const focus = document.activeElement;
+      const another = focus instanceof SphinxChat && focus !== this;
+      if (e.key === 'Escape' && this.isConnected && this.chat.busy && !another) {
         e.preventDefault();
         this.chat.stop();
       }
     });
+    this.q('[data-image-yes]').addEventListener('click', () => this.#answerImageConfirm(true));
+    this.q('[data-image-no]').addEventListener('click', () => this.#answerImageConfirm(false));
     this.q('[data-sample]').addEventListener('click', () => this.panel.takeUrl(new URL(this.getAttribute('sample-image'), location.href).href));
     this.q('[data-region-insert]').addEventListener('click', () => this.#insertRegion());
     this.q('[data-skip]').addEventListener('click', (e) => (e.preventDefault(), this.q('[data-question]').focus()));
@@ -139,7 +154,7 @@ export class SphinxChat extends HTMLElement {
     const s = { temperature: num('temperature'), topP: num('top-p'), maxTokens: num('max-tokens'), seed: num('seed') };
     if (!(s.temperature >= 0 && s.temperature <= 2)) return { error: 'Temperature must be between 0 and 2.' };
     if (!(s.topP > 0 && s.topP <= 1)) return { error: 'Top-p must be above 0 and at most 1.' };
-    if (!Number.isInteger(s.maxTokens) || s.maxTokens < 1) return { error: 'Max tokens must be a whole number of at least 1.' };
+    if (!Number.isInteger(s.maxTokens) || s.maxTokens < 1 || s.maxTokens > MAX_TOKENS) return { error: `Max tokens must be a whole number from 1 to ${MAX_TOKENS}.` };
     if (!Number.isSafeInteger(s.seed) || s.seed < 0) return { error: 'The seed must be a whole number of at least 0.' };
     return s;
   }
@@ -147,7 +162,11 @@ export class SphinxChat extends HTMLElement {
   /** Why nothing can be asked right now, or null. */
   #blocker() {
     if (this.chat.busy) return 'Answering… (Esc stops)';
-    if (!this.loader.model) return this.loader.loading ? 'Waiting for the model to load…' : 'The model is not loaded (see the message above).';
+    if (!this.loader.model) {
+      if (!this.loader.loading) return 'The model is not loaded (see the message above).';
+      const phase = this.loader.phase && this.loader.phase !== 'starting' ? `: ${this.loader.phase[0].toLowerCase()}${this.loader.phase.slice(1)}` : '';
+      return `Waiting for the model to load${phase}…`;
+    }
     if (this.#encoding) return 'Reading the image…';
     const s = this.settings();
     if (s.error) return s.error;
@@ -156,14 +175,14 @@ export class SphinxChat extends HTMLElement {
 
   /** Why Send is off right now, or null when it is on. */
   #reason() {
-    const blocker = this.#blocker();
+    const blocker = this.#blocker() ?? this.picker.imageMissing();
     if (blocker) return blocker;
     if (this.q('[data-question]').value.trim()) return null;
     return this.picker.missing() ?? 'Type a question or pick a task.';
   }
 
   #changed() {
-    if (!this.chat) return; // still being built
+    if (!this.chat || !this.picker) return; // still being built
     const reason = this.#reason();
     this.q('[data-send]').disabled = reason !== null;
     this.q('[data-stop]').disabled = !this.chat.busy;
@@ -176,12 +195,32 @@ export class SphinxChat extends HTMLElement {
 
   // ---- the image -----------------------------------------------------------------------------
 
+  /** Whether a new image may be shown: at once when the chat is empty, else once the reader has
+   *  agreed to start a new chat (the question is asked beside the image). */
+  #mayReplaceImage() {
+    if (!this.chat.records.length) return Promise.resolve(true);
+    this.#answerImageConfirm(false); // an earlier question still open: the older image loses
+    const box = this.q('[data-image-confirm]');
+    box.hidden = false;
+    this.q('[data-image-no]').focus();
+    return new Promise((resolve) => (this.imageConfirm = resolve));
+  }
+
+  #answerImageConfirm(yes) {
+    const resolve = this.imageConfirm;
+    this.imageConfirm = null;
+    this.q('[data-image-confirm]').hidden = true;
+    resolve?.(yes);
+  }
+
   #newImage(pixels) {
     this.#image?.dispose().catch(() => {});
     this.#image = null;
     if (this.chat.records.length) this.chat.newChat();
     this.#show(null);
     this.#encode(pixels);
+    if (this.picker.task.fields.some((f) => f.kind === 'region')) this.panel.setTool(true);
+    this.picker.refresh();
     this.picker.fill();
   }
 

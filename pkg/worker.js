@@ -16,7 +16,7 @@ import { StopFilter } from './stop.js';
 
 /** Attempts at one file after a SHA-256 mismatch. */
 const MAX_DOWNLOADS = 3;
-/** Network failures in a row (no byte received in between) before a download gives up. */
+/** Failed requests for one file (whatever each brought) before its download gives up. */
 const MAX_RETRIES = 5;
 /** Bytes read per step when re-hashing a partly downloaded file. */
 const HASH_CHUNK = 4 << 20;
@@ -172,19 +172,46 @@ function writeAt(access, bytes, pos, entry) {
 }
 
 /**
+ * Checks the status of a response to `Range: bytes=pos-`: 206 from `pos`, or 200 with the whole
+ * file (its stored part is then restarted). A 200 whose body is not the whole file (a CDN's error
+ * page) is a failure, and the stored part is kept. Returns whether the body starts the file over.
+ */
+function checkStatus(resp, pos, entry, where) {
+  if (resp.status === 206) {
+    const start = Number(/bytes (\d+)-/.exec(resp.headers.get('Content-Range') ?? '')?.[1]);
+    if (start !== pos) throw new FatalHttpError(`${where}: asked for bytes ${pos}-, the server sent ${resp.headers.get('Content-Range')}`);
+    return false;
+  }
+  if (resp.status === 200) {
+    const length = resp.headers.get('Content-Length');
+    if (length !== null && Number(length) !== entry.bytes) {
+      const type = resp.headers.get('Content-Type');
+      throw new Error(`${where}: the server answered the request for bytes ${pos}- with 200 and a ${length}-byte body${type ? ` (${type})` : ''}, not the ${entry.bytes}-byte file`);
+    }
+    return pos > 0;
+  }
+  const msg = `${where}: HTTP ${resp.status} ${resp.statusText}`;
+  if (resp.status >= 400 && resp.status < 500) throw new FatalHttpError(msg);
+  throw new Error(msg);
+}
+
+/**
  * Brings one file of the manifest into `dir` as `<sha256>`: resumes `<sha256>.part` from its stored
- * bytes, hashes as it writes, checks size and digest, and renames. Returns the network bytes.
+ * bytes, hashes as it writes, checks size and digest, and renames. Every failed request counts
+ * against the file's MAX_RETRIES, whatever it brought. Returns the network bytes.
  */
 async function download(dir, entry, url, signal, onBytes, onVerify, emitNote) {
   const part = `${entry.sha256}.part`;
+  const where = `${entry.file} (${url})`;
   let received = 0;
+  let failures = 0;
   for (let attempt = 1; ; attempt++) {
     const fileHandle = await dir.getFileHandle(part, { create: true });
     let access;
     try {
       access = await fileHandle.createSyncAccessHandle();
     } catch (e) {
-      throw new Error(`${entry.file}: cannot open the cached file (${e.message}); is the model loading in another tab?`);
+      throw new Error(`${where}: cannot open the cached file (${e.message}); is the model loading in another tab?`);
     }
     let hasher = new api.Sha256();
     let digest = null;
@@ -195,47 +222,39 @@ async function download(dir, entry, url, signal, onBytes, onVerify, emitNote) {
         pos = 0;
       }
       if (pos > 0) hashStored(access, pos, hasher, (n) => onVerify(entry.file, n, pos));
-      let failures = 0;
       while (pos < entry.bytes) {
         signal.throwIfAborted();
+        let resp = null;
         try {
-          const resp = await fetch(url, { headers: { Range: `bytes=${pos}-` }, cache: 'no-store', signal });
-          if (resp.status === 200) {
-            if (pos > 0) {
-              // The server ignored the range: start over with the whole body.
-              access.truncate(0);
-              pos = 0;
-              hasher.free();
-              hasher = new api.Sha256();
-            }
-          } else if (resp.status === 206) {
-            const start = Number(/bytes (\d+)-/.exec(resp.headers.get('Content-Range') ?? '')?.[1]);
-            if (start !== pos) throw new FatalHttpError(`${entry.file}: asked for bytes ${pos}-, the server sent ${resp.headers.get('Content-Range')}`);
-          } else {
-            const msg = `${entry.file}: HTTP ${resp.status} ${resp.statusText} from ${url}`;
-            if (resp.status >= 400 && resp.status < 500) throw new FatalHttpError(msg);
-            throw new Error(msg);
+          resp = await fetch(url, { headers: { Range: `bytes=${pos}-` }, cache: 'no-store', signal });
+          if (checkStatus(resp, pos, entry, where)) {
+            // The server ignored the range and sends the whole file: start over with it.
+            access.truncate(0);
+            pos = 0;
+            hasher.free();
+            hasher = new api.Sha256();
           }
           const reader = resp.body.getReader();
           for (;;) {
             const { done, value } = await reader.read();
             if (done) break;
             if (pos + value.length > entry.bytes) {
-              throw new FatalHttpError(`${entry.file}: the server sent more than the ${entry.bytes} bytes the manifest lists`);
+              throw new FatalHttpError(`${where}: the server sent more than the ${entry.bytes} bytes the manifest lists`);
             }
             writeAt(access, value, pos, entry);
             hasher.update(value);
             pos += value.length;
             received += value.length;
-            failures = 0;
             onBytes(entry.file, value.length, pos);
           }
-          if (pos < entry.bytes) throw new Error(`${entry.file}: the response ended at byte ${pos} of ${entry.bytes}`);
+          if (pos < entry.bytes) throw new Error(`${where}: the response ended at byte ${pos} of ${entry.bytes}`);
         } catch (e) {
+          resp?.body?.cancel().catch(() => {});
           if (signal.aborted) throw signal.reason;
           if (e instanceof FatalHttpError || e instanceof StorageFullError) throw e;
-          if (++failures > MAX_RETRIES) throw new Error(`${entry.file}: download failed ${MAX_RETRIES} times in a row: ${e.message}`);
-          emitNote(`${entry.file}: ${e.message}; resuming at byte ${pos}`);
+          const why = e.message.startsWith(where) ? e.message.slice(where.length + 2) : e.message;
+          if (++failures > MAX_RETRIES) throw new Error(`${where}: download failed: ${failures} requests failed, the last with: ${why}`);
+          emitNote(`${entry.file}: ${why}; resuming at byte ${pos} (attempt ${failures + 1} of ${MAX_RETRIES + 1})`);
           await sleep(200 * 2 ** failures, signal);
         }
       }
@@ -255,7 +274,7 @@ async function download(dir, entry, url, signal, onBytes, onVerify, emitNote) {
       return received;
     }
     await dir.removeEntry(part);
-    const msg = `${entry.file}: SHA-256 mismatch (got ${digest}, the manifest says ${entry.sha256})`;
+    const msg = `${where}: SHA-256 mismatch (got ${digest}, the manifest says ${entry.sha256})`;
     if (attempt >= MAX_DOWNLOADS) throw new Error(`${msg} in ${attempt} downloads; the copy on the server is corrupt`);
     emitNote(`${msg}; discarded, downloading it again`);
   }
@@ -387,24 +406,31 @@ async function openDevice(want, limits) {
   return { kind: 'gpu', reason, gpu, adapter };
 }
 
-/** The manifest at `url`: its bytes and parsed JSON. */
+/** The manifest at `url`: its bytes and parsed JSON. Every failure names the manifest and its URL. */
 async function fetchManifest(url, signal) {
+  const where = `manifest ${url}`;
   let resp;
   try {
     resp = await fetch(url, { cache: 'no-store', signal });
   } catch (e) {
     if (signal.aborted) throw signal.reason;
-    throw new Error(`manifest ${url}: ${e?.message ?? e} (the server did not answer)`);
+    throw new Error(`${where}: ${e?.message ?? e} (the server did not answer)`);
   }
-  if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status} ${resp.statusText}`);
-  const bytes = new Uint8Array(await resp.arrayBuffer());
+  if (!resp.ok) throw new Error(`${where}: HTTP ${resp.status} ${resp.statusText}`);
+  let bytes;
+  try {
+    bytes = new Uint8Array(await resp.arrayBuffer());
+  } catch (e) {
+    if (signal.aborted) throw signal.reason;
+    throw new Error(`${where}: the connection dropped while it was read (${e?.message ?? e})`);
+  }
   let manifest;
   try {
     manifest = JSON.parse(new TextDecoder().decode(bytes));
   } catch (e) {
-    throw new Error(`${url}: not JSON (${e.message})`);
+    throw new Error(`${where}: not JSON (${e.message})`);
   }
-  if (!manifest.tokenizer) throw new Error(`${url}: the manifest lists no tokenizer`);
+  if (!manifest.tokenizer) throw new Error(`${where}: the manifest lists no tokenizer`);
   return { bytes, manifest };
 }
 

@@ -2,7 +2,7 @@
 # Installs what `make demo` / `make test` need on a fresh Debian machine, skipping what is present.
 #   scripts/setup.sh demo   the wasm32 target, rust-src and wasm-bindgen-cli (the version Cargo.lock pins)
 #   scripts/setup.sh test   the same, plus Mesa's Vulkan driver (lavapipe), Debian's chromium,
-#                           Node.js/npm and the npm packages of package-lock.json (playwright-core)
+#                           Node.js/npm and the npm packages of package-lock.json (playwright-core, typescript, axe-core)
 # Rust itself (rustup, cargo) must be there already: it cannot be installed from a package registry.
 # The first run takes about 10 minutes (wasm-bindgen-cli compiles from source, ~8 min on 2 cores);
 # later runs take a second.
@@ -69,7 +69,7 @@ if [ "$mode" = test ]; then
       try { have = require(`./node_modules/${name}/package.json`).version; } catch {}
       if (have !== lock[`node_modules/${name}`].version) process.exit(1);
     }' 2>/dev/null; then
-    say "installing the npm packages of package-lock.json (playwright-core, typescript)"
+    say "installing the npm packages of package-lock.json (playwright-core, typescript, axe-core)"
     npm ci --no-audit --no-fund
   fi
 fi

@@ -167,7 +167,7 @@ fn quantized_error_figures() {
 /// A second checkpoint of the golden architecture: random weights, written as a converted folder.
 fn other_checkpoint(cfg: &ModelConfig, tag: &str) -> PathBuf {
     let dir = tmp(tag);
-    demo_model(cfg, &dir, 7, all(Quant::F32), TOKENIZER).unwrap();
+    demo_model(cfg, &dir, 7, all(Quant::F32), TOKENIZER, false).unwrap();
     dir
 }
 

@@ -239,10 +239,20 @@ fn s3b_interrupted_convert_leaves_nothing_that_loads() {
 #[test]
 fn converting_into_a_non_empty_folder_needs_force_and_then_replaces_it() {
     let out = fresh_dir("nonempty");
+    // a folder of anything but a model is never replaced, --force or not
+    std::fs::write(out.join("model-00009-of-00009.safetensors"), b"old shard").unwrap();
+    convert_golden(&out, "q8", &[], None).unwrap().refused("the output folder is not empty; pass --force", MAX_RSS);
+    convert_golden(&out, "q8", &["--force"], None).unwrap().refused("no readable manifest.json", MAX_RSS);
+    assert_eq!(std::fs::read(out.join("model-00009-of-00009.safetensors")).unwrap(), b"old shard", "a refused convert touched the folder");
+    // a model this tool wrote (with a stale shard of an older write beside it) is
+    std::fs::remove_dir_all(&out).unwrap();
+    convert_golden(&out, "q4", &[], None).unwrap().succeeded(MAX_RSS);
     std::fs::write(out.join("model-00009-of-00009.safetensors"), b"old shard").unwrap();
     convert_golden(&out, "q8", &[], None).unwrap().refused("the output folder is not empty; pass --force", MAX_RSS);
     assert!(out.join("model-00009-of-00009.safetensors").exists(), "a refused convert touched the folder");
-    convert_golden(&out, "q8", &["--force"], None).unwrap().succeeded(MAX_RSS);
+    let r = convert_golden(&out, "q8", &["--force"], None).unwrap();
+    r.succeeded(MAX_RSS);
+    assert!(r.stderr.contains(&format!("replaced the model that was in {}: removed", out.display())) && r.stderr.contains("model-00009-of-00009.safetensors"), "{}", r.stderr);
     assert!(!out.join("model-00009-of-00009.safetensors").exists(), "--force kept an old shard");
     let m = sphinx::io::converted::Manifest::read(&out).unwrap();
     sphinx::io::converted::verify_folder(&out, &m).unwrap();
@@ -402,4 +412,49 @@ fn a_manifest_offset_that_wraps_u64_is_refused() {
     edit_manifest(&dir, |m| m["tensors"][0]["offset"] = json!(u64::MAX - 10));
     run(&dir).refused("at offset 18446744073709551605 do not fit inside model-00001-of-00001.safetensors", MAX_RSS);
     inspect(&dir).refused("do not fit inside", MAX_RSS);
+}
+
+/// Where the zip64 end-of-central-directory record starts in a `torch.save` file (it precedes the
+/// zip64 locator, which precedes the end record).
+fn zip64_end_record(bytes: &[u8]) -> usize {
+    let at = bytes.windows(4).rposition(|w| w == [0x50, 0x4b, 0x06, 0x06]).expect("torch.save writes a zip64 end record");
+    assert_eq!(bytes[at + 76..at + 80], [0x50, 0x4b, 0x05, 0x06], "locator and end record follow it");
+    at
+}
+
+// Z1: a zip64 end record whose central directory is larger than the file (or starts past it):
+// refused as PyTorch's reader refuses it, naming the file; the file itself is left as it was.
+#[test]
+fn z1_zip64_central_directory_past_the_end_is_refused() {
+    let golden = golden_dir("sphinx-tiny-1k-dev");
+    let good = std::fs::read(golden.join("consolidated.00-of-01.model.pth")).unwrap();
+    let len = good.len() as u64;
+    let rec = zip64_end_record(&good);
+    let cdir_size = u64::from_le_bytes(good[rec + 40..rec + 48].try_into().unwrap());
+    let cdir_ofs = u64::from_le_bytes(good[rec + 48..rec + 56].try_into().unwrap());
+    for (name, field, value, want) in [
+        ("size", 40, len * 2, format!("the central directory of {} bytes at offset {cdir_ofs} reaches past the end of the {len}-byte file", len * 2)),
+        ("offset", 48, len + 10, format!("the central directory of {cdir_size} bytes at offset {} reaches past the end of the {len}-byte file", len + 10)),
+        ("wrap", 48, u64::MAX - 5, format!("the central directory of {cdir_size} bytes at offset {} reaches past the end of the {len}-byte file", u64::MAX - 5)),
+        ("small", 40, 46, "the central directory of 46 bytes cannot hold the".to_string()),
+    ] {
+        let dir = fresh_dir(&format!("z1-{name}"));
+        for f in ["config.json", "params.json", "meta.json", "vision.json"] {
+            std::fs::copy(golden.join(f), dir.join(f)).unwrap();
+        }
+        let mut bytes = good.clone();
+        bytes[rec + field..rec + field + 8].copy_from_slice(&value.to_le_bytes());
+        let pth = dir.join("consolidated.00-of-01.model.pth");
+        std::fs::write(&pth, &bytes).unwrap();
+        let r = inspect(&dir);
+        r.refused(&format!("{}: not a torch.save zip archive: {want}", pth.display()), MAX_RSS);
+        let out = fresh_dir(&format!("z1-{name}-out")).join("x");
+        sphinx(&["convert", "--from", s(&dir), "--out", s(&out), "--tokenizer", s(&tokenizer())]).refused(&want, MAX_RSS);
+        assert!(!out.exists(), "a refused convert wrote {}", out.display());
+        sphinx(&["run", "--model", s(&dir), "--device", "cpu", "--prompt", "Hi", "--max-tokens", "1", "--tokenizer", s(&tokenizer())]).refused(&want, MAX_RSS);
+        assert!(std::fs::read(&pth).unwrap() == bytes, "the checkpoint was modified");
+        // the same folder with the original file loads
+        std::fs::write(&pth, &good).unwrap();
+        inspect(&dir).succeeded(MAX_RSS);
+    }
 }

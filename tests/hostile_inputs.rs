@@ -402,3 +402,60 @@ fn q_truncated_jpeg_is_refused_like_pillow() {
     run_image("qjpegcut", cut, "jpg").refused("truncated JPEG", RSS_MIB);
     run_image("qjpegeoi", &jpeg[..jpeg.len() - 2], "jpg").refused("before the end-of-image marker", RSS_MIB);
 }
+
+// ---- image files that are not images (issue 18, rows H2 and H3) -------------------------------
+
+/// `run` with `--image path` on the demo model, killed after a minute (a block is a failure).
+fn run_image_path(m: &Path, img: &Path) -> support::Run {
+    let args = ["run", "--model", s(m), "--device", "cpu", "--prompt", "what is it?", "--image", s(img), "--max-tokens", "1", "--temperature", "0"];
+    support::sphinx_within(&args, std::time::Duration::from_secs(60))
+}
+
+// H2: a FIFO (no writer ever comes) or a socket named as the image: refused at once, never opened
+// for a blocking read.
+#[test]
+fn h2_an_image_that_is_a_fifo_or_socket_is_refused_without_blocking() {
+    let (_scratch, m) = demo("h2");
+    let fifo = m.parent().unwrap().join("photo.png");
+    let c = std::ffi::CString::new(s(&fifo)).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    run_image_path(&m, &fifo).refused(&format!("{}: is a device, FIFO or socket, not a regular file", fifo.display()), RSS_MIB);
+    let sock = m.parent().unwrap().join("photo.jpg");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    run_image_path(&m, &sock).refused(&format!("{}: is a device, FIFO or socket", sock.display()), RSS_MIB);
+    // trace and bench read --image the same way
+    let base = ["--model", s(&m), "--device", "cpu", "--image", s(&fifo)];
+    support::sphinx_within(&[&["trace"][..], &base, &["--prompt-ids", "1", "--steps", "1", "--out", s(&m.parent().unwrap().join("t.safetensors"))]].concat(), std::time::Duration::from_secs(60))
+        .refused("is a device, FIFO or socket", RSS_MIB);
+    support::sphinx_within(&[&["bench"][..], &base, &["--tokens", "1"]].concat(), std::time::Duration::from_secs(60)).refused("is a device, FIFO or socket", RSS_MIB);
+}
+
+// H3: /dev/zero, a 4 GB video and a 4 GB file that starts like a PNG: refused from their type, first
+// bytes or size before the rest is read, in little memory.
+#[test]
+fn h3_an_endless_or_huge_image_file_is_refused_before_it_is_read() {
+    let (_scratch, m) = demo("h3");
+    let r = run_image_path(&m, Path::new("/dev/zero"));
+    r.refused("/dev/zero: is a device, FIFO or socket, not a regular file", RSS_MIB);
+    assert!(r.peak_rss_mib < 200.0, "peak RSS {:.0} MiB", r.peak_rss_mib);
+    // sparse files of 4 GiB: an MP4 (ftyp box first) and a PNG signature followed by nothing
+    let video = m.parent().unwrap().join("holiday.mp4");
+    let mut head = vec![0, 0, 0, 0x18];
+    head.extend_from_slice(b"ftypmp42");
+    for (path, first) in [(&video, head), (&m.parent().unwrap().join("huge.png"), b"\x89PNG\r\n\x1a\n".to_vec())] {
+        let f = std::fs::File::create(path).unwrap();
+        std::io::Write::write_all(&mut &f, &first).unwrap();
+        f.set_len(4 << 30).unwrap();
+    }
+    let r = run_image_path(&m, &video);
+    r.refused(&format!("{}: image: unrecognised image format (expected PNG or JPEG; the file starts with 00 00 00 18 66 74 79 70)", video.display()), RSS_MIB);
+    assert!(r.peak_rss_mib < 200.0, "peak RSS {:.0} MiB", r.peak_rss_mib);
+    let png = m.parent().unwrap().join("huge.png");
+    let r = run_image_path(&m, &png);
+    r.refused(&format!("{}: 4294967296 bytes: larger than an image file may be (134217728 bytes, MAX_IMAGE_FILE_BYTES)", png.display()), RSS_MIB);
+    assert!(r.peak_rss_mib < 200.0, "peak RSS {:.0} MiB", r.peak_rss_mib);
+    // an empty file says so
+    let empty = m.parent().unwrap().join("empty.jpg");
+    std::fs::write(&empty, b"").unwrap();
+    run_image_path(&m, &empty).refused("the file starts with nothing: it is empty", RSS_MIB);
+}

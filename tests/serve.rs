@@ -291,3 +291,45 @@ fn ranges_head_416_cors_media_types_and_keep_alive() {
     assert!(log.iter().all(|l| l["head_bytes"].as_u64().unwrap() > 0 && l["body_bytes"] == 0));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+// H1 (issue 18): a FIFO, a socket and a symlink to a device under the root. With three connection
+// slots, each GET of them is answered at once (403, or 404 for what leaves the root) and frees its
+// slot: far more such requests than slots leave the server answering everyone else.
+#[test]
+fn fifos_sockets_and_devices_under_the_root_never_hold_a_slot() {
+    let root = site("serve-fifo");
+    let fifo = root.join("stream.bin");
+    let c = std::ffi::CString::new(support::s(&fifo)).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let _socket = std::os::unix::net::UnixListener::bind(root.join("app.sock")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", root.join("zero.bin")).unwrap();
+    let server = Served::start(&root, &["--max-connections", "3"]);
+    for round in 0..4 {
+        for (path, status) in [("/stream.bin", 403), ("/app.sock", 403), ("/zero.bin", 404)] {
+            let t0 = Instant::now();
+            let r = server.get("GET", path, "");
+            assert_eq!(r.status, status, "round {round}, {path}: {}", r.head);
+            assert!(t0.elapsed() < ANSWER_WITHIN);
+        }
+    }
+    // On one keep-alive connection too: the FIFO's 403, then a file.
+    let mut s = server.connect();
+    s.write_all(b"GET /stream.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, false).status, 403);
+    assert_eq!(read_response(&mut s, false).body, b"hello, sphinx\n");
+    drop(s);
+    // Nobody is locked out (the keep-alive connection above may still be closing: retry briefly).
+    let t0 = Instant::now();
+    loop {
+        let r = server.get("GET", "/a.txt", "");
+        if r.status == 200 {
+            assert_eq!(r.body, b"hello, sphinx\n");
+            break;
+        }
+        assert!(t0.elapsed() < ANSWER_WITHIN, "locked out: {}", r.head);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = server.log_lines();
+    assert!(log.iter().filter(|l| l["path"] == "/stream.bin").all(|l| l["status"] == 403 && l["sent"] == 0), "{log:?}");
+    std::fs::remove_dir_all(&root).unwrap();
+}

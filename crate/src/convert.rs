@@ -74,7 +74,7 @@ pub fn quant_for(name: &str, shape: &[usize], choice: QuantChoice) -> Quant {
 }
 
 /// Writes every tensor of `source` into a converted folder (atomically: see [`ModelWriter`]). A
-/// non-empty `out` is refused unless `replace`.
+/// non-empty `out` is refused unless `replace` and it holds only a model this tool wrote.
 pub fn convert(source: &mut dyn TensorSource, config: &ModelConfig, out: &Path, choice: QuantChoice, shard_bytes: u64, tokenizer_json: Option<&[u8]>, replace: bool) -> Result<Manifest> {
     let mut writer = ModelWriter::new(out, shard_bytes, replace)?;
     for name in build_order(source.names()) {
@@ -154,11 +154,11 @@ impl Normal {
 
 /// A random-weight model of `config` with the golden data's initialisation (matrices N(0, 1/fan_in),
 /// norms N(1, 0.1), biases N(0, 0.05), layer scales N(0.5, 0.1), tokens and positions N(0, 0.5),
-/// image tags and embeddings N(0, 1)), written as a converted folder.
-pub fn demo_model(config: &ModelConfig, out: &Path, seed: u64, choice: QuantChoice, tokenizer_json: &[u8]) -> Result<Manifest> {
+/// image tags and embeddings N(0, 1)), written as a converted folder. A non-empty `out` is refused
+/// unless `replace` and it holds a model this tool wrote, as for [`convert`].
+pub fn demo_model(config: &ModelConfig, out: &Path, seed: u64, choice: QuantChoice, tokenizer_json: &[u8], replace: bool) -> Result<Manifest> {
     let mut rng = Normal(seed);
-    // a generated artifact: an old demo folder is replaced
-    let mut writer = ModelWriter::new(out, 64 << 20, true)?;
+    let mut writer = ModelWriter::new(out, 64 << 20, replace)?;
     let params = parameter_shapes(config, (16, 77, 64, 16));
     let names = build_order(params.iter().map(|p| p.0.clone()).collect());
     for name in names {

@@ -4,14 +4,16 @@
 //! `WebAssembly.instantiateStreaming`), cross-origin isolation (`Cross-Origin-Opener-Policy:
 //! same-origin`, `Cross-Origin-Embedder-Policy: require-corp`: pages it serves may share memory
 //! between workers, which the engine's threaded CPU build needs; `Cross-Origin-Resource-Policy:
-//! cross-origin` lets isolated pages elsewhere load its files), bound to 127.0.0.1 unless told otherwise. Std only: one
+//! cross-origin` lets isolated pages elsewhere load its files), bound to 127.0.0.1 unless told otherwise; regular files
+//! only (a FIFO, device or socket under the root is answered 403 without being read). Std only: one
 //! thread per connection, keep-alive, and [`ServeLimits`] so that no client can hold it: a capped
 //! number of open connections, idle connections closed, a deadline for a whole request (a client
 //! trickling its head is closed), a client that stops reading dropped, requests per connection capped.
 //!
 //! Test-only options (for the browser tests, never needed to serve a model): a request log (one JSON
 //! line per request) and faults injected into chosen files — drop the connection after N body bytes,
-//! or flip one byte at a file offset — each for a given number of responses.
+//! flip one byte at a file offset, or answer a short HTML error page with a given status whatever
+//! was asked (as a misconfigured CDN does) — each for a given number of responses.
 
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -79,12 +81,15 @@ pub enum FaultKind {
     DropAfter(u64),
     /// XOR 0xff into the byte at this file offset whenever a response covers it.
     Corrupt(u64),
+    /// Answer this status with a short HTML page instead of the file, ignoring any `Range`.
+    ErrorPage(u16),
 }
 
 impl Fault {
-    /// Parses `drop-after=PATH:BYTES[:TIMES]` or `corrupt=PATH:OFFSET[:TIMES]` (TIMES defaults to 1).
+    /// Parses `drop-after=PATH:BYTES[:TIMES]`, `corrupt=PATH:OFFSET[:TIMES]` or
+    /// `error-page=PATH:STATUS[:TIMES]` (TIMES defaults to 1).
     pub fn parse(spec: &str) -> Result<Fault> {
-        let bad = |why: &str| Error::Config(format!("--fault {spec:?}: {why}; expected drop-after=PATH:BYTES[:TIMES] or corrupt=PATH:OFFSET[:TIMES]"));
+        let bad = |why: &str| Error::Config(format!("--fault {spec:?}: {why}; expected drop-after=PATH:BYTES[:TIMES], corrupt=PATH:OFFSET[:TIMES] or error-page=PATH:STATUS[:TIMES]"));
         let (kind, rest) = spec.split_once('=').ok_or_else(|| bad("no '='"))?;
         let parts: Vec<&str> = rest.split(':').collect();
         if parts.len() < 2 || parts.len() > 3 || parts[0].is_empty() {
@@ -98,6 +103,10 @@ impl Fault {
         let kind = match kind {
             "drop-after" => FaultKind::DropAfter(n),
             "corrupt" => FaultKind::Corrupt(n),
+            "error-page" => match u16::try_from(n) {
+                Ok(status @ 200..=599) => FaultKind::ErrorPage(status),
+                _ => return Err(bad("STATUS must be in 200..=599")),
+            },
             _ => return Err(bad("unknown fault")),
         };
         let path = if parts[0].starts_with('/') { parts[0].to_string() } else { format!("/{}", parts[0]) };
@@ -538,6 +547,72 @@ fn simple(out: &mut Outgoing, status: u16, reason: &str, extra: &str, conn: &str
     Ok(true)
 }
 
+/// A file to serve: regular files only. A FIFO, device or socket is refused from its type (403),
+/// and the file is opened without blocking (a FIFO with no writer would hold this thread for good)
+/// and checked again once open, in case it was swapped meanwhile. Err(404) when it cannot be opened.
+fn open_served(path: &Path) -> std::result::Result<(File, std::fs::Metadata), u16> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(403);
+    }
+    let file = crate::io::files::open_nonblocking(path).map_err(|_| 404u16)?;
+    let meta = file.metadata().map_err(|_| 404u16)?;
+    if !meta.is_file() {
+        return Err(403);
+    }
+    Ok((file, meta))
+}
+
+/// Test only: the `drop-after` and `corrupt` faults that apply to a response of bytes
+/// `start..=end` of `path` (each spent once).
+fn take_body_faults(state: &State, path: &str, start: u64, end: u64) -> (Option<u64>, Option<u64>) {
+    let (mut drop_after, mut corrupt) = (None, None);
+    let mut faults = state.faults.lock().unwrap_or_else(|e| e.into_inner());
+    for f in faults.iter_mut().filter(|f| f.path == path && f.remaining > 0) {
+        match f.kind {
+            FaultKind::DropAfter(n) if drop_after.is_none() => {
+                drop_after = Some(n);
+                f.remaining -= 1;
+            }
+            FaultKind::Corrupt(off) if corrupt.is_none() && (start..=end).contains(&off) => {
+                corrupt = Some(off);
+                f.remaining -= 1;
+            }
+            _ => {}
+        }
+    }
+    (drop_after, corrupt)
+}
+
+/// Test only: the status of an `error-page` fault for this path when it is the first fault left for
+/// it among those that decide a whole response (`error-page`, `drop-after`: they apply in the order
+/// given, so `drop-after=P:N:1` before `error-page=P:200:1` cuts the first response and answers
+/// the second with the page); it is then spent once.
+fn take_error_page(state: &State, path: &str) -> Option<u16> {
+    let mut faults = state.faults.lock().unwrap_or_else(|e| e.into_inner());
+    let f = faults.iter_mut().find(|f| f.path == path && f.remaining > 0 && matches!(f.kind, FaultKind::ErrorPage(_) | FaultKind::DropAfter(_)))?;
+    if !matches!(f.kind, FaultKind::ErrorPage(_)) {
+        return None;
+    }
+    f.remaining -= 1;
+    match f.kind {
+        FaultKind::ErrorPage(status) => Some(status),
+        _ => None,
+    }
+}
+
+/// Test only: a short HTML page with `status` (what a CDN's error or login page looks like).
+fn error_page(out: &mut Outgoing, status: u16, conn: &str, line: &mut LogLine) -> std::io::Result<bool> {
+    let body = format!("<!doctype html><html><head><title>Error {status}</title></head><body><h1>Something went wrong ({status})</h1></body></html>\n");
+    let head = format!(
+        "HTTP/1.1 {status} Fault\r\n{CORS}Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: {conn}\r\n\r\n",
+        body.len()
+    );
+    out.write_all((head + &body).as_bytes())?;
+    line.status = status;
+    line.sent = body.len() as u64;
+    Ok(true)
+}
+
 fn respond_inner(
     out: &mut Outgoing,
     req: &Request,
@@ -557,13 +632,18 @@ fn respond_inner(
         "GET" | "HEAD" => {}
         _ => return simple(out, 405, "Method Not Allowed", "Allow: GET, HEAD, OPTIONS\r\n", conn, Some(line)),
     }
+    if let Some(status) = take_error_page(state, path_only) {
+        line.fault = Some(format!("error-page {status}"));
+        return error_page(out, status, conn, line);
+    }
     let Some(file_path) = resolve(&state.root, path_only) else {
         return simple(out, 404, "Not Found", "", conn, Some(line));
     };
-    let Ok(mut file) = File::open(&file_path) else {
-        return simple(out, 404, "Not Found", "", conn, Some(line));
+    let (mut file, meta) = match open_served(&file_path) {
+        Ok(opened) => opened,
+        Err(403) => return simple(out, 403, "Forbidden", "", conn, Some(line)),
+        Err(_) => return simple(out, 404, "Not Found", "", conn, Some(line)),
     };
-    let meta = file.metadata()?;
     let len = meta.len();
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
     let etag = format!("\"{len:x}-{mtime:x}\"");
@@ -590,24 +670,7 @@ fn respond_inner(
     if req.method == "HEAD" || count == 0 {
         return Ok(true);
     }
-    // Test-only faults that apply to this response.
-    let (mut drop_after, mut corrupt) = (None, None);
-    {
-        let mut faults = state.faults.lock().unwrap_or_else(|e| e.into_inner());
-        for f in faults.iter_mut().filter(|f| f.path == path_only && f.remaining > 0) {
-            match f.kind {
-                FaultKind::DropAfter(n) if drop_after.is_none() => {
-                    drop_after = Some(n);
-                    f.remaining -= 1;
-                }
-                FaultKind::Corrupt(off) if corrupt.is_none() && (start..=end).contains(&off) => {
-                    corrupt = Some(off);
-                    f.remaining -= 1;
-                }
-                _ => {}
-            }
-        }
-    }
+    let (drop_after, corrupt) = take_body_faults(state, path_only, start, end);
     let applied: Vec<String> = drop_after.map(|n| format!("drop-after {n}")).into_iter().chain(corrupt.map(|o| format!("corrupt {o}"))).collect();
     if !applied.is_empty() {
         line.fault = Some(applied.join(", "));
@@ -668,6 +731,8 @@ mod tests {
         assert_eq!(Fault::parse("corrupt=/a:7:3").unwrap().kind, FaultKind::Corrupt(7));
         assert!(Fault::parse("corrupt=/a").is_err());
         assert!(Fault::parse("melt=/a:1").is_err());
+        assert_eq!(Fault::parse("error-page=/a:200:6").unwrap(), Fault { path: "/a".into(), kind: FaultKind::ErrorPage(200), remaining: 6 });
+        assert!(Fault::parse("error-page=/a:99").is_err());
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn demo_models(scratch: &Path) -> Vec<PathBuf> {
             let out = scratch.join(format!("demo-{i}"));
             if !out.join("manifest.json").is_file() {
                 let config = sphinx::convert::demo_config();
-                sphinx::convert::demo_model(&config, &out, 1 + i as u64, QuantChoice { llm, vision }, tokenizer).unwrap_or_else(|e| panic!("demo model seed: {e}"));
+                sphinx::convert::demo_model(&config, &out, 1 + i as u64, QuantChoice { llm, vision }, tokenizer, true).unwrap_or_else(|e| panic!("demo model seed: {e}"));
             }
             out
         })

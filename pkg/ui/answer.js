@@ -1,6 +1,6 @@
 // One answer in the chat log: the text with each `<p>phrase</p>` as a coloured chip and each `[…]`
 // as a small marker, both linked to their shapes (data-g = grounding index, in reading order), a
-// chart→table answer as a table, and the answer's figures (time to first token, tokens, speed,
+// chart→table answer as a table (its raw rows left out of the text), and the answer's figures (time to first token, tokens, speed,
 // how it ended).
 
 import { colourOf, describeShape } from './overlay.js';
@@ -47,6 +47,24 @@ export function answerNodes(text, drawing) {
   }
   if (pos < text.length) out.push(document.createTextNode(text.slice(pos)));
   return out;
+}
+
+/** The text of a chart→table answer without its table: the longest run of lines holding a `|`
+ *  (rows may also be split by DePlot's `<0x0A>` or by `&&&`), as the engine's parse_table finds
+ *  it; the text before and after it stays. */
+export function withoutTable(text) {
+  const lines = text.replace(/<0x0A>|&&&/g, '\n').split('\n');
+  let best = [0, 0];
+  let start = -1;
+  lines.concat('').forEach((line, i) => {
+    if (line.includes('|')) {
+      if (start < 0) start = i;
+    } else if (start >= 0) {
+      if (i - start > best[1] - best[0]) best = [start, i];
+      start = -1;
+    }
+  });
+  return [...lines.slice(0, best[0]), ...lines.slice(best[1])].join('\n').trim();
 }
 
 /** A table element of rows of cells (the first row as the header); short rows are padded. */

@@ -1,11 +1,13 @@
 // The conversation of <sphinx-chat>: sends a question with the chat so far, streams the answer into
-// the log (following it while the reader is at the bottom), renders phrases and shapes as the text
-// grows, keeps each answer's shapes (a click on an answer shows them), and ends every answer
-// cleanly: Stop before the first token leaves no empty turn, New chat during an answer starts a
-// fresh conversation that the old answer cannot touch, a length limit is said.
+// the log (following it while the reader is at the bottom, its figures line included), renders
+// phrases and shapes as the text grows (a chart→table answer as a table, without its raw pipes),
+// keeps each answer's shapes (a click on an answer shows them), and ends every answer cleanly: Stop
+// before the first token takes the empty turn back at once (the engine stops in the background),
+// New chat during an answer starts a fresh conversation that the old answer cannot touch, a length
+// limit is said.
 
 import { parseAnswer } from '../index.js';
-import { answerNodes, statsText, tableNode } from './answer.js';
+import { answerNodes, statsText, tableNode, withoutTable } from './answer.js';
 import { readingOrder } from './overlay.js';
 
 const RENDER_MS = 80;
@@ -63,11 +65,20 @@ export class Chat {
     return div;
   }
 
-  #append(el) {
+  /** Runs `change` on the log, keeping it scrolled to the end when the reader was there. */
+  #following(change) {
     const log = this.q('[data-log]');
     const follow = log.scrollHeight - log.scrollTop - log.clientHeight < 48;
-    log.append(el);
+    change();
     if (follow) log.scrollTop = log.scrollHeight;
+  }
+
+  #append(el) {
+    this.#following(() => this.q('[data-log]').append(el));
+  }
+
+  #setStats(rec, text) {
+    this.#following(() => (rec.stats.textContent = text));
   }
 
   #assistant(question) {
@@ -107,12 +118,14 @@ export class Chat {
     if (!size) drawing.groundings = [];
     rec.drawing = drawing;
     const body = rec.el.querySelector('.text');
-    const log = this.q('[data-log]');
-    const follow = log.scrollHeight - log.scrollTop - log.clientHeight < 48;
-    body.replaceChildren(...answerNodes(text, drawing));
-    rec.el.querySelector('table')?.remove();
-    if (drawing.table) body.after(tableNode(drawing.table));
-    if (follow) log.scrollTop = log.scrollHeight;
+    this.#following(() => {
+      // A table is shown as a table: its raw rows are not repeated above it.
+      if (drawing.table) body.textContent = withoutTable(text);
+      else body.replaceChildren(...answerNodes(text, drawing));
+      body.hidden = body.textContent === '';
+      rec.el.querySelector('table')?.remove();
+      if (drawing.table) body.after(tableNode(drawing.table));
+    });
     if (this.shown === rec) this.host.showDrawing(drawing);
   }
 
@@ -141,56 +154,66 @@ export class Chat {
     const rec = this.#assistant(question);
     this.show(rec);
     const ctl = new AbortController();
-    this.busy = { ctl, rec };
+    // What stop() needs to end the answer at once: its figures so far.
+    const busy = { ctl, rec, conv, t0: performance.now(), first: null, tokens: 0 };
+    this.busy = busy;
     this.host.changed();
-    const t0 = performance.now();
-    let first = null;
-    let tokens = 0;
     try {
       const it = model.chat({ messages: conv.messages(question), image: this.host.image() ?? undefined, ...settings, signal: ctl.signal });
       for (;;) {
         const { value, done } = await it.next();
+        if (rec.stopped) {
+          if (done) return;
+          continue; // stopped by the reader: the engine is catching up
+        }
         if (done) return await this.#finished(rec, conv, value, settings);
-        first ??= performance.now() - t0;
-        if (value.tokenId !== null) tokens++;
+        busy.first ??= performance.now() - busy.t0;
+        if (value.tokenId !== null) busy.tokens++;
         rec.answer += value.text;
         this.#scheduleRender(rec);
       }
     } catch (e) {
+      if (rec.stopped) return;
       if (e?.name !== 'AbortError') return this.#failed(rec, e);
-      await this.#stopped(rec, conv, { firstTokenMs: first, tokens, totalMs: performance.now() - t0 });
+      await this.#stopped(rec, conv, this.#statsOf(busy));
     } finally {
       clearTimeout(rec.timer);
       rec.timer = null;
-      if (this.busy?.ctl === ctl) this.busy = null;
+      if (this.busy === busy) this.busy = null;
       this.host.changed();
     }
+  }
+
+  #statsOf({ first, tokens, t0 }) {
+    return { firstTokenMs: first, tokens, totalMs: performance.now() - t0 };
   }
 
   async #finished(rec, conv, result, settings) {
     await this.#render(rec);
     rec.finish = result.finish;
-    rec.stats.textContent = statsText({ ...result, maxTokens: settings.maxTokens });
+    this.#setStats(rec, statsText({ ...result, maxTokens: settings.maxTokens }));
     if (conv === this.conv) conv.turns.push({ question: rec.question, answer: rec.answer });
     this.q('[data-announce]').textContent = `SPHINX: ${rec.el.querySelector('.text').textContent}`;
     this.host.emit('answer', { question: rec.question, answer: rec.answer, finish: result.finish, stats: result, drawing: rec.drawing });
   }
 
+  /** Stopped before the first token: no turn at all; the question goes back into the box. */
+  #withdraw(rec, conv) {
+    rec.el.previousElementSibling?.remove();
+    rec.el.remove();
+    this.records = this.records.filter((r) => r !== rec);
+    if (this.shown === rec) this.show(null);
+    if (conv === this.conv) this.host.restoreQuestion(rec.question);
+    this.q('[data-announce]').textContent = 'Stopped before the answer began.';
+  }
+
+  /** An answer stopped by the reader: its figures at once, its text rendered as it stands. */
   async #stopped(rec, conv, stats) {
-    if (!rec.answer) {
-      // Stopped before the first token: no turn at all; the question goes back into the box.
-      rec.el.previousElementSibling?.remove();
-      rec.el.remove();
-      this.records = this.records.filter((r) => r !== rec);
-      if (this.shown === rec) this.show(null);
-      if (conv === this.conv) this.host.restoreQuestion(rec.question);
-      this.q('[data-announce]').textContent = 'Stopped before the answer began.';
-      return;
-    }
-    await this.#render(rec);
+    if (!rec.answer) return this.#withdraw(rec, conv);
     rec.finish = 'aborted';
-    rec.stats.textContent = statsText({ ...stats, finish: 'aborted' });
+    this.#setStats(rec, statsText({ ...stats, finish: 'aborted' }));
     if (conv === this.conv) conv.turns.push({ question: rec.question, answer: rec.answer });
+    await this.#render(rec);
   }
 
   #failed(rec, e) {
@@ -199,14 +222,30 @@ export class Chat {
     this.host.emit('error', { kind: 'answer', title: 'The answer failed.', help: '', details: e?.message ?? String(e) });
   }
 
-  /** Stops the answer being generated (what came so far stays). */
+  /** Stops the answer being generated, at once: what came so far stays (before its first token
+   *  the turn is taken back and the question returns to the box), and the chat is free again.
+   *  The engine is asked to stop too; where it computes without pausing (the CPU backend) it
+   *  finishes in the background first, and a next question waits for it there. */
   stop() {
-    this.busy?.ctl.abort();
+    const busy = this.busy;
+    if (!busy) return;
+    busy.ctl.abort();
+    busy.rec.stopped = true;
+    clearTimeout(busy.rec.timer);
+    busy.rec.timer = null;
+    this.busy = null;
+    this.#stopped(busy.rec, busy.conv, this.#statsOf(busy));
+    this.host.changed();
   }
 
   /** Ends the conversation (stopping its answer) and clears the log. */
   newChat() {
-    this.busy?.ctl.abort();
+    if (this.busy) {
+      // The old answer is dropped at once: nothing of it reaches the page (nor an `answer` event).
+      this.busy.ctl.abort();
+      this.busy.rec.stopped = true;
+      clearTimeout(this.busy.rec.timer);
+    }
     this.busy = null;
     this.conv = new Conversation();
     this.records = [];
@@ -223,7 +262,7 @@ export class Chat {
     rec.answer = String(answer);
     this.show(rec);
     await this.#render(rec);
-    rec.stats.textContent = 'shown from text';
+    this.#setStats(rec, 'shown from text');
     this.conv.turns.push({ question, answer: rec.answer });
     return rec.drawing;
   }

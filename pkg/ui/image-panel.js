@@ -1,16 +1,18 @@
 // The image side of <sphinx-chat>: an image from a file (button, drop, paste, Enter on the drop
-// zone), the camera or a sample URL, drawn on a canvas at its own size; and the region tool: a
-// rectangle dragged on the image, or moved with the arrow keys (Shift resizes), or typed in pixels.
-// Regions are in image pixels; the element turns them into the model's fractions.
+// zone), the camera or a sample URL, drawn on a canvas at its own size once the element agrees (a
+// new image clears the chat, so the element may ask first); and the region tool: a rectangle
+// dragged on the image, or moved with the arrow keys (Shift resizes), or typed in pixels (clamped
+// to the image). Regions are in image pixels; the element turns them into the model's fractions.
 
 const KEY_STEP = 0.02; // of the image's width/height per arrow key press
 
 export class ImagePanel {
-  constructor(root, { onImage, onRegion, onStatus }) {
+  constructor(root, { onImage, onRegion, onStatus, mayReplace }) {
     this.q = (s) => root.querySelector(s);
     this.onImage = onImage;
     this.onRegion = onRegion;
     this.onStatus = onStatus;
+    this.mayReplace = mayReplace; // async () => whether a new image may replace the shown one
     this.region = null; // {x1, y1, x2, y2} in image pixels
     this.drawing = false; // region tool on
     this.#wireInputs();
@@ -36,6 +38,11 @@ export class ImagePanel {
       if (this.drawing && e.key.startsWith('Arrow')) {
         this.ensureKeyboardRegion();
         return this.#nudge(e);
+      }
+      // While drawing a region, Enter and Space belong to the region tool, not the file chooser.
+      if ((e.key === 'Enter' || e.key === ' ') && this.drawing) {
+        e.preventDefault();
+        return;
       }
       if (e.key === 'Enter' || e.key === ' ') {
         e.preventDefault();
@@ -70,12 +77,21 @@ export class ImagePanel {
   async takeFile(file) {
     if (!file) return;
     if (!file.type.startsWith('image/')) return this.onStatus(`${file.name || 'That file'} is not an image.`);
+    let bitmap;
     try {
-      const bitmap = await createImageBitmap(file, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
-      this.show(bitmap, bitmap.width, bitmap.height);
-      bitmap.close();
+      bitmap = await createImageBitmap(file, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
     } catch (e) {
-      this.onStatus(`Could not read the image: ${e.message}`);
+      return this.onStatus(`Could not read the image: ${e.message}`);
+    }
+    await this.#showIfAllowed(bitmap);
+  }
+
+  /** Shows a decoded image once the element agrees (else drops it). */
+  async #showIfAllowed(bitmap) {
+    try {
+      if (await this.mayReplace()) this.show(bitmap, bitmap.width, bitmap.height);
+    } finally {
+      bitmap.close();
     }
   }
 
@@ -124,10 +140,11 @@ export class ImagePanel {
     this.q('[data-camera-box]').hidden = true;
   }
 
-  #snap() {
+  async #snap() {
     const v = this.q('[data-video]');
-    if (v.videoWidth) this.show(v, v.videoWidth, v.videoHeight);
+    const frame = v.videoWidth ? await createImageBitmap(v) : null;
     this.#closeCamera();
+    if (frame) await this.#showIfAllowed(frame);
   }
 
   // ---- the region tool -----------------------------------------------------------------------
@@ -163,14 +180,14 @@ export class ImagePanel {
     this.q('[data-region-clear]').addEventListener('click', () => this.setRegion(null));
   }
 
-  /** Turns the region tool on or off. */
+  /** Turns the region tool on or off; its help is the legend of its fields, shown with them (the
+   *  image's status line stays the image's). */
   setTool(on) {
     if (on && !this.size) return;
     this.drawing = on;
     this.q('[data-region-tool]').setAttribute('aria-pressed', String(on));
     this.q('[data-stack]').classList.toggle('drawing', on);
     this.q('[data-region-fields]').hidden = !on;
-    if (on) this.onStatus('Drag a rectangle on the image, or focus the image and use the arrow keys (Shift resizes), or type the pixels.');
   }
 
   /** The image pixel under a pointer event, clamped to the image, rounded. */
@@ -199,10 +216,21 @@ export class ImagePanel {
     if (done) this.onRegion(this.region);
   }
 
+  /** A region typed into the fields: each value rounded and clamped to the image (the fields then
+   *  show what is used); an empty or flat region is not applied, and the fields say why. */
   #typed() {
+    const { width, height } = this.size ?? { width: 0, height: 0 };
+    const inputs = [...this.q('[data-region-fields]').querySelectorAll('[data-r]')];
     const v = {};
-    for (const input of this.q('[data-region-fields]').querySelectorAll('[data-r]')) v[input.dataset.r] = Number(input.value);
+    for (const input of inputs) {
+      const n = input.value.trim() === '' ? NaN : Number(input.value);
+      v[input.dataset.r] = Number.isFinite(n) ? Math.min(input.dataset.r.startsWith('x') ? width : height, Math.max(0, Math.round(n))) : NaN;
+    }
     const ok = Object.values(v).every(Number.isFinite) && v.x1 !== v.x2 && v.y1 !== v.y2;
+    for (const input of inputs) {
+      if (Number.isFinite(v[input.dataset.r])) input.value = String(v[input.dataset.r]);
+      input.setCustomValidity(ok || !Object.values(v).every(Number.isFinite) ? '' : 'The region needs a width and a height.');
+    }
     if (ok) this.setRegion(v);
   }
 

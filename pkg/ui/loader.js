@@ -1,12 +1,23 @@
 // The model bar of <sphinx-chat>: the list of models (models.json: name, manifest URL, size,
-// precision), loading with progress, cancel, retry and "back to the demo model", what the browser
-// has stored for the model and clearing it (after asking), the GPU in one line, and errors in plain
-// language with the engine's exact message under "Details".
+// precision; a model opened from elsewhere is added to it, so the picker names what was asked for
+// even when it fails), loading with progress (an indeterminate bar for the phases that have no
+// byte count: timing and compiling the GPU kernels), cancel, retry and "back to the demo model",
+// what the browser has stored for the model and clearing it (after asking), the device in one
+// line, and errors in plain language with the model's URL, the engine's exact message under
+// "Details".
 
 import { cachedBytes, clearCache, explain, loadSphinx } from '../index.js';
 import { formatBytes } from '../cache.js';
 
-const PHASES = { download: 'Downloading', verify: 'Checking the stored bytes of', upload: 'Uploading the weights to the GPU', autotune: 'Timing the GPU kernels on this device (once)', compile: 'Compiling the GPU kernels' };
+const PHASES = {
+  download: 'Downloading',
+  verify: 'Checking the stored bytes of',
+  upload: 'Uploading the weights',
+  autotune: 'Timing the GPU kernels on this device (once; a few seconds)',
+  compile: 'Compiling the GPU kernels',
+};
+/** Phases whose progress is a byte count; the others show an indeterminate bar. */
+const COUNTED = new Set(['download', 'verify', 'upload']);
 
 function formatSeconds(s) {
   if (!Number.isFinite(s)) return '…';
@@ -41,16 +52,19 @@ export async function readModels(url) {
 }
 
 export class Loader {
-  constructor(root, { onLoaded, onUnloaded, onError, onChange }) {
+  constructor(root, { onLoading, onLoaded, onUnloaded, onError, onChange }) {
     this.q = (s) => root.querySelector(s);
     this.onChange = onChange;
+    this.onLoading = onLoading;
     this.onLoaded = onLoaded;
     this.onUnloaded = onUnloaded;
     this.onError = onError;
     this.url = null;
     this.demoUrl = null;
+    this.device = 'auto'; // loadSphinx's device option
     this.model = null;
     this.loading = null; // AbortController of the load in progress
+    this.phase = null; // the text of the load's phase now
     this.q('[data-cancel]').addEventListener('click', () => this.loading?.abort());
     this.q('[data-retry]').addEventListener('click', () => this.load(this.url));
     this.q('[data-use-demo]').addEventListener('click', () => this.load(this.demoUrl));
@@ -88,6 +102,35 @@ export class Loader {
     this.q('[data-load-text]').textContent = text;
   }
 
+  /** Selects `url` in the picker, adding it (named by its URL) when models.json does not list it. */
+  #pick(url) {
+    const select = this.q('[data-models]');
+    let option = [...select.options].find((o) => o.value === url);
+    if (!option && select.options.length > 0) {
+      option = Object.assign(document.createElement('option'), { value: url, textContent: `Other model: ${url}` });
+      select.append(option);
+    }
+    if (option) select.value = url;
+    select.title = url;
+  }
+
+  /** A progress event on the bar and in words. */
+  #progress(e) {
+    const bar = this.q('[data-bar]');
+    if (COUNTED.has(e.phase) && !e.note) {
+      bar.max = e.total || 1;
+      bar.value = e.loaded;
+    } else if (!e.note) {
+      bar.removeAttribute('value'); // indeterminate: busy, no count to show
+    }
+    const text = progressText(e);
+    this.#status(text);
+    if (!e.note && this.phase !== PHASES[e.phase]) {
+      this.phase = PHASES[e.phase] ?? e.phase;
+      this.onChange();
+    }
+  }
+
   #buttons({ loading = false, failed = false } = {}) {
     this.q('[data-cancel]').hidden = !loading;
     this.q('[data-retry]').hidden = loading || !failed;
@@ -104,6 +147,7 @@ export class Loader {
     this.q('[data-error-title]').textContent = x.title;
     this.q('[data-error-help]').textContent = x.help;
     this.q('[data-error-details]').textContent = x.details;
+    this.q('[data-error-url]').textContent = this.url;
     return x;
   }
 
@@ -113,35 +157,33 @@ export class Loader {
     await this.#unload();
     this.url = new URL(url, location.href).href;
     this.q('[data-model-url]').textContent = this.url;
-    this.q('[data-models]').title = this.url;
-    if (this.q('[data-models]').querySelector(`option[value="${CSS.escape(this.url)}"]`)) this.q('[data-models]').value = this.url;
+    this.#pick(this.url);
     const ctl = new AbortController();
     this.loading = ctl;
+    this.phase = 'starting';
     this.#showError(null);
     this.#buttons({ loading: true });
     this.#status('Starting…');
+    this.q('[data-bar]').removeAttribute('value');
+    this.onLoading(this.url);
+    this.onChange();
     const bar = this.q('[data-bar]');
-    bar.value = 0;
     try {
-      const model = await loadSphinx(this.url, {
-        signal: ctl.signal,
-        onProgress: (e) => {
-          bar.max = e.total || 1;
-          bar.value = e.loaded;
-          this.#status(progressText(e));
-        },
-      });
+      const model = await loadSphinx(this.url, { signal: ctl.signal, device: this.device, onProgress: (e) => this.loading === ctl && this.#progress(e) });
       if (this.loading !== ctl) return model.dispose();
       this.loading = null;
       this.model = model;
-      bar.value = bar.max;
+      bar.max = 1;
+      bar.value = 1;
       this.#ready(model);
     } catch (e) {
       if (this.loading !== ctl) return;
       this.loading = null;
+      bar.value = 0;
       this.#failed(e);
     } finally {
       if (this.loading === null) {
+        this.phase = null;
         this.#buttons({ loading: false, failed: !this.model });
         this.showCache();
         this.onChange();
@@ -162,7 +204,7 @@ export class Loader {
 
   #failed(e) {
     if (e?.name === 'AbortError') {
-      this.#status('Download cancelled. What was downloaded is kept: Retry continues from it.');
+      this.#status('Loading cancelled. What was downloaded is kept: Resume continues from it.');
       this.q('[data-retry]').textContent = 'Resume';
       return;
     }

@@ -1,6 +1,7 @@
 // The task picker of <sphinx-chat>: "Ask" (a free question) and SPHINX's tasks as chips; a task's
 // field (a phrase, a class, a question, or the region drawn on the image) below them; choosing or
 // editing fills the question box with the task's exact upstream prompt; example prompts per task.
+// Every task but Ask is about an image: without one, the picker says so and Send waits for it.
 
 import { TASKS, taskPrompt } from '../index.js';
 
@@ -62,8 +63,7 @@ export class TaskPicker {
       if (f.kind === 'region') {
         const p = document.createElement('p');
         p.className = 'small muted';
-        p.dataset.regionHint = '';
-        p.textContent = `${f.label}: draw it on the image (the region tool is on).`;
+        p.dataset.regionHint = f.label;
         box.append(p);
         continue;
       }
@@ -79,6 +79,15 @@ export class TaskPicker {
       label.append(f.label, input);
       box.append(label);
     }
+    this.refresh();
+  }
+
+  /** Updates what depends on the image being there (the region hint). */
+  refresh() {
+    const hint = this.q('[data-region-hint]');
+    if (!hint) return;
+    const label = hint.dataset.regionHint;
+    hint.textContent = this.size() ? `${label}: draw it on the image (the region tool is on).` : `${label}: add an image first, then draw the region on it.`;
   }
 
   #renderExamples() {
@@ -109,8 +118,14 @@ export class TaskPicker {
     this.fill();
   }
 
-  /** Whether the task has what it needs (its region); the reason when it has not. */
+  /** Why the task cannot run for want of an image (every task but Ask is about one), or null. */
+  imageMissing() {
+    return this.task.id !== 'ask' && !this.size() ? `“${this.task.label}” is about an image: add one first (drop, paste or choose a file).` : null;
+  }
+
+  /** Whether the task has what it needs (an image, its region); the reason when it has not. */
   missing() {
+    if (this.imageMissing()) return this.imageMissing();
     if (this.task.fields.some((f) => f.kind === 'region') && !this.region()) return 'Draw the region of the person on the image first.';
     return null;
   }

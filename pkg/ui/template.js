@@ -17,10 +17,11 @@ export const TEMPLATE = `
     <div data-load-text class="small" role="status" aria-live="polite">Starting…</div>
     <div data-load-error class="error-box" role="alert" hidden>
       <strong data-error-title></strong> <span data-error-help></span>
+      <div class="small">Model: <code data-error-url></code></div>
       <details><summary>Details</summary><code data-error-details></code></details>
     </div>
     <div class="row small">
-      <button type="button" data-cancel hidden>Cancel download</button>
+      <button type="button" data-cancel hidden>Cancel loading</button>
       <button type="button" data-retry hidden>Retry</button>
       <button type="button" data-use-demo hidden>Use the demo model</button>
       <span class="grow"></span>
@@ -56,7 +57,7 @@ export const TEMPLATE = `
         <div class="row center"><button type="button" data-snap>Capture</button><button type="button" data-camera-close>Close</button></div>
       </div>
       <fieldset data-region-fields class="region-fields" hidden>
-        <legend>Region in image pixels <span class="muted">(drag on the image, or arrow keys on it: Shift resizes)</span></legend>
+        <legend>Region in image pixels <span class="muted">(drag a rectangle on the image, or focus the image and use the arrow keys: Shift resizes; or type the pixels)</span></legend>
         <label>x1 <input type="number" data-r="x1" min="0" step="1"></label>
         <label>y1 <input type="number" data-r="y1" min="0" step="1"></label>
         <label>x2 <input type="number" data-r="x2" min="0" step="1"></label>
@@ -64,9 +65,14 @@ export const TEMPLATE = `
         <button type="button" data-region-insert>Insert into the question</button>
         <button type="button" data-region-clear>Clear</button>
       </fieldset>
+      <div data-image-confirm class="confirm image-confirm small" role="group" aria-labelledby="image-confirm-text" hidden>
+        <span id="image-confirm-text">A new image starts a new chat: the conversation so far is cleared.</span>
+        <button type="button" class="danger" data-image-yes>Use the new image</button>
+        <button type="button" data-image-no>Keep this chat</button>
+      </div>
       <div data-image-status class="small muted" role="status" aria-live="polite"></div>
       <div data-shapes-box class="shapes" hidden>
-        <h3 class="small">Shapes of the shown answer</h3>
+        <h2 class="small">Shapes of the shown answer</h2>
         <ol data-shapes id="shapes"></ol>
       </div>
     </section>

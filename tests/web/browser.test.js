@@ -518,3 +518,131 @@ test('trust: a GPU device lost mid-answer fails clearly and the next load works;
     server.close();
   }
 });
+
+// ---- a CDN and a caller that lie (issue 18, rows B1–B5) ------------------------------------------
+
+/** In the page: whether it still runs script and answers (the page is alive). */
+const alive = (page) => page.evaluate(() => new Promise((r) => setTimeout(() => r(window.harnessReady === true), 0)));
+
+test('B1: a CDN answering 200 with a short HTML page fails after a bounded number of requests per file; a 200 to a Range request keeps the stored bytes', { timeout: TIMEOUT }, async () => {
+  const [first, second] = manifest.shards;
+  const url = (s) => `/${path.posix.join('models/golden', s.file)}`;
+  const half = Math.floor(second.bytes / 2);
+  // Every request for the first shard (six: the first try and five retries) gets the error page;
+  // the second shard's first response is cut at half and its resumed Range request gets the page.
+  const server = await startServer(SITE, { faults: [`error-page=${url(first)}:200:6`, `drop-after=${url(second)}:${half}:1`, `error-page=${url(second)}:200:1`] });
+  try {
+    const page = await browser.page(server.url);
+    await page.waitForFunction(() => window.harnessReady);
+    const failed = await loadIn(page);
+    const fileUrl = `${server.url}${url(first).slice(1)}`;
+    assert.equal(failed.error?.name, 'Error', JSON.stringify(failed.error));
+    assert.ok(failed.error.message.startsWith(`${first.file} (${fileUrl}): download failed: 6 requests failed, the last with: the server answered the request for bytes 0- with 200 and a `), failed.error.message);
+    assert.match(failed.error.message, /-byte body \(text\/html; charset=utf-8\), not the \d+-byte file$/);
+    assert.equal(await page.evaluate((m) => sphinx.explain(new Error(m)).kind, failed.error.message), 'network');
+    const lines = linesFor(server.log(), first.file);
+    assert.equal(lines.length, 6, `requests for ${first.file}: ${JSON.stringify(lines)}`);
+    assert.ok(lines.every((l) => l.status === 200 && l.fault === 'error-page 200'), JSON.stringify(lines));
+    assert.deepEqual(linesFor(server.log(), second.file), [], 'the load went on past a failed file');
+    assert.equal(failed.events.filter((e) => e.note?.includes('resuming at byte 0')).length, 5);
+    assert.equal(await alive(page), true);
+    // The next load of the same URL: the first shard is honest now; the second is cut at half, its
+    // resumed request answered 200 with the page (a failure that keeps the half stored), then 206.
+    const loaded = await loadIn(page);
+    assert.ok(!loaded.error, `load failed: ${JSON.stringify(loaded.error)}`);
+    const two = linesFor(server.log(), second.file);
+    assert.deepEqual(two.map((l) => [l.range, l.status, l.fault]), [['bytes=0-', 206, 'drop-after ' + half], [`bytes=${half}-`, 200, 'error-page 200'], [`bytes=${half}-`, 206, null]], JSON.stringify(two));
+    // the tokenizer was stored by the failed load; no byte of the second shard is fetched twice
+    assert.equal(loaded.info.load.downloadedBytes, loaded.info.load.totalBytes - manifest.tokenizer.bytes);
+    const text = await ask(page, cases.text);
+    assert.deepEqual(text.ids, cases.text.greedy_ids);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  } finally {
+    server.close();
+  }
+});
+
+test('B2–B5: a manifest cut short, huge and lying arguments, a prompt past the context and a disposed model: clear errors, the page alive, the next honest call answers', { timeout: TIMEOUT }, async () => {
+  const server = await startServer(SITE, { faults: ['drop-after=/models/golden/manifest.json:100:1'] });
+  try {
+    const page = await browser.page(server.url);
+    await page.waitForFunction(() => window.harnessReady);
+    // B5: the manifest's connection dropped: the error names the manifest and its URL.
+    const cut = await loadIn(page);
+    assert.match(cut.error?.message ?? '', new RegExp(`^manifest ${server.url}models/golden/manifest\\.json: the connection dropped while it was read \\(`), JSON.stringify(cut.error));
+    assert.equal(await page.evaluate((m) => sphinx.explain(new Error(m)).kind, cut.error.message), 'network');
+    assert.equal(await alive(page), true);
+    const loaded = await loadIn(page);
+    assert.ok(!loaded.error, `the next load failed: ${JSON.stringify(loaded.error)}`);
+    const c = cases.wide;
+    const dataUrl = `data:image/png;base64,${fs.readFileSync(path.join(SITE, 'golden', c.image)).toString('base64')}`;
+    const got = await page.evaluate(
+      async ({ dataUrl, question }) => {
+        const model = window.model;
+        const errorOf = (p) => p.then(() => null, (e) => ({ name: e.name, message: e.message, status: e.status, error: e.error }));
+        const answer = async (content) => {
+          let text = '';
+          const it = model.chat({ messages: [{ role: 'user', content }], temperature: 0, maxTokens: 2 });
+          for (;;) {
+            const { value, done } = await it.next();
+            if (done) return { text, promptTokens: value.promptTokens };
+            text += value.text;
+          }
+        };
+        // B5: maxTokens past any context, in words.
+        const huge = await errorOf(model.chat({ messages: [{ role: 'user', content: 'Hi' }], maxTokens: 2 ** 40 }).next());
+        // B4: a lone surrogate is sent as the browser sends text: U+FFFD.
+        const lone = await answer('a\uD800b');
+        const replaced = await answer('a\uFFFDb');
+        // B3: a prompt past the context, and 1000 messages.
+        const create = (r) => model.openai.chat.completions.create({ temperature: 0, max_tokens: 2, ...r });
+        const long = await errorOf(create({ messages: [{ role: 'user', content: 'word '.repeat(5000) }] }));
+        const many = await errorOf(create({ messages: Array.from({ length: 999 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: `message ${i}` })) }));
+        // B2: a 200 MB data: URL is refused before it is decoded.
+        const bigUrl = `data:image/png;base64,${'A'.repeat(200_000_000)}`;
+        const big = await errorOf(create({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: bigUrl } }, { type: 'text', text: question }] }] }));
+        // The honest calls answer, and usage counts the image's positions.
+        const withImage = await create({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl } }, { type: 'text', text: question }] }] });
+        const textOnly = await create({ messages: [{ role: 'user', content: question }] });
+        const imageWords = model.info.model.imageWords;
+        await model.dispose();
+        const disposed = await errorOf(create({ messages: [{ role: 'user', content: 'Hi' }] }));
+        const disposedStream = await errorOf(create({ stream: true, messages: [{ role: 'user', content: 'Hi' }] }).then(async (s) => { for await (const _ of s); }));
+        return { huge, lone, replaced, long, many, big, withImage: withImage.usage, textOnly: textOnly.usage, imageWords, disposed, disposedStream };
+      },
+      { dataUrl, question: questionOf(c) },
+    );
+    assert.equal(got.huge?.name, 'TypeError', JSON.stringify(got.huge));
+    assert.equal(got.huge.message, 'chat: maxTokens must be a whole number from 1 to 65536 (the longest context), not 1099511627776');
+    assert.deepEqual(got.lone, got.replaced, 'a lone surrogate reads as U+FFFD');
+    for (const [e, tokens] of [[got.long, /resulted in \d{4,} tokens\. Please reduce/], [got.many, /resulted in \d{4,} tokens\. Please reduce/]]) {
+      assert.equal(e?.status, 400, JSON.stringify(e));
+      assert.equal(e.name, 'BadRequestError');
+      assert.deepEqual([e.error.type, e.error.code, e.error.param], ['invalid_request_error', 'context_length_exceeded', 'messages']);
+      assert.match(e.error.message, /^This model's maximum context length is 4096 tokens\. However, your messages/);
+      assert.match(e.error.message, tokens);
+    }
+    assert.equal(got.big?.status, 400, JSON.stringify(got.big));
+    assert.equal(got.big.error.param, 'image_url');
+    assert.match(got.big.error.message, /^image_url: the data: URL is 200000022 characters; the limit is 134217728 bytes of image file/);
+    assert.equal(got.withImage.prompt_tokens, got.textOnly.prompt_tokens + got.imageWords, `usage ${JSON.stringify(got)}`);
+    assert.equal(got.withImage.completion_tokens, 2);
+    for (const e of [got.disposed, got.disposedStream]) {
+      assert.equal(e?.status, 404, JSON.stringify(e));
+      assert.equal(e.name, 'NotFoundError');
+      assert.deepEqual([e.error.code, e.error.param], ['model_not_found', 'model']);
+      assert.match(e.error.message, /was disposed/);
+    }
+    assert.equal(await alive(page), true);
+    // The next load of the same URL answers (from the stored weights).
+    const again = await loadIn(page);
+    assert.ok(!again.error, JSON.stringify(again.error));
+    const text = await ask(page, cases.text);
+    assert.deepEqual(text.ids, cases.text.greedy_ids);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  } finally {
+    server.close();
+  }
+});

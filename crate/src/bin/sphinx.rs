@@ -7,7 +7,8 @@ use sphinx::generate::{generate, SamplingParams};
 use sphinx::io::converted::{Manifest, QuantChoice};
 use sphinx::io::quant::Quant;
 use sphinx::models::params::{self, parameter_shapes, CLIP_TEXT_FULL};
-use sphinx::image::{decode, padded_resize};
+use sphinx::image::{padded_resize, read_file};
+use sphinx::io::outputs::{check_not_an_input, replaceable, Replaced};
 use sphinx::kernels::tune::{autotune_with_file, AutotuneMode};
 use sphinx::config::bounds::{MAX_HIDDEN, MAX_VOCAB, MAX_WIDTH};
 use sphinx::load::{load_model_with, LoadOptions, DEFAULT_MAX_SEQ_LEN, MAX_SEQ_LEN};
@@ -190,8 +191,9 @@ enum Command {
         /// tokenizer.json or sentencepiece tokenizer.model (default: the one in --from)
         #[arg(long)]
         tokenizer: Option<PathBuf>,
-        /// Replace a non-empty --out folder (refused otherwise). The folder is written beside it
-        /// and renamed into place last, so an interrupted run leaves the old one intact
+        /// Replace a non-empty --out folder holding a model this tool wrote (any other non-empty
+        /// folder is refused). The folder is written beside it and renamed into place last, so an
+        /// interrupted run leaves the old one intact
         #[arg(long)]
         force: bool,
     },
@@ -217,7 +219,8 @@ enum Command {
         shard_mb: u64,
         #[arg(long)]
         tokenizer: Option<PathBuf>,
-        /// Replace a non-empty --out folder (refused otherwise); written beside it, renamed last
+        /// Replace a non-empty --out folder holding a model this tool wrote (refused otherwise);
+        /// written beside it, renamed last
         #[arg(long)]
         force: bool,
         /// Model folder A (upstream or converted)
@@ -249,6 +252,10 @@ enum Command {
         /// DINOv2 block, 2 LLM layers) or full (SPHINX-Tiny-1k, 3.09 B parameters)
         #[arg(long, default_value = "tiny")]
         size: String,
+        /// Replace a non-empty --out folder holding a model this tool wrote (refused otherwise);
+        /// written beside it, renamed last
+        #[arg(long)]
+        force: bool,
     },
     /// Serve a folder over HTTP (byte ranges, CORS, application/wasm): the local stand-in for the
     /// CDN that hosts the browser build and converted models
@@ -270,7 +277,8 @@ enum Command {
         /// Test only: append one JSON line per request to this file
         #[arg(long)]
         log_requests: Option<PathBuf>,
-        /// Test only: drop-after=PATH:BYTES[:TIMES] or corrupt=PATH:OFFSET[:TIMES] (repeatable)
+        /// Test only: drop-after=PATH:BYTES[:TIMES], corrupt=PATH:OFFSET[:TIMES] or
+        /// error-page=PATH:STATUS[:TIMES] (repeatable)
         #[arg(long)]
         fault: Vec<String>,
     },
@@ -342,10 +350,22 @@ fn open_tokenizer(model_dir: &Path, explicit: Option<&Path>) -> Result<Tokenizer
     )))
 }
 
-fn read_image(path: &Path, size: usize) -> Result<sphinx::image::ImageTensor> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let rgb = decode(&bytes).map_err(|e| Error::format(path.display(), e))?;
-    padded_resize(&rgb, size)
+/// Reads and decodes `--image` (before the model loads: a wrong file is said at once).
+fn read_image(path: Option<&Path>) -> Result<Option<sphinx::image::Rgb8>> {
+    path.map(read_file).transpose()
+}
+
+/// Checks an output folder before anything is read or written: it is not, does not contain and
+/// does not lie inside any of `inputs`, and it is absent, empty or (with `force`) a model this
+/// tool wrote. Returns what `force` will remove, to be said once the new folder is in place.
+fn check_output_folder(out: &Path, inputs: &[(&str, &Path)], force: bool) -> Result<Option<Replaced>> {
+    check_not_an_input("--out", out, inputs)?;
+    replaceable(out, force)
+}
+
+/// The inputs of a command that reads model folders and an optional tokenizer file.
+fn inputs_of<'a>(folders: &[(&'a str, &'a Path)], tokenizer: Option<&'a Path>) -> Vec<(&'a str, &'a Path)> {
+    folders.iter().copied().chain(tokenizer.map(|t| ("the --tokenizer file", t))).collect()
 }
 
 
@@ -385,19 +405,20 @@ async fn main_async(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { model, image, prompt, temperature, top_p, seed, max_tokens, tokenizer, print_ids } => {
             let tok = open_tokenizer(&model.model, tokenizer.as_deref())?;
+            let rgb = read_image(image.as_deref())?;
             let (m, device, _) = model.load(("auto", "cached")).await?;
             let text = conversation::prompt(&[Message::user(prompt)])?;
             let ids = tok.encode_prompt(&text)?;
-            let img = match image {
-                Some(p) => {
+            let img = match (image, rgb) {
+                (Some(p), Some(rgb)) => {
                     let t1 = Instant::now();
-                    let padded = read_image(&p, m.llama_type().image_size())?;
+                    let padded = padded_resize(&rgb, m.llama_type().image_size())?;
                     let enc = m.encode_image(&padded, false)?;
                     device.sync()?;
                     eprintln!("encoded {} in {:.2?}", p.display(), t1.elapsed());
                     Some(enc.tokens)
                 }
-                None => None,
+                _ => None,
             };
             let params = SamplingParams { temperature, top_p, seed, max_tokens };
             let t2 = Instant::now();
@@ -430,11 +451,11 @@ async fn main_async(cli: Cli) -> Result<()> {
             }
         }
         Command::Trace { model, image, prompt_ids, steps, out } => {
+            let inputs: Vec<(&str, &Path)> = [("the --model folder", model.model.as_path())].into_iter().chain(image.as_deref().map(|i| ("the --image file", i))).collect();
+            check_not_an_input("--out", &out, &inputs)?;
+            let rgb = read_image(image.as_deref())?;
             let (m, _device, _) = model.load(("f32", "off")).await?;
-            let padded = match image {
-                Some(p) => Some(read_image(&p, m.llama_type().image_size())?),
-                None => None,
-            };
+            let padded = rgb.map(|rgb| padded_resize(&rgb, m.llama_type().image_size())).transpose()?;
             let t1 = Instant::now();
             let traced = trace(&m, padded.as_ref(), &prompt_ids, steps).await?;
             eprintln!("traced in {:.2?}", t1.elapsed());
@@ -443,12 +464,14 @@ async fn main_async(cli: Cli) -> Result<()> {
             eprintln!("wrote {} ({})", out.display(), names.join(", "));
         }
         Command::Convert { from, out, quant, vision_quant, shard_mb, tokenizer, force } => {
+            let replacing = check_output_folder(&out, &inputs_of(&[("the --from folder", &from)], tokenizer.as_deref()), force)?;
             let choice = quant_choice(&quant, vision_quant.as_deref())?;
             let tok = tokenizer_json(&[&from], tokenizer.as_deref())?;
             let mut m = sphinx::load::open(&from)?;
             let t0 = Instant::now();
             let manifest = convert(m.source.as_mut(), &m.config, &out, choice, shard_mb << 20, Some(&tok), force)?;
             eprintln!("converted {} in {:.2?}", from.display(), t0.elapsed());
+            replacing.iter().for_each(|r| eprintln!("{r}"));
             print!("{}", describe_manifest(&manifest));
         }
         Command::Mix { beta, extrapolate, out, only, quant, vision_quant, shard_mb, tokenizer, force, a, b } => {
@@ -460,10 +483,12 @@ async fn main_async(cli: Cli) -> Result<()> {
                 Some("llm") => true,
                 Some(other) => return Err(Error::Config(format!("--only {other}: the only group is llm"))),
             };
+            let replacing = check_output_folder(&out, &inputs_of(&[("model folder A", &a), ("model folder B", &b)], tokenizer.as_deref()), force)?;
             let choice = quant_choice(&quant, vision_quant.as_deref())?;
             let tok = tokenizer_json(&[&a, &b], tokenizer.as_deref())?;
             let (mut ma, mut mb) = (sphinx::load::open(&a)?, sphinx::load::open(&b)?);
             let manifest = mix(&mut ma, &mut mb, beta, only_llm, &out, choice, shard_mb << 20, Some(&tok), force)?;
+            replacing.iter().for_each(|r| eprintln!("{r}"));
             print!("{}", describe_manifest(&manifest));
         }
         Command::Inspect { dir, preset } => match (dir, preset) {
@@ -487,11 +512,13 @@ async fn main_async(cli: Cli) -> Result<()> {
             }
             _ => return Err(Error::Config("inspect takes a folder or --preset LLAMA_TYPE".into())),
         },
-        Command::DemoModel { out, seed, quant, vision_quant, size } => {
+        Command::DemoModel { out, seed, quant, vision_quant, size, force } => {
+            let replacing = check_output_folder(&out, &[], force)?;
             let choice = quant_choice(&quant, vision_quant.as_deref())?;
             let t0 = Instant::now();
-            let manifest = demo_model(&DemoSize::parse(&size)?.config(), &out, seed, choice, DEMO_TOKENIZER)?;
+            let manifest = demo_model(&DemoSize::parse(&size)?.config(), &out, seed, choice, DEMO_TOKENIZER, force)?;
             eprintln!("{size} model written in {:.1?}", t0.elapsed());
+            replacing.iter().for_each(|r| eprintln!("{r}"));
             eprintln!("wrote the random-weight demo model to {}", out.display());
             print!("{}", describe_manifest(&manifest));
         }
@@ -507,11 +534,12 @@ async fn main_async(cli: Cli) -> Result<()> {
             let device = match model {
                 Some(dir) => {
                     let opts = ModelOpts { model: dir, device, max_seq_len: DEFAULT_MAX_SEQ_LEN, gpu };
+                    let rgb = read_image(image.as_deref())?;
                     let t0 = Instant::now();
                     let (m, device, tuning) = opts.load(("auto", "cached")).await?;
                     device.sync()?;
                     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-                    let padded = image.as_deref().map(|p| read_image(p, m.llama_type().image_size())).transpose()?;
+                    let padded = rgb.map(|rgb| padded_resize(&rgb, m.llama_type().image_size())).transpose()?;
                     let plan = sphinx::bench::BenchPlan { tokens, prompt_tokens, reps: reps.unwrap_or(1), text: None };
                     let ids = plan.prompt_ids(None)?;
                     let report = sphinx::bench::model_bench(&m, padded.as_ref(), &plan, &ids, Some(load_ms), tuning).await?;

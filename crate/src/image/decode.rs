@@ -8,13 +8,16 @@
 //! Pillow refuses it ("image file is truncated"). Departure: JPEG goes through the `image` crate's
 //! decoder, not libjpeg-turbo, so JPEG pixels can differ from Pillow's by a few levels (PNG is exact).
 //!
-//! Bounded memory: the header's size is checked against [`MAX_IMAGE_SIDE`] and
+//! Bounded memory: a file is read only when it starts like a PNG or JPEG and is at most
+//! [`MAX_IMAGE_FILE_BYTES`]; the header's size is checked against [`MAX_IMAGE_SIDE`] and
 //! [`MAX_IMAGE_PIXELS`] before any pixel is decoded; everything else the decoder allocates
 //! (metadata such as a compressed iCCP profile, which Pillow's `convert` ignores anyway) is capped at
 //! [`METADATA_ALLOC`]; the decoded buffer becomes the RGB image in place where the layouts allow.
 
 use super::{check_dims, Rgb8, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
+use crate::io::files::{open_regular, read_head};
 use crate::{Error, Result};
+use std::path::Path;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 /// What a decoder may allocate besides the decoded pixels (PNG metadata chunks, row buffers).
@@ -30,12 +33,17 @@ fn image_error(e: image::ImageError) -> Error {
     }
 }
 
+/// PNG or JPEG, from the first bytes of a file.
+fn sniff(head: &[u8]) -> Result<ImageFormat> {
+    image::guess_format(head).ok().filter(|f| matches!(f, ImageFormat::Png | ImageFormat::Jpeg)).ok_or_else(|| {
+        let shown: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        Error::format("image", format!("unrecognised image format (expected PNG or JPEG; the file starts with {})", if shown.is_empty() { "nothing: it is empty".into() } else { shown.join(" ") }))
+    })
+}
+
 /// Decodes PNG or JPEG bytes to RGB8 (format sniffed from the bytes).
 pub fn decode(bytes: &[u8]) -> Result<Rgb8> {
-    let format = image::guess_format(bytes)
-        .ok()
-        .filter(|f| matches!(f, ImageFormat::Png | ImageFormat::Jpeg))
-        .ok_or_else(|| Error::format("image", "unrecognised image format (expected PNG or JPEG)"))?;
+    let format = sniff(bytes)?;
     if format == ImageFormat::Jpeg {
         check_jpeg_complete(bytes)?;
     }
@@ -52,6 +60,32 @@ pub fn decode(bytes: &[u8]) -> Result<Rgb8> {
     check_dims(w as usize, h as usize).map_err(|e| Error::format("image", e))?;
     let img = DynamicImage::from_decoder(decoder).map_err(image_error)?;
     to_rgb8(img)
+}
+
+/// Largest image file read (a 64 Mpx photo is far smaller as a PNG or JPEG); a larger file is
+/// refused before it is read, so a video or disk image passed by mistake costs nothing.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 128 << 20;
+
+/// Reads and decodes an image file (`Image.open(path).convert('RGB')`): a regular file only
+/// (a FIFO or device is refused without blocking on it), its format checked from the first bytes
+/// and its size against [`MAX_IMAGE_FILE_BYTES`] before the rest is read.
+pub fn read_file(path: &Path) -> Result<Rgb8> {
+    use std::io::Read;
+    let (mut f, len) = open_regular(path)?;
+    let at = |e: Error| Error::format(path.display(), e);
+    let mut head = [0u8; 16];
+    let n = read_head(&mut f, path, &mut head)?;
+    sniff(&head[..n]).map_err(at)?;
+    if len > MAX_IMAGE_FILE_BYTES {
+        return Err(Error::format(path.display(), format!("{len} bytes: larger than an image file may be ({MAX_IMAGE_FILE_BYTES} bytes, MAX_IMAGE_FILE_BYTES)")));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    bytes.extend_from_slice(&head[..n]);
+    f.take(MAX_IMAGE_FILE_BYTES + 1 - n as u64).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
+        return Err(Error::format(path.display(), format!("grew past {MAX_IMAGE_FILE_BYTES} bytes while being read")));
+    }
+    decode(&bytes).map_err(at)
 }
 
 /// The decoded image as Pillow's `convert('RGB')`, reusing the decoder's buffer for 8-bit layouts.

@@ -15,7 +15,7 @@ mod resample;
 mod transform;
 mod views;
 
-pub use decode::{decode, from_rgba};
+pub use decode::{decode, from_rgba, read_file, MAX_IMAGE_FILE_BYTES};
 pub use pil_resize::pil_resize_bicubic;
 pub use resample::{bicubic_fp16, crop, nearest_fp16, quadrants, round_fp16};
 pub use transform::{pad_to_square, padded_resize, to_tensor_normalized};

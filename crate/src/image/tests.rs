@@ -317,7 +317,11 @@ fn bad_inputs_are_refused_with_clear_errors() {
 #[test]
 fn the_browser_checks_the_same_image_limits() {
     let js = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../pkg/openai.js")).expect("pkg/openai.js");
-    for line in [format!("const MAX_IMAGE_SIDE = {MAX_IMAGE_SIDE};"), format!("const MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS};")] {
+    for line in [
+        format!("const MAX_IMAGE_SIDE = {MAX_IMAGE_SIDE};"),
+        format!("const MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS};"),
+        format!("const MAX_IMAGE_FILE_BYTES = {MAX_IMAGE_FILE_BYTES};"),
+    ] {
         assert!(js.contains(&line), "pkg/openai.js lacks {line:?}");
     }
     let e = from_rgba(&[], 8193, 8193).unwrap_err().to_string();

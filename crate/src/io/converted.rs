@@ -225,16 +225,7 @@ fn read_small_file(p: &Path, limit: u64) -> Result<Vec<u8>> {
 /// Opens a file that must be a regular file (not a FIFO, device or folder), checked before
 /// opening (opening a FIFO would block) and again on the open handle.
 fn open_regular(p: &Path) -> Result<std::fs::File> {
-    let not_regular = |what: &str| Error::format(p.display(), format!("is {what}, not a regular file"));
-    let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
-    if !meta.is_file() {
-        return Err(not_regular(if meta.is_dir() { "a folder" } else { "a device, FIFO or socket" }));
-    }
-    let f = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
-    if !f.metadata().map_err(|e| Error::io(p, e))?.is_file() {
-        return Err(not_regular("no longer a file"));
-    }
-    Ok(f)
+    Ok(super::files::open_regular(p)?.0)
 }
 
 /// Opens `dir/name` (a plain name, see [`check_file_name`]) as a regular file inside `dir`: a
@@ -551,17 +542,10 @@ fn sync_path(p: &Path) -> Result<()> {
 
 impl ModelWriter {
     /// Starts writing the folder `target`. A target that exists and is not empty is refused unless
-    /// `replace` (then its old contents are replaced, all at once, by `finish`).
+    /// `replace` and it holds only a model this tool wrote ([`super::outputs::replaceable`]); then
+    /// its old contents are replaced, all at once, by `finish`.
     pub fn new(target: &Path, shard_limit: u64, replace: bool) -> Result<ModelWriter> {
-        if let Ok(meta) = std::fs::symlink_metadata(target) {
-            if !meta.is_dir() {
-                return Err(Error::Config(format!("{}: exists and is not a folder", target.display())));
-            }
-            let non_empty = std::fs::read_dir(target).map_err(|e| Error::io(target, e))?.next().is_some();
-            if non_empty && !replace {
-                return Err(Error::Config(format!("{}: the output folder is not empty; pass --force to replace it", target.display())));
-            }
-        }
+        super::outputs::replaceable(target, replace)?;
         let dir = sibling(target, "partial")?;
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

@@ -68,6 +68,75 @@ struct Span {
     crc32: u32,
 }
 
+/// Sizes of the zip records read by [`check_central_directory`] (APPNOTE 4.3.14–4.3.16).
+const EOCD_LEN: u64 = 22;
+const ZIP64_LOCATOR_LEN: u64 = 20;
+const ZIP64_EOCD_LEN: u64 = 56;
+const CENTRAL_HEADER_LEN: u64 = 46;
+
+fn le(b: &[u8], at: usize, n: usize) -> u64 {
+    b[at..at + n].iter().rev().fold(0, |v, &x| (v << 8) | x as u64)
+}
+
+/// Checks the end records of a zip against the file the way PyTorch's reader does (miniz
+/// `mz_zip_reader_read_central_dir`, under `torch.load`): the central directory (its zip64 size and
+/// offset where a zip64 locator precedes the end record, as `torch.save` always writes) must lie
+/// inside the file, before the end record, and be large enough for the entries it counts. The
+/// `zip` crate trusts those fields less strictly, so a file PyTorch refuses would load here.
+fn check_central_directory(f: &mut File, file_len: u64) -> std::result::Result<(), String> {
+    let read_at = |f: &mut File, at: u64, buf: &mut [u8]| f.seek(SeekFrom::Start(at)).and_then(|_| f.read_exact(buf)).map_err(|e| format!("reading byte {at}: {e}"));
+    if file_len < EOCD_LEN {
+        return Err(format!("{file_len} bytes, shorter than a zip end record"));
+    }
+    // The end record is in the last 22 + 65535 (comment) bytes; the last signature wins.
+    let tail_len = file_len.min(EOCD_LEN + 0xFFFF);
+    let mut tail = vec![0u8; tail_len as usize];
+    read_at(f, file_len - tail_len, &mut tail)?;
+    let at = (0..=tail.len() - EOCD_LEN as usize).rev().find(|&i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06]).ok_or("no end of central directory record")?;
+    let eocd_ofs = file_len - tail_len + at as u64;
+    let e = &tail[at..at + EOCD_LEN as usize];
+    let (mut entries, mut on_disk, mut cdir_size, mut cdir_ofs) = (le(e, 10, 2), le(e, 8, 2), le(e, 12, 4), le(e, 16, 4));
+    let mut zip64_records = 0;
+    if eocd_ofs >= ZIP64_LOCATOR_LEN + ZIP64_EOCD_LEN {
+        let mut loc = [0u8; ZIP64_LOCATOR_LEN as usize];
+        read_at(f, eocd_ofs - ZIP64_LOCATOR_LEN, &mut loc)?;
+        if loc[..4] == [0x50, 0x4b, 0x06, 0x07] {
+            if le(&loc, 16, 4) != 1 {
+                return Err(format!("the zip64 locator counts {} disks; only single-file archives are read", le(&loc, 16, 4)));
+            }
+            // The zip64 end record right before the locator, else where the locator says.
+            let mut rec = [0u8; ZIP64_EOCD_LEN as usize];
+            read_at(f, eocd_ofs - ZIP64_LOCATOR_LEN - ZIP64_EOCD_LEN, &mut rec)?;
+            if rec[..4] != [0x50, 0x4b, 0x06, 0x06] {
+                let ofs = le(&loc, 8, 8);
+                if ofs > file_len - ZIP64_EOCD_LEN {
+                    return Err(format!("the zip64 end record offset {ofs} is past the end of the {file_len}-byte file"));
+                }
+                read_at(f, ofs, &mut rec)?;
+                if rec[..4] != [0x50, 0x4b, 0x06, 0x06] {
+                    return Err(format!("no zip64 end record at offset {ofs}"));
+                }
+            }
+            if le(&rec, 4, 8) < ZIP64_EOCD_LEN - 12 {
+                return Err(format!("the zip64 end record says it is {} bytes long", le(&rec, 4, 8)));
+            }
+            (on_disk, entries, cdir_size, cdir_ofs) = (le(&rec, 24, 8), le(&rec, 32, 8), le(&rec, 40, 8), le(&rec, 48, 8));
+            zip64_records = ZIP64_LOCATOR_LEN + ZIP64_EOCD_LEN;
+        }
+    }
+    let cdir_end = cdir_ofs.checked_add(cdir_size);
+    if cdir_end.is_none_or(|end| end > file_len) {
+        return Err(format!("the central directory of {cdir_size} bytes at offset {cdir_ofs} reaches past the end of the {file_len}-byte file (PyTorch's reader refuses it)"));
+    }
+    if cdir_end.is_some_and(|end| end + zip64_records > eocd_ofs) {
+        return Err(format!("the central directory of {cdir_size} bytes at offset {cdir_ofs} overlaps the end records at offset {}", eocd_ofs - zip64_records));
+    }
+    if entries != on_disk || entries.checked_mul(CENTRAL_HEADER_LEN).is_none_or(|n| cdir_size < n) {
+        return Err(format!("the central directory of {cdir_size} bytes cannot hold the {entries} entries it counts ({on_disk} on this disk)"));
+    }
+    Ok(())
+}
+
 /// One `torch.save` zip archive, opened for tensor-by-tensor reading.
 #[derive(Debug)]
 pub struct PthFile {
@@ -87,8 +156,8 @@ impl PthFile {
     pub fn open(path: impl AsRef<Path>) -> Result<PthFile> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let file_len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let (mut file, file_len) = super::files::open_regular(&path)?;
+        check_central_directory(&mut file, file_len).map_err(|e| Error::format(&shown, format!("not a torch.save zip archive: {e}")))?;
         let mut zip = zip::ZipArchive::new(BufReader::new(file))
             .map_err(|e| Error::format(&shown, format!("not a torch.save zip archive: {e}")))?;
 
