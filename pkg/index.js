@@ -132,7 +132,9 @@ export async function loadSphinx(manifestUrl, { onProgress, signal, precision = 
   const rpc = new WorkerRpc(new Worker(WORKER_URL, { type: 'module', name: 'sphinx' }));
   try {
     // During the (synchronous) upload the worker cannot read messages: an abort then ends it.
-    const { promise } = rpc.call('load', { url, persisted, precision, autotune, limits, device, threads }, { onEvent: onProgress, signal, abortGraceMs: 2000 });
+    // A page whose navigator has no WebGPU (a policy, a test) gets none in its worker either.
+    const pageGpu = !!globalThis.navigator?.gpu;
+    const { promise } = rpc.call('load', { url, persisted, precision, autotune, limits, device, threads, pageGpu }, { onEvent: onProgress, signal, abortGraceMs: 2000 });
     const info = await promise;
     return new SphinxModel(rpc, url, info);
   } catch (e) {

@@ -382,10 +382,10 @@ async function engine(threads) {
  * (SwiftShader, llvmpipe, WARP: the CPU backend is faster than emulated WebGPU). Resolves to
  * {kind, reason, gpu (a GpuDevice or null), adapter (its info or null)}.
  */
-async function openDevice(want, limits) {
+async function openDevice(want, limits, pageGpu = true) {
   if (!['auto', 'gpu', 'cpu'].includes(want)) throw new Error(`device ${JSON.stringify(want)}: expected 'auto', 'gpu' or 'cpu'`);
   if (want === 'cpu') return { kind: 'cpu', reason: 'the CPU was asked for', gpu: null, adapter: null };
-  if (!globalThis.navigator?.gpu) {
+  if (!globalThis.navigator?.gpu || !pageGpu) {
     if (want === 'gpu') throw new Error(NO_WEBGPU);
     return { kind: 'cpu', reason: 'this browser has no WebGPU', gpu: null, adapter: null };
   }
@@ -514,10 +514,10 @@ async function buildSession(dir, manifest, manifestBytes, gpu, precision, signal
 }
 
 const OPS = {
-  async load({ url, persisted, precision, autotune, limits, device: want = 'auto', threads }, { signal, emit }) {
+  async load({ url, persisted, precision, autotune, limits, device: want = 'auto', threads, pageGpu }, { signal, emit }) {
     const t0 = performance.now();
     await engine(Math.max(1, Math.min(threads ?? navigator.hardwareConcurrency ?? 1, 16)));
-    const chosen = await openDevice(want, limits);
+    const chosen = await openDevice(want, limits, pageGpu);
     device = chosen.gpu;
     const { bytes: manifestBytes, manifest } = await fetchManifest(url, signal);
     if (device) device.checkManifest(manifestBytes);

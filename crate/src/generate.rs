@@ -23,6 +23,33 @@ impl Default for SamplingParams {
     }
 }
 
+/// Lets the host's event loop run: in the browser a task of its own (a MessageChannel message, not
+/// clamped like setTimeout), so that a worker reads a cancel request between tokens; natively
+/// nothing.
+pub async fn yield_to_host() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use wasm_bindgen::JsCast;
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            let channel = js_sys::Reflect::get(&js_sys::global(), &"MessageChannel".into())
+                .ok()
+                .and_then(|c| c.dyn_into::<js_sys::Function>().ok())
+                .and_then(|c| js_sys::Reflect::construct(&c, &js_sys::Array::new()).ok());
+            let Some(channel) = channel else {
+                let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+                return;
+            };
+            let get = |o: &wasm_bindgen::JsValue, k: &str| js_sys::Reflect::get(o, &k.into()).unwrap_or_default();
+            let (port1, port2) = (get(&channel, "port1"), get(&channel, "port2"));
+            let _ = js_sys::Reflect::set(&port1, &"onmessage".into(), &resolve);
+            if let Ok(post) = get(&port2, "postMessage").dyn_into::<js_sys::Function>() {
+                let _ = post.call1(&port2, &wasm_bindgen::JsValue::NULL);
+            }
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    }
+}
+
 /// Index of the largest logit (the first one on ties, like `torch.argmax`).
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0;
@@ -158,6 +185,10 @@ pub async fn generate(
             return Ok(Generation { ids, text, finish: Finish::Cancelled });
         }
         if step + 1 < budget {
+            if !model.device().is_gpu() {
+                // a GPU readback yields to the host's event loop; the CPU backend must do it itself
+                yield_to_host().await;
+            }
             logits = model.decode(&mut cache, id)?;
         }
     }

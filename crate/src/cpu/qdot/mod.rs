@@ -29,6 +29,9 @@ use half::f16;
 /// Weight rows per tile, activation rows per tile (decode: 1).
 const JR: usize = 4;
 const MR: usize = 4;
+/// Activation rows of a `Rows8` group, weight rows of its tile.
+const ROWS8: usize = 8;
+const JR8: usize = 8;
 
 /// How a kernel wants the activations laid out.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -41,12 +44,18 @@ enum Form {
     /// into lanes 0–3 and block 2p+1 into lanes 4–7; the scales as [d₂ₚ×4, d₂ₚ₊₁×4]; the start of
     /// each pair's sums, [−o·Σq₂ₚ, 0, 0, 0, −o·Σq₂ₚ₊₁, 0, 0, 0]; rows padded to a multiple of MR.
     Pairs { offset: i32 },
+    /// Rows by eights for VNNI batches (8 rows and more): per group of 8 rows and block, eight
+    /// 32-byte vectors, vector t holding bytes 4t..4t+4 of each row's block as unsigned codes (q +
+    /// 128), so that one `vpdpbusd` against 4 bytes of a weight row broadcast sums them for all 8
+    /// rows at once (lanes = rows); the scales as [group, block, 8]; rows padded to a multiple of 8.
+    Rows8,
 }
 
 impl Form {
-    fn of(isa: Isa, quant: Quant) -> Form {
+    fn of(isa: Isa, quant: Quant, m: usize) -> Form {
         let offset = if quant == Quant::Q8 { 128 } else { 8 };
         match isa {
+            Isa::Avx512Vnni if m >= ROWS8 => Form::Rows8,
             Isa::Avx512Vnni => Form::Pairs { offset },
             Isa::Avx2 | Isa::WasmRelaxed if quant == Quant::Q4 => Form::Natural { wide: false, e: true },
             Isa::WasmSimd | Isa::WasmRelaxed => Form::Natural { wide: true, e: false },
@@ -57,7 +66,7 @@ impl Form {
     /// f32 values of one weight row's scales in the kernel's form.
     fn scale_len(self, nb: usize) -> usize {
         match self {
-            Form::Natural { .. } => nb,
+            Form::Natural { .. } | Form::Rows8 => nb,
             Form::Pairs { .. } => nb.div_ceil(2) * 8,
         }
     }
@@ -88,7 +97,7 @@ pub struct Acts {
 impl Acts {
     /// Quantizes x ([m, k] row-major) as `isa`'s kernel for `quant` weights reads it.
     pub fn quantize(isa: Isa, quant: Quant, x: &[f32], m: usize, k: usize) -> Acts {
-        Acts::with_form(Form::of(isa, quant), x, m, k)
+        Acts::with_form(Form::of(isa, quant, m), x, m, k)
     }
 
     fn with_form(form: Form, x: &[f32], m: usize, k: usize) -> Acts {
@@ -122,6 +131,10 @@ impl Acts {
                 a.interleave(&codes, &d, &sums, offset);
                 a.plain = (codes, d);
             }
+            Form::Rows8 => {
+                a.by_eights(&codes, &d);
+                a.plain = (codes, d);
+            }
         }
         a
     }
@@ -148,11 +161,34 @@ impl Acts {
         }
     }
 
+    /// Fills the `Rows8` form from plain codes and scales.
+    fn by_eights(&mut self, codes: &[i8], d: &[f32]) {
+        let (kp, nb) = (self.kp, self.kp / BLOCK);
+        self.padded = self.rows.div_ceil(ROWS8) * ROWS8;
+        let groups = self.padded / ROWS8;
+        // padded rows: code 0 (+ 128), scale 0
+        self.codes = vec![-128; groups * nb * 256];
+        self.d = vec![0.0; groups * nb * 8];
+        for r in 0..self.rows {
+            let (g, lane) = (r / ROWS8, r % ROWS8);
+            for b in 0..nb {
+                let at = (g * nb + b) * 256;
+                for t in 0..8 {
+                    for i in 0..4 {
+                        // q + 128 as a byte: the same bits as q with the top one flipped
+                        self.codes[at + t * 32 + lane * 4 + i] = codes[r * kp + b * BLOCK + t * 4 + i] ^ i8::MIN;
+                    }
+                }
+                self.d[(g * nb + b) * 8 + lane] = d[r * nb + b];
+            }
+        }
+    }
+
     /// Row r's signed codes and scales in plain order.
     fn plain(&self) -> (&[i8], &[f32]) {
         match self.form {
             Form::Natural { .. } => (&self.codes, &self.d),
-            Form::Pairs { .. } => (&self.plain.0, &self.plain.1),
+            Form::Pairs { .. } | Form::Rows8 => (&self.plain.0, &self.plain.1),
         }
     }
 
@@ -232,7 +268,7 @@ impl<'a> QRows<'a> {
     fn row_scales(&self, j: usize, form: Form, out: &mut [f32]) {
         let s = self.row_scales16(j);
         match form {
-            Form::Natural { .. } => super::gemm::widen_f16(s, out),
+            Form::Natural { .. } | Form::Rows8 => super::gemm::widen_f16(s, out),
             Form::Pairs { .. } => {
                 #[cfg(target_arch = "x86_64")]
                 if super::Isa::Avx2.runs_here() {
@@ -333,11 +369,13 @@ pub fn qmatmul_many(isa: Isa, y: &mut [f32], ny: usize, x: &[f32], m: usize, par
     }
     let acts = Acts::quantize(isa, quant, x, m, k);
     let out = Out(y.as_mut_ptr());
-    par_ranges(total, task_rows(total, JR, 16), |g0, g1| {
+    par_ranges(total, task_rows(total, JR8, 16), |g0, g1| {
         let mut start = 0;
         for p in parts {
             let (a, b) = (g0.max(start), g1.min(start + p.w.rows));
-            if a < b {
+            if a < b && acts.form == Form::Rows8 {
+                weight_rows8(&acts, p, a - start, b - start, (out, ny));
+            } else if a < b {
                 weight_rows(isa, &acts, p, a - start, b - start, (out, ny));
             }
             start += p.w.rows;
@@ -369,6 +407,49 @@ fn weight_rows(isa: Isa, acts: &Acts, part: &Part, j0: usize, j1: usize, (out, n
             let w = std::array::from_fn(|i| rows.row_codes(wrow(i)));
             let s16 = std::array::from_fn(|i| rows.row_scales16(wrow(i)));
             tile_rows(isa, &rows, acts, (w, s16, &ws), (jg, jr), (mb, m_end), part.bias, (out, ny, part.y_col));
+        }
+    }
+}
+
+/// Rows j0 .. j1 of one weight against every activation row in the `Rows8` form (x86 VNNI):
+/// per tile of JR8 weight rows, their signed codes (q4 unpacked once), the starts of their block
+/// sums (−128·Σ q_w: the activations' offset taken off in the integer sums) and their scales,
+/// then every group of 8 activation rows of the cache block.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn weight_rows8(acts: &Acts, part: &Part, j0: usize, j1: usize, (out, ny): (Out, usize)) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let rows = QRows::new(part.w);
+        let (nb, kp, m) = (rows.nb(), rows.kp, acts.rows);
+        let (mut codes, mut init, mut ws) = (vec![0i8; JR8 * kp], vec![0i32; JR8 * nb], vec![0f32; JR8 * nb]);
+        let m_block = ((M_BLOCK_BYTES / kp.max(1)) / ROWS8 * ROWS8).max(ROWS8);
+        for mb in (0..acts.padded).step_by(m_block) {
+            let m_end = (mb + m_block).min(acts.padded);
+            for jg in (j0..j1).step_by(JR8) {
+                let jr = (j1 - jg).min(JR8);
+                for i in 0..JR8 {
+                    let j = jg + i.min(jr - 1);
+                    let (src, q4) = (rows.row_codes(j), rows.quant == Quant::Q4);
+                    assert!(src.len() >= nb * if q4 { 16 } else { BLOCK }, "weight_rows8: row sizes");
+                    // SAFETY: AVX2 is part of VNNI (detected); the slices hold nb blocks (asserted).
+                    unsafe { x86::signed_row(q4, src, &mut codes[i * kp..(i + 1) * kp], &mut init[i * nb..(i + 1) * nb]) };
+                    rows.row_scales(j, Form::Rows8, &mut ws[i * nb..(i + 1) * nb]);
+                }
+                for g0 in (mb..m_end).step_by(ROWS8) {
+                    let mut o = [[0f32; ROWS8]; JR8];
+                    // SAFETY: VNNI was detected (qmatmul asserted isa.runs_here()); the buffers hold
+                    // JR8 rows of kp codes and nb starts/scales, the group g0/8 lies inside acts.
+                    unsafe { x86::tile_rows8(acts, g0 / ROWS8, &codes, &init, &ws, nb, &mut o) };
+                    for (i, oj) in o.iter().enumerate().take(jr) {
+                        let bias = part.bias.map_or(0.0, |b| b[jg + i]);
+                        for (r, v) in oj.iter().enumerate().take(m.saturating_sub(g0).min(ROWS8)) {
+                            // SAFETY: row g0 + r < m, column y_col + jg + i inside y (asserted by
+                            // qmatmul); only this task writes column jg + i.
+                            unsafe { out.set((g0 + r) * ny + part.y_col + jg + i, v + bias) };
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! x86-64 tile kernels: AVX-512 VNNI on the `Pairs` activation form, AVX2 on the `Natural` one.
 
-use super::{Tile, BLOCK, JR, MR};
+use super::{Acts, Tile, BLOCK, JR, JR8, MR, ROWS8};
 use std::arch::x86_64::*;
 
 #[inline(always)]
@@ -185,5 +185,60 @@ pub unsafe fn tile_avx2<const Q4: bool, const M: usize>(t: &Tile, o: &mut [[f32;
         for i in 0..M {
             o[j][i] = hsum(acc[j][i]);
         }
+    }
+}
+
+/// VNNI over the `Rows8` form: one group of 8 activation rows (lanes) against JR8 weight rows.
+/// Per block and 4-byte step t, the activation vector t is multiplied by 4 bytes of each weight
+/// row broadcast (`vpdpbusd`, the broadcast folded into its memory operand), every weight row's
+/// sum started at −128·Σ q_w; then per weight row one conversion, one scale product (its scale
+/// times the 8 rows' scales) and one FMA for all 8 rows.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+pub unsafe fn tile_rows8(a: &Acts, g: usize, codes: &[i8], init: &[i32], ws: &[f32], nb: usize, o: &mut [[f32; ROWS8]; JR8]) {
+    let kp = nb * BLOCK;
+    debug_assert!(codes.len() >= JR8 * kp && init.len() >= JR8 * nb && ws.len() >= JR8 * nb);
+    let (xp, dp) = (a.codes.as_ptr().add(g * nb * 256), a.d.as_ptr().add(g * nb * 8));
+    let (cp, ip, sp) = (codes.as_ptr(), init.as_ptr(), ws.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); JR8];
+    for b in 0..nb {
+        let mut sums: [__m256i; JR8] = std::array::from_fn(|j| _mm256_set1_epi32(*ip.add(j * nb + b)));
+        for t in 0..8 {
+            let x = _mm256_loadu_si256(xp.add(b * 256 + t * 32) as *const __m256i);
+            for (j, s) in sums.iter_mut().enumerate() {
+                let w = (cp.add(j * kp + b * BLOCK + t * 4) as *const i32).read_unaligned();
+                *s = _mm256_dpbusd_epi32(*s, x, _mm256_set1_epi32(w));
+            }
+        }
+        let dx = _mm256_loadu_ps(dp.add(b * 8));
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let scale = _mm256_mul_ps(_mm256_set1_ps(*sp.add(j * nb + b)), dx);
+            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[j]), scale, *acc);
+        }
+    }
+    for (oj, acc) in o.iter_mut().zip(&acc) {
+        _mm256_storeu_ps(oj.as_mut_ptr(), *acc);
+    }
+}
+
+/// A weight row's blocks as signed bytes (q4's nibbles − 8) into `codes`, and −128·Σ q per block
+/// into `init` (sums by `vpsadbw` of the codes made unsigned).
+#[target_feature(enable = "avx2")]
+pub unsafe fn signed_row(q4: bool, src: &[u8], codes: &mut [i8], init: &mut [i32]) {
+    let (flip, eight, zero) = (_mm256_set1_epi8(-128), _mm256_set1_epi8(8), _mm256_setzero_si256());
+    for (b, s) in init.iter_mut().enumerate() {
+        // the block as unsigned codes (q + 128, or the nibbles q + 8) and the offset they carry
+        let (u, offset) = if q4 {
+            let raw = _mm_loadu_si128(src.as_ptr().add(b * 16) as *const __m128i);
+            let m = _mm_set1_epi8(0x0f);
+            (_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16::<4>(raw), m), _mm_and_si128(raw, m)), 8)
+        } else {
+            (_mm256_xor_si256(_mm256_loadu_si256(src.as_ptr().add(b * BLOCK) as *const __m256i), flip), 128)
+        };
+        let signed = if q4 { _mm256_sub_epi8(u, eight) } else { _mm256_xor_si256(u, flip) };
+        _mm256_storeu_si256(codes.as_mut_ptr().add(b * BLOCK) as *mut __m256i, signed);
+        let sad = _mm256_sad_epu8(u, zero); // four u64 partial sums
+        let t = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256::<1>(sad));
+        let total = _mm_cvtsi128_si64(_mm_add_epi64(t, _mm_unpackhi_epi64(t, t))) as i32;
+        *s = -128 * (total - offset * BLOCK as i32);
     }
 }
