@@ -29,8 +29,8 @@ use half::f16;
 /// Weight rows per tile, activation rows per tile (decode: 1).
 const JR: usize = 4;
 const MR: usize = 4;
-/// Activation rows of a `Rows8` group, weight rows of its tile.
-const ROWS8: usize = 8;
+/// Activation rows of a `Rows8` group (one 512-bit register of i32 lanes), weight rows of its tile.
+const ROWS8: usize = 16;
 const JR8: usize = 8;
 
 /// How a kernel wants the activations laid out.
@@ -44,10 +44,11 @@ enum Form {
     /// into lanes 0–3 and block 2p+1 into lanes 4–7; the scales as [d₂ₚ×4, d₂ₚ₊₁×4]; the start of
     /// each pair's sums, [−o·Σq₂ₚ, 0, 0, 0, −o·Σq₂ₚ₊₁, 0, 0, 0]; rows padded to a multiple of MR.
     Pairs { offset: i32 },
-    /// Rows by eights for VNNI batches (8 rows and more): per group of 8 rows and block, eight
-    /// 32-byte vectors, vector t holding bytes 4t..4t+4 of each row's block as unsigned codes (q +
-    /// 128), so that one `vpdpbusd` against 4 bytes of a weight row broadcast sums them for all 8
-    /// rows at once (lanes = rows); the scales as [group, block, 8]; rows padded to a multiple of 8.
+    /// Rows by sixteens for VNNI batches (16 rows and more): per group of 16 rows and block,
+    /// eight 64-byte vectors, vector t holding bytes 4t..4t+4 of each row's block as unsigned codes
+    /// (q + 128), so that one 512-bit `vpdpbusd` against 4 bytes of a weight row broadcast sums them
+    /// for all 16 rows at once (lanes = rows); the scales as [group, block, 16]; rows padded to a
+    /// multiple of 16.
     Rows8,
 }
 
@@ -166,20 +167,21 @@ impl Acts {
         let (kp, nb) = (self.kp, self.kp / BLOCK);
         self.padded = self.rows.div_ceil(ROWS8) * ROWS8;
         let groups = self.padded / ROWS8;
+        let group_block = ROWS8 * BLOCK; // bytes of one group's block
         // padded rows: code 0 (+ 128), scale 0
-        self.codes = vec![-128; groups * nb * 256];
-        self.d = vec![0.0; groups * nb * 8];
+        self.codes = vec![-128; groups * nb * group_block];
+        self.d = vec![0.0; groups * nb * ROWS8];
         for r in 0..self.rows {
             let (g, lane) = (r / ROWS8, r % ROWS8);
             for b in 0..nb {
-                let at = (g * nb + b) * 256;
+                let at = (g * nb + b) * group_block;
                 for t in 0..8 {
                     for i in 0..4 {
                         // q + 128 as a byte: the same bits as q with the top one flipped
-                        self.codes[at + t * 32 + lane * 4 + i] = codes[r * kp + b * BLOCK + t * 4 + i] ^ i8::MIN;
+                        self.codes[at + t * ROWS8 * 4 + lane * 4 + i] = codes[r * kp + b * BLOCK + t * 4 + i] ^ i8::MIN;
                     }
                 }
-                self.d[(g * nb + b) * 8 + lane] = d[r * nb + b];
+                self.d[(g * nb + b) * ROWS8 + lane] = d[r * nb + b];
             }
         }
     }
@@ -578,7 +580,7 @@ mod tests {
     #[test]
     fn every_isa_matches_the_exact_products() {
         let mut rng = Rng::new(31);
-        let cases = [(1, 1, 32), (1, 13, 70), (3, 40, 45), (5, 17, 72), (9, 66, 200), (1, 130, 2048), (4, 7, 96), (13, 9, 33), (8, 12, 64), (301, 9, 2048)];
+        let cases = [(1, 1, 32), (1, 13, 70), (3, 40, 45), (5, 17, 72), (9, 66, 200), (1, 130, 2048), (4, 7, 96), (13, 9, 33), (8, 12, 64), (301, 9, 2048), (20, 11, 70)];
         for isa in Isa::available() {
             for quant in [Quant::Q8, Quant::Q4] {
                 for &(m, n, k) in &cases {

@@ -188,35 +188,35 @@ pub unsafe fn tile_avx2<const Q4: bool, const M: usize>(t: &Tile, o: &mut [[f32;
     }
 }
 
-/// VNNI over the `Rows8` form: one group of 8 activation rows (lanes) against JR8 weight rows.
-/// Per block and 4-byte step t, the activation vector t is multiplied by 4 bytes of each weight
-/// row broadcast (`vpdpbusd`, the broadcast folded into its memory operand), every weight row's
-/// sum started at −128·Σ q_w; then per weight row one conversion, one scale product (its scale
-/// times the 8 rows' scales) and one FMA for all 8 rows.
+/// VNNI over the `Rows8` form: one group of 16 activation rows (the lanes of a 512-bit register)
+/// against JR8 weight rows. Per block and 4-byte step t, the activation vector t is multiplied by 4
+/// bytes of each weight row broadcast (`vpdpbusd`, the broadcast folded into its memory operand),
+/// every weight row's sum started at −128·Σ q_w; then per weight row one conversion, one scale
+/// product (its scale times the 16 rows' scales) and one FMA for all 16 rows.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
 pub unsafe fn tile_rows8(a: &Acts, g: usize, codes: &[i8], init: &[i32], ws: &[f32], nb: usize, o: &mut [[f32; ROWS8]; JR8]) {
     let kp = nb * BLOCK;
     debug_assert!(codes.len() >= JR8 * kp && init.len() >= JR8 * nb && ws.len() >= JR8 * nb);
-    let (xp, dp) = (a.codes.as_ptr().add(g * nb * 256), a.d.as_ptr().add(g * nb * 8));
+    let (xp, dp) = (a.codes.as_ptr().add(g * nb * ROWS8 * BLOCK), a.d.as_ptr().add(g * nb * ROWS8));
     let (cp, ip, sp) = (codes.as_ptr(), init.as_ptr(), ws.as_ptr());
-    let mut acc = [_mm256_setzero_ps(); JR8];
+    let mut acc = [_mm512_setzero_ps(); JR8];
     for b in 0..nb {
-        let mut sums: [__m256i; JR8] = std::array::from_fn(|j| _mm256_set1_epi32(*ip.add(j * nb + b)));
+        let mut sums: [__m512i; JR8] = std::array::from_fn(|j| _mm512_set1_epi32(*ip.add(j * nb + b)));
         for t in 0..8 {
-            let x = _mm256_loadu_si256(xp.add(b * 256 + t * 32) as *const __m256i);
+            let x = _mm512_loadu_si512(xp.add((b * 8 + t) * ROWS8 * 4) as *const __m512i);
             for (j, s) in sums.iter_mut().enumerate() {
                 let w = (cp.add(j * kp + b * BLOCK + t * 4) as *const i32).read_unaligned();
-                *s = _mm256_dpbusd_epi32(*s, x, _mm256_set1_epi32(w));
+                *s = _mm512_dpbusd_epi32(*s, x, _mm512_set1_epi32(w));
             }
         }
-        let dx = _mm256_loadu_ps(dp.add(b * 8));
+        let dx = _mm512_loadu_ps(dp.add(b * ROWS8));
         for (j, acc) in acc.iter_mut().enumerate() {
-            let scale = _mm256_mul_ps(_mm256_set1_ps(*sp.add(j * nb + b)), dx);
-            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[j]), scale, *acc);
+            let scale = _mm512_mul_ps(_mm512_set1_ps(*sp.add(j * nb + b)), dx);
+            *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[j]), scale, *acc);
         }
     }
     for (oj, acc) in o.iter_mut().zip(&acc) {
-        _mm256_storeu_ps(oj.as_mut_ptr(), *acc);
+        _mm512_storeu_ps(oj.as_mut_ptr(), *acc);
     }
 }
 
