@@ -356,7 +356,7 @@ function threadedProblem() {
  */
 async function engine(threads) {
   if (api) return api;
-  let why = threadedProblem();
+  let why = threads > 1 ? threadedProblem() : 'one thread was asked for';
   if (!why) {
     try {
       const m = await import('./wasm/sphinx_web_mt.js');
