@@ -192,6 +192,36 @@ where
     }
 }
 
+/// Runs `f` on a thread of the CPU pool while the caller waits: the parallel regions inside it
+/// (a decode step has about ten) then start from a pool thread, whose peers are still spinning
+/// from the last region and take their share at once, instead of each region being handed to the
+/// pool and its threads woken through the kernel. Only for work on `Device::Cpu`: `f` may hold
+/// values that are not `Send` (a GPU device's handles on the web) as long as it never touches them.
+pub fn on_pool<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(feature = "parallel")]
+    if rayon::current_thread_index().is_none() && threads() > 1 && !reference() {
+        /// Moves CPU-only work to a pool thread (see above).
+        struct CpuOnly<T>(T);
+        // SAFETY: on_pool's contract: the closure and its result only carry CPU data across.
+        unsafe impl<T> Send for CpuOnly<T> {}
+        impl<T> CpuOnly<T> {
+            fn into_inner(self) -> T {
+                self.0
+            }
+        }
+        let (f, set) = (CpuOnly(f), REFERENCE.with(|r| r.get()));
+        let r = rayon::scope(move |_| {
+            let f = f.into_inner();
+            set_reference(set);
+            let r = CpuOnly(f());
+            set_reference(None);
+            r
+        });
+        return r.into_inner();
+    }
+    f()
+}
+
 /// Rows per parallel task for `n` output columns: about 8 tasks a thread, a multiple of `align`.
 pub(crate) fn task_rows(n: usize, align: usize, min: usize) -> usize {
     let per = n.div_ceil(threads() * 8).max(min);
