@@ -47,7 +47,7 @@ pub fn check_cpu_memory(m: &Manifest) -> Result<()> {
     let weights = m.weight_bytes();
     if weights + CPU_WORKING_SET > WASM_MEMORY {
         return Err(Error::Config(format!(
-            "this model's weights ({} MiB) and the CPU backend's working memory (up to {} MiB) do not fit the {} MiB              a browser gives WebAssembly; use a smaller precision (q4) or the GPU",
+            "this model's weights ({} MiB) and the CPU backend's working memory (up to {} MiB) do not fit the {} MiB a browser gives WebAssembly; use a smaller precision (q4) or the GPU",
             weights >> 20,
             CPU_WORKING_SET >> 20,
             WASM_MEMORY >> 20

@@ -96,8 +96,9 @@ impl RopeTable {
                 gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(x), buf(&self.cos), buf(&self.sin)], groups)
             }
             None => {
-                let (cs, sn) = (cpu(&self.cos).to_vec(), cpu(&self.sin).to_vec());
-                rope_cpu(x.cpu_mut().expect("cpu"), c, col, heads, self.head_dim, pos0, &cs, &sn);
+                // the tables are read in place (a copy of them was the largest memory traffic of a
+                // CPU decode step after the weights)
+                rope_cpu(x.cpu_mut().expect("cpu"), c, col, heads, self.head_dim, pos0, cpu(&self.cos), cpu(&self.sin));
                 Ok(())
             }
         }

@@ -389,6 +389,25 @@ pub fn qmatmul_many(isa: Isa, y: &mut [f32], ny: usize, x: &[f32], m: usize, par
 fn weight_rows(isa: Isa, acts: &Acts, part: &Part, j0: usize, j1: usize, (out, ny): (Out, usize)) {
     let rows = QRows::new(part.w);
     let (nb, form, m) = (rows.nb(), acts.form, acts.rows);
+    #[cfg(target_arch = "x86_64")]
+    if m == 1 && isa == Isa::Avx512Vnni {
+        // decode: the rows straight through, no tiles
+        let mut y = vec![0f32; j1 - j0];
+        // SAFETY: VNNI was detected (qmatmul asserted isa.runs_here()); one activation row in the
+        // `Pairs` form, rows j0..j1 inside the weight.
+        unsafe {
+            match rows.quant {
+                Quant::Q4 => x86::rows_range::<true>(&rows, acts, 0, (j0, j1), &mut y),
+                _ => x86::rows_range::<false>(&rows, acts, 0, (j0, j1), &mut y),
+            }
+        }
+        for (i, v) in y.iter().enumerate() {
+            // SAFETY: row 0, column y_col + j0 + i inside y (asserted by qmatmul); only this task
+            // writes columns j0..j1.
+            unsafe { out.set(part.y_col + j0 + i, v + part.bias.map_or(0.0, |b| b[j0 + i])) };
+        }
+        return;
+    }
     let len = form.scale_len(nb);
     // the VNNI decode kernel reads the stored binary16 scales itself
     let need_ws = !matches!(form, Form::Pairs { .. }) || acts.padded >= MR;

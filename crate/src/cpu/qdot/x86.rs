@@ -1,6 +1,6 @@
 //! x86-64 tile kernels: AVX-512 VNNI on the `Pairs` activation form, AVX2 on the `Natural` one.
 
-use super::{Acts, Tile, BLOCK, JR, JR8, MR, ROWS8};
+use super::{Acts, QRows, Tile, BLOCK, JR, JR8, MR, ROWS8};
 use std::arch::x86_64::*;
 
 #[inline(always)]
@@ -69,41 +69,53 @@ pub unsafe fn tile_vnni<const Q4: bool, const M: usize>(t: &Tile, o: &mut [[f32;
     }
 }
 
-/// Decode (one activation row): the weight rows one after another, so that memory is read as one
-/// sequential stream (interleaved short rows starve the hardware prefetcher), prefetching ahead;
-/// four pairs of blocks per step, their eight binary16 scales widened by one instruction, into two
-/// sums kept in registers; the last pairs one by one.
+/// Decode (one activation row) for a tile's rows: see [`row_dot`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
 unsafe fn rows_vnni<const Q4: bool>(t: &Tile, o: &mut [[f32; MR]; JR]) {
-    let a = t.acts;
-    let (pairs, full) = (t.nb.div_ceil(2), t.nb / 2);
-    let len = pairs * 8;
-    let r = t.r[0];
-    let (x, d, init) = (a.codes.as_ptr().add(r * pairs * 64), a.d.as_ptr().add(r * len), a.init.as_ptr().add(r * len));
     for (j, oj) in o.iter_mut().enumerate() {
-        let at = PairAt { w: t.w[j].as_ptr(), x, d, init };
-        let sp = t.s16[j].as_ptr();
-        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut p = 0;
-        while p + 4 <= full {
-            let s8 = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(4 * p) as *const __m128i));
-            a0 = at.dot::<Q4>(p, true, _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)), a0);
-            a1 = at.dot::<Q4>(p + 1, true, _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)), a1);
-            a0 = at.dot::<Q4>(p + 2, true, _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5)), a0);
-            a1 = at.dot::<Q4>(p + 3, true, _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)), a1);
-            p += 4;
-        }
-        while p < pairs {
-            // the pair's two scales (one at the end of an odd row: the other lane's activation
-            // scale is zero)
-            let two = p < full;
-            let h = if two { (sp.add(4 * p) as *const i32).read_unaligned() } else { (sp.add(4 * p) as *const u16).read_unaligned() as i32 };
-            let ws = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128(h))), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-            a0 = at.dot::<Q4>(p, two, ws, a0);
-            p += 1;
-        }
-        oj[0] = hsum(_mm256_add_ps(a0, a1));
+        oj[0] = row_dot::<Q4>(t.acts, t.r[0], t.nb, t.w[j].as_ptr(), t.s16[j].as_ptr());
     }
+}
+
+/// Decode: y[j − j0] = weight row j · activation row r for j in j0..j1, the rows one after
+/// another with no per-tile set-up (the `Pairs` form).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+pub unsafe fn rows_range<const Q4: bool>(rows: &QRows, a: &Acts, r: usize, (j0, j1): (usize, usize), y: &mut [f32]) {
+    let nb = rows.nb();
+    for (j, yj) in (j0..j1).zip(y.iter_mut()) {
+        *yj = row_dot::<Q4>(a, r, nb, rows.row_codes(j).as_ptr(), rows.row_scales16(j).as_ptr());
+    }
+}
+
+/// One weight row (codes at `wp`, binary16 scales at `sp`, `nb` blocks) · activation row r of the
+/// `Pairs` form: the row read as one sequential stream (interleaved short rows starve the
+/// hardware prefetcher), prefetching ahead; four pairs of blocks per step, their eight scales
+/// widened by one instruction, into two sums kept in registers; the last pairs one by one.
+#[inline(always)]
+unsafe fn row_dot<const Q4: bool>(a: &Acts, r: usize, nb: usize, wp: *const u8, sp: *const u8) -> f32 {
+    let (pairs, full) = (nb.div_ceil(2), nb / 2);
+    let len = pairs * 8;
+    let at = PairAt { w: wp, x: a.codes.as_ptr().add(r * pairs * 64), d: a.d.as_ptr().add(r * len), init: a.init.as_ptr().add(r * len) };
+    let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut p = 0;
+    while p + 4 <= full {
+        let s8 = _mm256_cvtph_ps(_mm_loadu_si128(sp.add(4 * p) as *const __m128i));
+        a0 = at.dot::<Q4>(p, true, _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)), a0);
+        a1 = at.dot::<Q4>(p + 1, true, _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)), a1);
+        a0 = at.dot::<Q4>(p + 2, true, _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5)), a0);
+        a1 = at.dot::<Q4>(p + 3, true, _mm256_permutevar8x32_ps(s8, _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)), a1);
+        p += 4;
+    }
+    while p < pairs {
+        // the pair's two scales (one at the end of an odd row: the other lane's activation
+        // scale is zero)
+        let two = p < full;
+        let h = if two { (sp.add(4 * p) as *const i32).read_unaligned() } else { (sp.add(4 * p) as *const u16).read_unaligned() as i32 };
+        let ws = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128(h))), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+        a0 = at.dot::<Q4>(p, two, ws, a0);
+        p += 1;
+    }
+    hsum(_mm256_add_ps(a0, a1))
 }
 
 /// Where `rows_vnni` reads one weight row and the activation row.
