@@ -7,7 +7,7 @@
 use crate::image::ImageTensor;
 use crate::kernels::attention::{attention_into, Attn};
 use crate::kernels::copy2d::Strided;
-use crate::kernels::tune::{self, TuneReport};
+use crate::kernels::tune::{self, median, TuneReport};
 use crate::io::quant::{Packed, Quant};
 use crate::models::sphinx::Sphinx;
 use crate::nn::Linear;
@@ -122,11 +122,6 @@ impl BenchPlan {
 /// The bench's prompt: BOS, then ids 101, 102, … (`n` ids in all; the same ids go to the peers).
 pub fn bench_prompt(n: usize) -> Vec<u32> {
     (0..n.max(1) as u32).map(|i| if i == 0 { 1 } else { 100 + i }).collect()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The phases of one question about `padded` (or a text prompt) as `plan` says, and every linear

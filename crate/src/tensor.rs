@@ -61,6 +61,15 @@ impl Device {
         matches!(self, Device::Gpu(_))
     }
 
+    /// Runs one phase of work (an image encode, a prefill, a decode step) on this device: on the
+    /// CPU from a thread of its pool ([`crate::cpu::on_pool`]), on a GPU where it is called.
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self {
+            Device::Cpu => crate::cpu::on_pool(f),
+            Device::Gpu(_) => f(),
+        }
+    }
+
     /// Frees the GPU's idle pooled buffers. The models call it between phases whose shapes differ
     /// (ConvNeXt stages, vision towers, the decoder) so one phase's sizes do not pile up under the
     /// next's and the peak is the largest phase's working set; nothing to do on the CPU.

@@ -195,8 +195,9 @@ where
 /// Runs `f` on a thread of the CPU pool while the caller waits: the parallel regions inside it
 /// (a decode step has about ten) then start from a pool thread, whose peers are still spinning
 /// from the last region and take their share at once, instead of each region being handed to the
-/// pool and its threads woken through the kernel. Only for work on `Device::Cpu`: `f` may hold
-/// values that are not `Send` (a GPU device's handles on the web) as long as it never touches them.
+/// pool and its threads woken through the kernel. Only for work on `Device::Cpu` (what
+/// [`crate::tensor::Device::run`] calls it for): `f` may hold values that are not `Send` (a GPU
+/// device's handles on the web) as long as it never touches them.
 pub fn on_pool<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(feature = "parallel")]
     if rayon::current_thread_index().is_none() && threads() > 1 && !reference() {

@@ -254,7 +254,6 @@ pub async fn autotune_within(gpu: &Arc<Gpu>, mode: AutotuneMode, cache: &mut Tun
     for s in shapes {
         let key = s.key();
         let cached = if mode == AutotuneMode::Cached { entries.get(&key).and_then(|n| super::linear::variant(n)) } else { None };
-        let timing_left = t0.elapsed().as_secs_f64() <= budget_s;
         if let Some(v) = cached {
             gpu.tuning().chosen.insert(s, v);
             report.cached += 1;
@@ -269,7 +268,7 @@ pub async fn autotune_within(gpu: &Arc<Gpu>, mode: AutotuneMode, cache: &mut Tun
             continue;
         }
         let t1 = web_time::Instant::now();
-        let found = if timing_left { Some(fastest(gpu, s, t0, budget_s).await?) } else { None };
+        let found = if t0.elapsed().as_secs_f64() <= budget_s { Some(fastest(gpu, s, t0, budget_s).await?) } else { None };
         match found {
             Some((v, mut timed)) if timed.complete => {
                 report.tuned += 1;
@@ -448,7 +447,7 @@ async fn fastest(gpu: &Arc<Gpu>, s: Shape, t0: web_time::Instant, deadline: f64)
                 td.push(gpu.time(|| (0..REPS).try_for_each(|_| p.run(default))).await? / REPS as f64);
                 tv.push(gpu.time(|| (0..REPS).try_for_each(|_| p.run(v))).await? / REPS as f64);
             }
-            let (mv, md) = (median(&mut tv), median(&mut td));
+            let (mv, md) = (median(tv), median(td));
             timed.default_us = md * 1e6;
             if mv < (1.0 - MARGIN) * md {
                 chosen = (mv, v);
@@ -462,9 +461,10 @@ async fn fastest(gpu: &Arc<Gpu>, s: Shape, t0: web_time::Instant, deadline: f64)
     Ok((chosen.1, timed))
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median of `v` (the upper one of an even count; 0 when empty).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// One shape run with the variant chosen for it (tuned or default): (median seconds of REPS runs

@@ -177,7 +177,7 @@ impl Sphinx {
 
     /// `padded` is the `padded_resize` output [3, S, S]; returns the image embeddings.
     pub fn encode_image(&self, padded: &ImageTensor, keep_intermediates: bool) -> Result<ImageEncoding> {
-        let encoding = if self.device().is_gpu() { self.encode_views(padded, keep_intermediates) } else { crate::cpu::on_pool(|| self.encode_views(padded, keep_intermediates)) };
+        let encoding = self.device().run(|| self.encode_views(padded, keep_intermediates));
         // the towers' outputs, dropped on return, are freed rather than left idle in the pool
         self.device().release_idle();
         encoding
@@ -256,16 +256,9 @@ impl Sphinx {
     /// Prefill: runs the prompt (with the image after BOS) from an empty cache; returns the last
     /// position's logits [1, vocab].
     pub fn prefill(&self, cache: &mut KvCache, ids: &[u32], image: Option<&Tensor>) -> Result<Tensor> {
-        if !self.device().is_gpu() {
-            return crate::cpu::on_pool(|| self.prefill_here(cache, ids, image));
-        }
-        self.prefill_here(cache, ids, image)
-    }
-
-    fn prefill_here(&self, cache: &mut KvCache, ids: &[u32], image: Option<&Tensor>) -> Result<Tensor> {
         cache.len = 0;
         let x = self.input_embeds(ids, image)?;
-        let logits = self.llm.forward(x, cache)?;
+        let logits = self.device().run(|| self.llm.forward(x, cache))?;
         // decode steps use other sizes: the prompt's idle buffers need not wait for them
         self.device().release_idle();
         Ok(logits)
@@ -273,15 +266,8 @@ impl Sphinx {
 
     /// One decode step: feeds `id` at the next position (text position + image words, spec §2.7).
     pub fn decode(&self, cache: &mut KvCache, id: u32) -> Result<Tensor> {
-        if !self.device().is_gpu() {
-            return crate::cpu::on_pool(|| self.decode_here(cache, id));
-        }
-        self.decode_here(cache, id)
-    }
-
-    fn decode_here(&self, cache: &mut KvCache, id: u32) -> Result<Tensor> {
         let mut x = Tensor::empty(&self.device(), &[1, self.config.llm.dim])?;
         self.llm.embed_into(&mut x, 0, &[id])?;
-        self.llm.forward(x, cache)
+        self.device().run(|| self.llm.forward(x, cache))
     }
 }
