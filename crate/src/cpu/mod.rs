@@ -78,6 +78,17 @@ pub fn isa() -> Isa {
     *ISA.get_or_init(|| Isa::available()[0])
 }
 
+/// The order the CPU backend holds a weight in: q4 with rows in multiples of 8 in the `Groups8`
+/// order where the AVX-512 VNNI decode kernel reads it (the same bytes permuted: still held once),
+/// else as stored. Every CPU kernel and twin reads either order.
+pub fn hold(w: Packed) -> Packed {
+    if isa() == Isa::Avx512Vnni {
+        w.into_groups8()
+    } else {
+        w
+    }
+}
+
 /// Threads the CPU kernels split work over.
 pub fn threads() -> usize {
     #[cfg(feature = "parallel")]

@@ -90,13 +90,28 @@ fn scales_bytes(n: usize) -> usize {
     n.div_ceil(2) * 4
 }
 
-/// A [rows, cols] weight matrix in one of the formats, as stored (docs/format.md).
+/// A [rows, cols] weight matrix in one of the formats, as stored (docs/format.md), or — q4 on
+/// the CPU backend's AVX-512 VNNI path — with its bytes in the `Groups8` order.
 #[derive(Clone, Debug)]
 pub struct Packed {
     pub quant: Quant,
     pub rows: usize,
     pub cols: usize,
     pub bytes: Vec<u8>,
+    pub layout: Layout,
+}
+
+/// The order of a block format's bytes: the same codes and scales, the same regions, two orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Row after row (docs/format.md): what files, the GPU and every kernel but one read.
+    #[default]
+    Stored,
+    /// q4 in groups of 8 rows (rows a multiple of 8): per group and block, four 32-byte vectors,
+    /// vector t holding bytes 4t..4t+4 of each of the 8 rows' block in turn, so that one 256-bit
+    /// `vpdpbusd` against 4 activation bytes broadcast sums a block's part for all 8 rows (lanes =
+    /// rows) and a decode step reads the weight as one stream; the scales likewise [group, block, 8].
+    Groups8,
 }
 
 impl Packed {
@@ -106,7 +121,7 @@ impl Packed {
         if bytes.len() != want {
             return Err(Error::Shape(format!("{quant} [{rows}, {cols}] needs {want} bytes, got {}", bytes.len())));
         }
-        Ok(Packed { quant, rows, cols, bytes })
+        Ok(Packed { quant, rows, cols, bytes, layout: Layout::Stored })
     }
 
     /// Quantizes row-major f32 values.
@@ -147,7 +162,55 @@ impl Packed {
                 bytes
             }
         };
-        Packed { quant, rows, cols, bytes }
+        Packed { quant, rows, cols, bytes, layout: Layout::Stored }
+    }
+
+    /// This q4 matrix in the `Groups8` order (a permutation of its bytes), when it is stored q4
+    /// with rows a multiple of 8; else itself.
+    pub fn into_groups8(self) -> Packed {
+        if self.quant != Quant::Q4 || self.layout != Layout::Stored || !self.rows.is_multiple_of(8) {
+            return self;
+        }
+        let mut out = Packed { bytes: vec![0; self.bytes.len()], layout: Layout::Groups8, ..self };
+        let (nb, at) = (padded_cols(out.cols) / BLOCK, self.scales_offset());
+        // word t of row i's block b to (g, b, t, i), its scale to (g, b, i): `code_at`, `scale_at`
+        for (g, dst) in out.bytes[..at].chunks_exact_mut(nb * 128).enumerate() {
+            let src = &self.bytes[g * 8 * nb * 16..(g + 1) * 8 * nb * 16];
+            for (b, block) in dst.chunks_exact_mut(128).enumerate() {
+                for (w, word) in block.chunks_exact_mut(4).enumerate() {
+                    let (t, i) = (w / 8, w % 8);
+                    word.copy_from_slice(&src[i * nb * 16 + b * 16 + t * 4..][..4]);
+                }
+            }
+        }
+        let scales = &self.bytes[at..];
+        for (gb, dst) in out.bytes[at..at + 2 * self.rows * nb].chunks_exact_mut(16).enumerate() {
+            let (g, b) = (gb / nb, gb % nb);
+            for (i, s) in dst.chunks_exact_mut(2).enumerate() {
+                s.copy_from_slice(&scales[2 * ((g * 8 + i) * nb + b)..][..2]);
+            }
+        }
+        out
+    }
+
+    /// Where byte `t` of row r's block b of q8/q4 codes lies (q8: t < 32, q4: t < 16).
+    pub fn code_at(&self, r: usize, b: usize, t: usize) -> usize {
+        let kp = padded_cols(self.cols);
+        match (self.quant, self.layout) {
+            (Quant::Q8, _) => r * kp + b * BLOCK + t,
+            (_, Layout::Stored) => r * kp / 2 + b * BLOCK / 2 + t,
+            (_, Layout::Groups8) => ((r / 8) * (kp / BLOCK) + b) * 128 + (t / 4) * 32 + (r % 8) * 4 + t % 4,
+        }
+    }
+
+    /// Where the binary16 scale of row r's block b lies.
+    pub fn scale_at(&self, r: usize, b: usize) -> usize {
+        let nb = padded_cols(self.cols) / BLOCK;
+        let i = match self.layout {
+            Layout::Stored => r * nb + b,
+            Layout::Groups8 => ((r / 8) * nb + b) * 8 + r % 8,
+        };
+        self.scales_offset() + 2 * i
     }
 
     /// Byte offset of the scales region (block formats).
@@ -161,8 +224,7 @@ impl Packed {
     }
 
     fn scale(&self, r: usize, b: usize) -> f32 {
-        let nb = padded_cols(self.cols) / BLOCK;
-        let at = self.scales_offset() + 2 * (r * nb + b);
+        let at = self.scale_at(r, b);
         f16::from_le_bytes([self.bytes[at], self.bytes[at + 1]]).to_f32()
     }
 
@@ -183,17 +245,15 @@ impl Packed {
                 }
             }
             Quant::Q8 => {
-                let kp = padded_cols(k);
                 for (c, o) in out.iter_mut().enumerate() {
-                    let q = self.bytes[r * kp + c] as i8;
+                    let q = self.bytes[self.code_at(r, c / BLOCK, c % BLOCK)] as i8;
                     *o = q as f32 * self.scale(r, c / BLOCK);
                 }
             }
             Quant::Q4 => {
-                let kp = padded_cols(k);
                 for (c, o) in out.iter_mut().enumerate() {
                     let (b, j) = (c / BLOCK, c % BLOCK);
-                    let byte = self.bytes[r * kp / 2 + b * BLOCK / 2 + j % 16];
+                    let byte = self.bytes[self.code_at(r, b, j % 16)];
                     let u = if j < 16 { byte & 0x0f } else { byte >> 4 };
                     *o = (u as f32 - 8.0) * self.scale(r, b);
                 }
@@ -212,6 +272,7 @@ impl Packed {
 
     /// Rows `r0 .. r0 + n` as their own matrix (same format).
     pub fn slice_rows(&self, r0: usize, n: usize) -> Packed {
+        assert!(self.layout == Layout::Stored, "slice_rows reads the stored order");
         let k = self.cols;
         let bytes = match self.quant {
             Quant::F32 => self.bytes[r0 * k * 4..(r0 + n) * k * 4].to_vec(),
@@ -229,7 +290,7 @@ impl Packed {
                 b
             }
         };
-        Packed { quant: self.quant, rows: n, cols: k, bytes }
+        Packed { quant: self.quant, rows: n, cols: k, bytes, layout: Layout::Stored }
     }
 }
 
@@ -345,6 +406,27 @@ mod tests {
         assert_eq!(p.bytes[1] >> 4, 6); // w[17] = -2 → 6
         assert_eq!(f16::from_le_bytes([p.bytes[16], p.bytes[17]]).to_f32(), 1.0);
         assert_eq!(p.to_f32(), w);
+    }
+
+    /// The `Groups8` order is a permutation of the same bytes: every row dequantizes to the same
+    /// values, odd block counts and padded columns included; other matrices are left as they are.
+    #[test]
+    fn groups8_is_the_same_matrix() {
+        for (rows, cols) in [(8, 32), (16, 70), (24, 600), (64, 2048)] {
+            let p = Packed::quantize(Quant::Q4, &data(rows * cols, 7), rows, cols);
+            let g = p.clone().into_groups8();
+            assert_eq!(g.layout, Layout::Groups8);
+            assert_eq!(g.bytes.len(), p.bytes.len());
+            assert_eq!(g.to_f32(), p.to_f32(), "{rows}x{cols}");
+            let (mut a, mut b) = (p.bytes.clone(), g.bytes.clone());
+            a.sort_unstable();
+            b.sort_unstable();
+            assert_eq!(a, b, "{rows}x{cols}: a permutation");
+        }
+        for (quant, rows) in [(Quant::Q4, 12), (Quant::Q8, 16), (Quant::F16, 8)] {
+            let p = Packed::quantize(quant, &data(rows * 64, 3), rows, 64);
+            assert_eq!(p.clone().into_groups8().layout, Layout::Stored, "{quant} x{rows}");
+        }
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl QWeight {
         }
         let (quant, rows, cols) = (packed.quant, packed.rows, packed.cols);
         let data = match device {
-            Device::Cpu => QData::Cpu(packed),
+            Device::Cpu => QData::Cpu(crate::cpu::hold(packed)),
             Device::Gpu(g) => {
                 let scales_word = u32_of("scales offset", packed.scales_offset() / 4)?;
                 QData::Gpu { buffer: g.upload(&packed.bytes)?, scales_word }

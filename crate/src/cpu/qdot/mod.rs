@@ -1,8 +1,9 @@
 //! Products with q8 / q4 weights on the CPU: the activations are quantized per 32-block to 8 bits
 //! ([`Acts`]: d = max|x| / 127 in f32, q = round(x / d)), each block's integer dot product with the
 //! weight codes is exact, and the blocks are summed as Σ d_w·d_x·Σ q_w q_x in f32 (ggml's Q8_0
-//! activations with a finer scale). The weights are read where they are stored (codes region and
-//! binary16 scales region, docs/format.md): no copy, no repacking.
+//! activations with a finer scale). The weights are read where they are held (codes region and
+//! binary16 scales region, docs/format.md): in the stored order, or — q4 on AVX-512 VNNI
+//! ([`crate::cpu::hold`]) — in the `Groups8` order, eight rows' blocks together; no copy.
 //!
 //! A kernel computes a tile of `JR` weight rows × `MR` activation rows, so that each weight block
 //! loaded is used `MR` times and each activation block `JR` times; decode takes one activation row.
@@ -12,7 +13,8 @@
 //! sum at −o·Σ q_x (VNNI), else in f32 afterwards ([`Acts::e`]).
 //!
 //! Kernels: AVX-512 VNNI (`x86::tile_vnni`: two blocks per 256-bit register, activations stored
-//! pre-interleaved for it), AVX2 (`vpmaddubsw`; q8 with the sign trick, as ggml does), wasm
+//! pre-interleaved for it; decode of a `Groups8` q4 matrix by `x86::groups8_range`, eight rows
+//! per register), AVX2 (`vpmaddubsw`; q8 with the sign trick, as ggml does), wasm
 //! SIMD128 (activations widened to i16 once, `i32x4.dot_i16x8_s`), wasm relaxed SIMD for q4 weights
 //! (`i32x4.relaxed_dot_i8x16_i7x16_add_s`: nibbles are 7-bit), and portable integer loops.
 //! [`qdot_exact`] is the oracle they are all tested against.
@@ -23,7 +25,7 @@ mod x86;
 mod wasm;
 
 use super::{par_ranges, task_rows, Isa, Out};
-use crate::io::quant::{padded_cols, Packed, Quant, BLOCK};
+use crate::io::quant::{padded_cols, Layout, Packed, Quant, BLOCK};
 use half::f16;
 
 /// Weight rows per tile, activation rows per tile (decode: 1).
@@ -223,12 +225,14 @@ fn quantize_row(x: &[f32], codes: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
     }
 }
 
-/// A packed q8 / q4 matrix seen as code rows and scale rows (the stored layout, no copy).
+/// A packed q8 / q4 matrix seen as code rows and scale rows (no copy where they are stored row
+/// by row; a `Groups8` matrix's rows are gathered by [`QRows::gather`]).
 #[derive(Clone, Copy)]
 pub struct QRows<'a> {
     pub quant: Quant,
     pub rows: usize,
     pub kp: usize,
+    w: &'a Packed,
     codes: &'a [u8],
     scales: &'a [u8],
 }
@@ -239,7 +243,24 @@ impl<'a> QRows<'a> {
         let kp = padded_cols(w.cols);
         let at = w.scales_offset();
         let scale_len = 2 * w.rows * kp / BLOCK;
-        QRows { quant: w.quant, rows: w.rows, kp, codes: &w.bytes[..at], scales: &w.bytes[at..at + scale_len] }
+        QRows { quant: w.quant, rows: w.rows, kp, w, codes: &w.bytes[..at], scales: &w.bytes[at..at + scale_len] }
+    }
+
+    fn grouped(&self) -> bool {
+        self.w.layout == Layout::Groups8
+    }
+
+    /// Row j of a `Groups8` q4 matrix in the stored order: its codes into `codes` (len ≥ row
+    /// bytes), its binary16 scales into `s16` (len ≥ 2·nb).
+    fn gather(&self, j: usize, codes: &mut [u8], s16: &mut [u8]) {
+        let (nb, g, i) = (self.nb(), j / 8, j % 8);
+        let (src, sc) = (&self.codes[g * nb * 128..(g + 1) * nb * 128], &self.scales[g * nb * 16..(g + 1) * nb * 16]);
+        for (b, (c, s)) in codes.chunks_exact_mut(16).zip(s16.chunks_exact_mut(2)).take(nb).enumerate() {
+            for (t, word) in c.chunks_exact_mut(4).enumerate() {
+                word.copy_from_slice(&src[b * 128 + t * 32 + i * 4..][..4]);
+            }
+            s.copy_from_slice(&sc[b * 16 + 2 * i..][..2]);
+        }
     }
 
     fn row_bytes(&self) -> usize {
@@ -254,21 +275,22 @@ impl<'a> QRows<'a> {
         self.kp / BLOCK
     }
 
-    /// Row j's codes.
+    /// Row j's codes (the stored order).
     fn row_codes(&self, j: usize) -> &'a [u8] {
+        debug_assert!(!self.grouped());
         let rb = self.row_bytes();
         &self.codes[j * rb..(j + 1) * rb]
     }
 
-    /// Row j's binary16 scales.
+    /// Row j's binary16 scales (the stored order).
     fn row_scales16(&self, j: usize) -> &'a [u8] {
+        debug_assert!(!self.grouped());
         let nb = self.nb();
         &self.scales[2 * j * nb..2 * (j + 1) * nb]
     }
 
-    /// Row j's scales as f32 in `form`'s layout into `out` (len `form.scale_len(nb)`).
-    fn row_scales(&self, j: usize, form: Form, out: &mut [f32]) {
-        let s = self.row_scales16(j);
+    /// Binary16 scales `s` of a row as f32 in `form`'s layout into `out` (len `form.scale_len(nb)`).
+    fn widen_scales(s: &[u8], form: Form, out: &mut [f32]) {
         match form {
             Form::Natural { .. } | Form::Rows8 => super::gemm::widen_f16(s, out),
             Form::Pairs { .. } => {
@@ -289,20 +311,19 @@ impl<'a> QRows<'a> {
 
     /// The signed weight code of row j, column c.
     pub fn code(&self, j: usize, c: usize) -> i32 {
-        let codes = self.row_codes(j);
+        let (b, i) = (c / BLOCK, c % BLOCK);
         match self.quant {
-            Quant::Q8 => codes[c] as i8 as i32,
+            Quant::Q8 => self.w.bytes[self.w.code_at(j, b, i)] as i8 as i32,
             _ => {
-                let (b, i) = (c / BLOCK, c % BLOCK);
-                let byte = codes[b * BLOCK / 2 + i % 16];
+                let byte = self.w.bytes[self.w.code_at(j, b, i % 16)];
                 (if i < 16 { byte & 0x0f } else { byte >> 4 }) as i32 - 8
             }
         }
     }
 
     pub fn scale(&self, j: usize, b: usize) -> f32 {
-        let s = &self.scales[2 * (j * self.nb() + b)..];
-        f16::from_le_bytes([s[0], s[1]]).to_f32()
+        let at = self.w.scale_at(j, b);
+        f16::from_le_bytes([self.w.bytes[at], self.w.bytes[at + 1]]).to_f32()
     }
 
     /// What unsigned codes add to the signed ones: 128 (q8) or 8 (q4).
@@ -395,27 +416,15 @@ fn weight_rows(isa: Isa, acts: &Acts, part: &Part, j0: usize, j1: usize, (out, n
     let (nb, form, m) = (rows.nb(), acts.form, acts.rows);
     #[cfg(target_arch = "x86_64")]
     if m == 1 && isa == Isa::Avx512Vnni {
-        // decode: the rows straight through, no tiles
-        let mut y = vec![0f32; j1 - j0];
-        // SAFETY: VNNI was detected (qmatmul asserted isa.runs_here()); one activation row in the
-        // `Pairs` form, rows j0..j1 inside the weight.
-        unsafe {
-            match rows.quant {
-                Quant::Q4 => x86::rows_range::<true>(&rows, acts, 0, (j0, j1), &mut y),
-                _ => x86::rows_range::<false>(&rows, acts, 0, (j0, j1), &mut y),
-            }
-        }
-        for (i, v) in y.iter().enumerate() {
-            // SAFETY: row 0, column y_col + j0 + i inside y (asserted by qmatmul); only this task
-            // writes columns j0..j1.
-            unsafe { out.set(part.y_col + j0 + i, v + part.bias.map_or(0.0, |b| b[j0 + i])) };
-        }
-        return;
+        return decode_rows(&rows, acts, part, (j0, j1), out);
     }
     let len = form.scale_len(nb);
     // the VNNI decode kernel reads the stored binary16 scales itself
     let need_ws = !matches!(form, Form::Pairs { .. }) || acts.padded >= MR;
     let mut ws = vec![0f32; if need_ws { JR * len } else { 0 }];
+    // a `Groups8` matrix's rows, gathered into the stored order a tile at a time
+    let (rb, grouped) = (rows.row_bytes(), rows.grouped());
+    let (mut gc, mut gs) = if grouped { (vec![0u8; JR * rb], vec![0u8; JR * 2 * nb]) } else { (Vec::new(), Vec::new()) };
     // activation rows in blocks whose codes stay in the L2 cache while every weight tile of a task
     // passes over them (a whole image's rows would stream from memory once per weight tile)
     let m_block = ((M_BLOCK_BYTES / kp_bytes(acts)) / MR * MR).max(MR);
@@ -424,15 +433,41 @@ fn weight_rows(isa: Isa, acts: &Acts, part: &Part, j0: usize, j1: usize, (out, n
         for jg in (j0..j1).step_by(JR) {
             let jr = (j1 - jg).min(JR);
             let wrow = |i: usize| jg + i.min(jr - 1);
-            if need_ws {
+            if grouped {
                 for i in 0..JR {
-                    rows.row_scales(wrow(i), form, &mut ws[i * len..(i + 1) * len]);
+                    rows.gather(wrow(i), &mut gc[i * rb..(i + 1) * rb], &mut gs[i * 2 * nb..(i + 1) * 2 * nb]);
                 }
             }
-            let w = std::array::from_fn(|i| rows.row_codes(wrow(i)));
-            let s16 = std::array::from_fn(|i| rows.row_scales16(wrow(i)));
+            let w: [&[u8]; JR] = std::array::from_fn(|i| if grouped { &gc[i * rb..(i + 1) * rb] } else { rows.row_codes(wrow(i)) });
+            let s16: [&[u8]; JR] = std::array::from_fn(|i| if grouped { &gs[i * 2 * nb..(i + 1) * 2 * nb] } else { rows.row_scales16(wrow(i)) });
+            if need_ws {
+                for (i, s) in s16.iter().enumerate() {
+                    QRows::widen_scales(s, form, &mut ws[i * len..(i + 1) * len]);
+                }
+            }
             tile_rows(isa, &rows, acts, (w, s16, &ws), (jg, jr), (mb, m_end), part.bias, (out, ny, part.y_col));
         }
+    }
+}
+
+/// Decode (one activation row in the `Pairs` form, VNNI) of rows j0 .. j1: a `Groups8` q4 matrix
+/// eight rows at a time, else each row straight through; no tiles.
+#[cfg(target_arch = "x86_64")]
+fn decode_rows(rows: &QRows, acts: &Acts, part: &Part, (j0, j1): (usize, usize), out: Out) {
+    let mut y = vec![0f32; j1 - j0];
+    // SAFETY: VNNI was detected (qmatmul asserted isa.runs_here()); one activation row in the
+    // `Pairs` form, rows j0..j1 inside the weight.
+    unsafe {
+        match (rows.quant, rows.grouped()) {
+            (Quant::Q4, true) => x86::groups8_range(rows, acts, (j0, j1), &mut y),
+            (Quant::Q4, false) => x86::rows_range::<true>(rows, acts, 0, (j0, j1), &mut y),
+            _ => x86::rows_range::<false>(rows, acts, 0, (j0, j1), &mut y),
+        }
+    }
+    for (i, v) in y.iter().enumerate() {
+        // SAFETY: row 0, column y_col + j0 + i inside y (asserted by qmatmul); only this task
+        // writes columns j0..j1.
+        unsafe { out.set(part.y_col + j0 + i, v + part.bias.map_or(0.0, |b| b[j0 + i])) };
     }
 }
 
@@ -446,25 +481,23 @@ fn weight_rows8(acts: &Acts, part: &Part, j0: usize, j1: usize, (out, ny): (Out,
     {
         let rows = QRows::new(part.w);
         let (nb, kp, m) = (rows.nb(), rows.kp, acts.rows);
-        let (mut codes, mut init, mut ws) = (vec![0i8; JR8 * kp], vec![0i32; JR8 * nb], vec![0f32; JR8 * nb]);
+        let mut t = Tile8 { codes: vec![0i8; JR8 * kp], init: vec![0i32; JR8 * nb], ws: vec![0f32; JR8 * nb], gc: vec![0u8; rows.row_bytes()], gs: vec![0u8; 2 * nb] };
         let m_block = ((M_BLOCK_BYTES / kp.max(1)) / ROWS8 * ROWS8).max(ROWS8);
         for mb in (0..acts.padded).step_by(m_block) {
             let m_end = (mb + m_block).min(acts.padded);
             for jg in (j0..j1).step_by(JR8) {
                 let jr = (j1 - jg).min(JR8);
-                for i in 0..JR8 {
-                    let j = jg + i.min(jr - 1);
-                    let (src, q4) = (rows.row_codes(j), rows.quant == Quant::Q4);
-                    assert!(src.len() >= nb * if q4 { 16 } else { BLOCK }, "weight_rows8: row sizes");
-                    // SAFETY: AVX2 is part of VNNI (detected); the slices hold nb blocks (asserted).
-                    unsafe { x86::signed_row(q4, src, &mut codes[i * kp..(i + 1) * kp], &mut init[i * nb..(i + 1) * nb]) };
-                    rows.row_scales(j, Form::Rows8, &mut ws[i * nb..(i + 1) * nb]);
-                }
+                let group = t.fill(&rows, jg, jr);
                 for g0 in (mb..m_end).step_by(ROWS8) {
                     let mut o = [[0f32; ROWS8]; JR8];
                     // SAFETY: VNNI was detected (qmatmul asserted isa.runs_here()); the buffers hold
                     // JR8 rows of kp codes and nb starts/scales, the group g0/8 lies inside acts.
-                    unsafe { x86::tile_rows8(acts, g0 / ROWS8, &codes, &init, &ws, nb, &mut o) };
+                    unsafe {
+                        match group {
+                            true => x86::tile_rows8::<true>(acts, g0 / ROWS8, &t.codes, &t.init, &t.ws, nb, &mut o),
+                            false => x86::tile_rows8::<false>(acts, g0 / ROWS8, &t.codes, &t.init, &t.ws, nb, &mut o),
+                        }
+                    }
                     for (i, oj) in o.iter().enumerate().take(jr) {
                         let bias = part.bias.map_or(0.0, |b| b[jg + i]);
                         for (r, v) in oj.iter().enumerate().take(m.saturating_sub(g0).min(ROWS8)) {
@@ -476,6 +509,50 @@ fn weight_rows8(acts: &Acts, part: &Part, j0: usize, j1: usize, (out, ny): (Out,
                 }
             }
         }
+    }
+}
+
+/// The weight side of a `Rows8` tile: JR8 rows' signed codes, block sums' starts and scales, and
+/// room to gather one `Groups8` row into the stored order.
+#[cfg(target_arch = "x86_64")]
+struct Tile8 {
+    codes: Vec<i8>,
+    init: Vec<i32>,
+    ws: Vec<f32>,
+    gc: Vec<u8>,
+    gs: Vec<u8>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Tile8 {
+    /// Fills the tile for rows jg .. jg + jr (the last repeated up to JR8); true when they are a
+    /// whole `Groups8` group, whose signed codes come straight from its vectors in the order
+    /// `tile_rows8::<true>` reads, else row by row in the stored order.
+    fn fill(&mut self, rows: &QRows, jg: usize, jr: usize) -> bool {
+        let (nb, kp) = (rows.nb(), rows.kp);
+        if rows.grouped() && jg.is_multiple_of(8) && jr == JR8 {
+            let g = jg / 8;
+            // SAFETY: AVX-512 VNNI was detected (qmatmul); group g lies inside the codes region;
+            // the buffers hold JR8 · kp codes and JR8 · nb starts (asserted inside).
+            unsafe { x86::signed_group(rows.codes[g * nb * 128..(g + 1) * nb * 128].as_ptr(), nb, &mut self.codes, &mut self.init) };
+            QRows::widen_scales(&rows.scales[g * nb * 16..(g + 1) * nb * 16], Form::Rows8, &mut self.ws);
+            return true;
+        }
+        let q4 = rows.quant == Quant::Q4;
+        for i in 0..JR8 {
+            let j = jg + i.min(jr - 1);
+            let (src, s16) = if rows.grouped() {
+                rows.gather(j, &mut self.gc, &mut self.gs);
+                (&self.gc[..], &self.gs[..])
+            } else {
+                (rows.row_codes(j), rows.row_scales16(j))
+            };
+            assert!(src.len() >= nb * if q4 { 16 } else { BLOCK }, "weight_rows8: row sizes");
+            // SAFETY: AVX2 is part of VNNI (detected); the slices hold nb blocks (asserted).
+            unsafe { x86::signed_row(q4, src, &mut self.codes[i * kp..(i + 1) * kp], &mut self.init[i * nb..(i + 1) * nb]) };
+            QRows::widen_scales(s16, Form::Rows8, &mut self.ws[i * nb..(i + 1) * nb]);
+        }
+        false
     }
 }
 
@@ -603,12 +680,14 @@ mod tests {
     #[test]
     fn every_isa_matches_the_exact_products() {
         let mut rng = Rng::new(31);
-        let cases = [(1, 1, 32), (1, 13, 70), (3, 40, 45), (5, 17, 72), (9, 66, 200), (1, 130, 2048), (4, 7, 96), (13, 9, 33), (8, 12, 64), (301, 9, 2048), (20, 11, 70), (1, 5, 288), (1, 21, 600)];
+        // rows in multiples of 8 (q4 also in the `Groups8` order): 40, 24, 64, 16, 32 (decode, tiles, `Rows8`)
+        let cases = [(1, 1, 32), (1, 13, 70), (3, 40, 45), (5, 17, 72), (9, 66, 200), (1, 130, 2048), (4, 7, 96), (13, 9, 33), (8, 12, 64), (301, 9, 2048), (20, 11, 70), (1, 5, 288), (1, 21, 600), (1, 24, 70), (1, 64, 2048), (1, 16, 600), (7, 32, 96), (20, 16, 70), (40, 24, 600)];
         for isa in Isa::available() {
             for quant in [Quant::Q8, Quant::Q4] {
-                for &(m, n, k) in &cases {
+                for (&(m, n, k), grouped) in cases.iter().flat_map(|c| [(c, false), (c, true)]) {
                     let x = rng.vec(m * k, 2.0);
                     let w = Packed::quantize(quant, &rng.vec(n * k, 0.5), n, k);
+                    let w = if grouped { w.into_groups8() } else { w };
                     let b = rng.vec(n, 0.5);
                     let (ny, col) = (n + 5, 2);
                     let mut y = vec![7.5f32; m * ny];
@@ -635,20 +714,21 @@ mod tests {
         }
     }
 
-    /// Several weights in one call give what one call each gives, bit for bit, into their columns.
+    /// Several weights in one call give what one call each gives, bit for bit, into their columns
+    /// (also with `Groups8` q4 weights whose groups a task boundary cuts: 13 stored rows first).
     #[test]
     fn many_weights_in_one_call_equal_one_call_each() {
         let mut rng = Rng::new(33);
         for isa in Isa::available() {
-            for quant in [Quant::Q8, Quant::Q4] {
+            for (quant, sizes) in [(Quant::Q8, [13, 4, 30]), (Quant::Q4, [13, 4, 30]), (Quant::Q4, [13, 40, 32])] {
                 for m in [1, 6] {
                     let k = 96;
-                    let ws: Vec<Packed> = [13, 4, 30].iter().map(|&n| Packed::quantize(quant, &rng.vec(n * k, 0.5), n, k)).collect();
-                    let bias = rng.vec(30, 0.5);
+                    let ws: Vec<Packed> = sizes.iter().map(|&n| Packed::quantize(quant, &rng.vec(n * k, 0.5), n, k).into_groups8()).collect();
+                    let bias = rng.vec(sizes[2], 0.5);
                     let x = rng.vec(m * k, 1.0);
-                    let ny = 13 + 4 + 30 + 3;
+                    let ny = sizes.iter().sum::<usize>() + 3;
                     let (mut one, mut many) = (vec![-2.0f32; m * ny], vec![-2.0f32; m * ny]);
-                    let cols = [1, 14, 18];
+                    let cols = [1, 1 + sizes[0], 1 + sizes[0] + sizes[1]];
                     for (i, w) in ws.iter().enumerate() {
                         qmatmul(isa, &mut one, ny, cols[i], &x, m, w, (i == 2).then_some(&bias[..]));
                     }

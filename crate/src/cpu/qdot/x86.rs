@@ -87,6 +87,45 @@ pub unsafe fn rows_range<const Q4: bool>(rows: &QRows, a: &Acts, r: usize, (j0, 
     }
 }
 
+/// Decode over a `Groups8` q4 matrix: y[j − j0] = weight row j · activation row 0 for j in
+/// j0..j1, eight rows (a group) at a time, the group's blocks read as one stream: per block four
+/// 32-byte loads, their nibbles against 4 activation bytes broadcast (`vpdpbusd`, lanes = rows,
+/// the low and the high nibbles into two sums started at −8·Σ q_x), one conversion, the rows'
+/// eight scales by one `vcvtph2ps` times the block's activation scale, one FMA.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+pub unsafe fn groups8_range(rows: &QRows, a: &Acts, (j0, j1): (usize, usize), y: &mut [f32]) {
+    let nb = rows.nb();
+    debug_assert!(rows.codes.len() >= rows.rows * nb * 16 && a.init.len() >= nb.div_ceil(2) * 8);
+    let nibble = _mm256_set1_epi8(0x0f);
+    for g in j0 / 8..j1.div_ceil(8) {
+        let (mut wp, mut sp) = (rows.codes.as_ptr().add(g * nb * 128), rows.scales.as_ptr().add(g * nb * 16));
+        let mut acc = _mm256_setzero_ps();
+        for b in 0..nb {
+            _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(AHEAD) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(AHEAD + 64) as *const i8);
+            // block b in the `Pairs` form: elements 0..16 at `x`, 16..32 at `x` + 32 bytes
+            let at = (b / 2) * 8 + (b % 2) * 4;
+            let x = a.codes.as_ptr().add((b / 2) * 64 + (b % 2) * 16) as *const i32;
+            let (mut lo, mut hi) = (_mm256_set1_epi32(*a.init.get_unchecked(at)), _mm256_setzero_si256());
+            for t in 0..4 {
+                let v = _mm256_loadu_si256(wp.add(32 * t) as *const __m256i);
+                lo = _mm256_dpbusd_epi32(lo, _mm256_and_si256(v, nibble), _mm256_set1_epi32(x.add(t).read_unaligned()));
+                hi = _mm256_dpbusd_epi32(hi, _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble), _mm256_set1_epi32(x.add(8 + t).read_unaligned()));
+            }
+            let scale = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(sp as *const __m128i)), _mm256_set1_ps(*a.d.get_unchecked(at)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi)), scale, acc);
+            (wp, sp) = (wp.add(128), sp.add(16));
+        }
+        let mut o = [0f32; 8];
+        _mm256_storeu_ps(o.as_mut_ptr(), acc);
+        for (j, v) in (g * 8..).zip(o) {
+            if (j0..j1).contains(&j) {
+                y[j - j0] = v;
+            }
+        }
+    }
+}
+
 /// One weight row (codes at `wp`, binary16 scales at `sp`, `nb` blocks) · activation row r of the
 /// `Pairs` form: the row read as one sequential stream (interleaved short rows starve the
 /// hardware prefetcher), prefetching ahead; four pairs of blocks per step, their eight scales
@@ -232,29 +271,56 @@ pub unsafe fn tile_avx2<const Q4: bool, const M: usize>(t: &Tile, o: &mut [[f32;
 /// every weight row's sum started at −128·Σ q_w; then per weight row one conversion, one scale
 /// product (its scale times the 16 rows' scales) and one FMA for all 16 rows.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-pub unsafe fn tile_rows8(a: &Acts, g: usize, codes: &[i8], init: &[i32], ws: &[f32], nb: usize, o: &mut [[f32; ROWS8]; JR8]) {
+pub unsafe fn tile_rows8<const GROUP: bool>(a: &Acts, g: usize, codes: &[i8], init: &[i32], ws: &[f32], nb: usize, o: &mut [[f32; ROWS8]; JR8]) {
     let kp = nb * BLOCK;
     debug_assert!(codes.len() >= JR8 * kp && init.len() >= JR8 * nb && ws.len() >= JR8 * nb);
     let (xp, dp) = (a.codes.as_ptr().add(g * nb * ROWS8 * BLOCK), a.d.as_ptr().add(g * nb * ROWS8));
     let (cp, ip, sp) = (codes.as_ptr(), init.as_ptr(), ws.as_ptr());
     let mut acc = [_mm512_setzero_ps(); JR8];
     for b in 0..nb {
-        let mut sums: [__m512i; JR8] = std::array::from_fn(|j| _mm512_set1_epi32(*ip.add(j * nb + b)));
+        // row j's block b: at j·nb + b, or (a group's, [`signed_group`]) at b·8 + j
+        let at = |j: usize| if GROUP { b * JR8 + j } else { j * nb + b };
+        let mut sums: [__m512i; JR8] = std::array::from_fn(|j| _mm512_set1_epi32(*ip.add(at(j))));
         for t in 0..8 {
             let x = _mm512_loadu_si512(xp.add((b * 8 + t) * ROWS8 * 4) as *const __m512i);
             for (j, s) in sums.iter_mut().enumerate() {
-                let w = (cp.add(j * kp + b * BLOCK + t * 4) as *const i32).read_unaligned();
+                let word = if GROUP { (b * 8 + t) * JR8 * 4 + j * 4 } else { j * kp + b * BLOCK + t * 4 };
+                let w = (cp.add(word) as *const i32).read_unaligned();
                 *s = _mm512_dpbusd_epi32(*s, x, _mm512_set1_epi32(w));
             }
         }
         let dx = _mm512_loadu_ps(dp.add(b * ROWS8));
         for (j, acc) in acc.iter_mut().enumerate() {
-            let scale = _mm512_mul_ps(_mm512_set1_ps(*sp.add(j * nb + b)), dx);
+            let scale = _mm512_mul_ps(_mm512_set1_ps(*sp.add(at(j))), dx);
             *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[j]), scale, *acc);
         }
     }
     for (oj, acc) in o.iter_mut().zip(&acc) {
         _mm512_storeu_ps(oj.as_mut_ptr(), *acc);
+    }
+}
+
+/// A `Groups8` q4 group (its codes at `src`, nb blocks) as signed bytes in the order
+/// `tile_rows8::<true>` reads: per block, eight 4-byte words a row (lanes = the group's rows),
+/// words 0..4 the low nibbles of the block's four vectors (elements 4t..4t+4), 4..8 the high ones
+/// (16 + 4t ..); and −128·Σ q per (block, row) into `init` ([block][row]; nibble sums by `vpdpbusd`
+/// against ones).
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512vnni")]
+pub unsafe fn signed_group(src: *const u8, nb: usize, codes: &mut [i8], init: &mut [i32]) {
+    assert!(codes.len() >= nb * 256 && init.len() >= nb * 8, "signed_group: buffer sizes");
+    let (nibble, eight, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(8), _mm256_set1_epi8(1));
+    let out = codes.as_mut_ptr();
+    for b in 0..nb {
+        let mut sum = _mm256_setzero_si256();
+        for t in 0..4 {
+            let v = _mm256_loadu_si256(src.add(b * 128 + t * 32) as *const __m256i);
+            let (lo, hi) = (_mm256_and_si256(v, nibble), _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble));
+            sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum, lo, ones), hi, ones);
+            _mm256_storeu_si256(out.add(b * 256 + t * 32) as *mut __m256i, _mm256_sub_epi8(lo, eight));
+            _mm256_storeu_si256(out.add(b * 256 + (t + 4) * 32) as *mut __m256i, _mm256_sub_epi8(hi, eight));
+        }
+        let q = _mm256_sub_epi32(sum, _mm256_set1_epi32(8 * BLOCK as i32));
+        _mm256_storeu_si256(init.as_mut_ptr().add(b * 8) as *mut __m256i, _mm256_mullo_epi32(q, _mm256_set1_epi32(-128)));
     }
 }
 
