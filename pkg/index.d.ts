@@ -59,7 +59,8 @@ export interface BenchReport {
   device: string;
   precision: 'f32' | 'f16';
   phases: { name: string; ms: number; detail: string }[];
-  kernels: { name: string; variant: string; tuned: boolean; ms: number; gflops: number; gbps: number }[];
+  /** With `roofline`: computeShare = gflops ÷ the GEMM peak, bandwidthShare = gbps ÷ the bandwidth. */
+  kernels: { name: string; variant: string; tuned: boolean; ms: number; gflops: number; gbps: number; computeShare?: number; bandwidthShare?: number }[];
   decode: { tokens: number; tokensPerSecond: number; bytesPerToken: number; gbPerSecond: number } | null;
   gpuPeakBytes: number;
   promptTokens: number;
@@ -68,6 +69,13 @@ export interface BenchReport {
   reps: number;
   /** The greedy ids of the last repetition (the first from the prefill). */
   ids: number[];
+  /** GFLOP of one image encode's and one prefill's matrix products and attention. */
+  encodeGflop: number | null;
+  prefillGflop: number;
+  /** With `roofline`: the device's limits measured in the same run (the bandwidth a phase that
+   *  reads memory is held to is the larger of readGbps and copyGbps) and each phase against them. */
+  roofline?: { readGbps: number; copyGbps: number; bytes: number; gemmGflops: number; gemmShape: [number, number, number]; gemmKernel: string };
+  efficiency?: { phase: string; unit: 'GB/s' | 'GFLOP/s'; reached: number; limit: number; share: number }[];
 }
 
 export interface KernelSelfTest {
@@ -212,7 +220,7 @@ export interface SphinxModel {
   /** Destroys the GPU device as a lost device would (for tests of that path). */
   loseDevice(): Promise<void>;
   /** Times one question on this device (as `sphinx bench --model --json`). */
-  bench(options?: { image?: ImageData | Pixels; tokens?: number; promptTokens?: number; reps?: number; text?: string }): Promise<BenchReport>;
+  bench(options?: { image?: ImageData | Pixels; tokens?: number; promptTokens?: number; reps?: number; text?: string; roofline?: boolean }): Promise<BenchReport>;
   /** OpenAI's chat API over this model (see OpenAIChatRequest). */
   readonly openai: { chat: { completions: { create: OpenAICreate } } };
   dispose(): Promise<void>;

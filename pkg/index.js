@@ -326,11 +326,12 @@ class SphinxModel {
    *  vision tower alone when `image` pixels are given, prefill of `promptTokens` ids (or BOS and the
    *  tokens of `text`, to give another engine the same prompt), `tokens`
    *  greedy decode steps with the bandwidth they imply, medians of `reps`) and every linear shape
-   *  of the model with its kernel variant. */
-  async bench({ image, tokens = 16, promptTokens = 48, reps = 1, text } = {}) {
+   *  of the model with its kernel variant; with `roofline`, also the device's read and copy
+   *  bandwidth and best f32 GEMM measured in the same run, and each phase and kernel as a share. */
+  async bench({ image, tokens = 16, promptTokens = 48, reps = 1, text, roofline = false } = {}) {
     this.#alive();
     const pixels = image ? pixelsOf(image) : null;
-    const plan = { tokens, promptTokens, reps, text };
+    const plan = { tokens, promptTokens, reps, text, roofline };
     const args = { pixels, width: image?.width ?? 0, height: image?.height ?? 0, plan };
     return this.#rpc.call('bench', args, { transfer: pixels ? [pixels.buffer] : [] }).promise;
   }

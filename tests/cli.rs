@@ -141,3 +141,36 @@ fn an_image_run_peaks_where_inspect_predicts() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `sphinx bench --roofline --json` measures the device's limits in the same run and gives decode
+/// against the bandwidth and prefill/encode against the GEMM peak (share = reached ÷ limit), on the
+/// CPU backend and on the tests' GPU (lavapipe); every kernel row carries its shares.
+#[test]
+fn bench_roofline_gives_each_phase_against_the_devices_limits() {
+    let golden = golden_dir("sphinx-tiny-1k-dev");
+    for device in ["cpu", "gpu"] {
+        let out = ok(&["bench", "--device", device, "--model", s(&golden), "--image", s(&golden.join("image_wide.png")), "--tokens", "2", "--json", "--roofline"]);
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let roof = &r["roofline"];
+        for key in ["readGbps", "copyGbps", "gemmGflops"] {
+            let v = roof[key].as_f64().unwrap_or(-1.0);
+            assert!(v.is_finite() && v > 0.0, "{device}: roofline {key} = {v}");
+        }
+        let bw = roof["readGbps"].as_f64().unwrap().max(roof["copyGbps"].as_f64().unwrap());
+        let eff = r["efficiency"].as_array().unwrap();
+        let phases: Vec<&str> = eff.iter().map(|e| e["phase"].as_str().unwrap()).collect();
+        assert_eq!(phases, ["decode", "prefill", "encode"], "{device}");
+        for e in eff {
+            let (reached, limit, share) = (e["reached"].as_f64().unwrap(), e["limit"].as_f64().unwrap(), e["share"].as_f64().unwrap());
+            assert!(reached > 0.0 && (share - reached / limit).abs() <= 1e-9 * share, "{device}: {e}");
+            let want = if e["phase"] == "decode" { bw } else { roof["gemmGflops"].as_f64().unwrap() };
+            assert_eq!(limit, want, "{device}: {e}");
+        }
+        assert_eq!(eff[0]["reached"], r["decode"]["gbPerSecond"], "{device}");
+        let kernels = r["kernels"].as_array().unwrap();
+        assert!(device == "cpu" || !kernels.is_empty(), "the GPU's bench lists its linear shapes");
+        for k in kernels {
+            assert!(k["computeShare"].as_f64().is_some() && k["bandwidthShare"].as_f64().is_some(), "{device}: {k}");
+        }
+    }
+}

@@ -53,7 +53,15 @@ function show(info, r) {
   $('decode').textContent = d
     ? `decode: ${d.tokensPerSecond.toFixed(2)} tokens/s · ${(d.bytesPerToken / 1e6).toFixed(1)} MB read per token → ${d.gbPerSecond.toFixed(2)} GB/s · GPU memory peak ${(r.gpuPeakBytes / 2 ** 20).toFixed(1)} MiB`
     : '';
-  fill($('kernels').tBodies[0], r.kernels.map((k) => [k.name, k.variant + (k.tuned ? ' (tuned)' : ''), k.ms.toFixed(3), k.gflops.toFixed(2), k.gbps.toFixed(2)]));
+  const pct = (v) => (v === undefined ? '' : (100 * v).toFixed(1));
+  fill($('kernels').tBodies[0], r.kernels.map((k) => [k.name, k.variant + (k.tuned ? ' (tuned)' : ''), k.ms.toFixed(3), k.gflops.toFixed(2), k.gbps.toFixed(2), pct(k.computeShare), pct(k.bandwidthShare)]));
+  const roof = r.roofline;
+  $('roofline-results').hidden = !roof;
+  if (roof) {
+    const [m, n, k] = roof.gemmShape;
+    $('roofline-line').textContent = `read ${roof.readGbps.toFixed(1)} GB/s · copy ${roof.copyGbps.toFixed(1)} GB/s (read + written, ${roof.bytes / 2 ** 20} MiB) · f32 GEMM ${roof.gemmGflops.toFixed(1)} GFLOP/s (${roof.gemmKernel} at ${m}×${n}×${k})`;
+    fill($('efficiency').tBodies[0], r.efficiency.map((e) => [e.phase, `${e.reached.toPrecision(3)} ${e.unit}`, `${e.limit.toPrecision(3)} ${e.unit}`, `${(100 * e.share).toFixed(1)} %`]));
+  }
   $('results').hidden = false;
 }
 
@@ -80,7 +88,7 @@ $('form').addEventListener('submit', async (e) => {
     });
     status(`Timing on ${ranOn(model.info)}…`);
     const image = $('with-image').checked ? await samplePixels() : undefined;
-    const plan = { tokens: Number($('tokens').value) || 16, promptTokens: Number($('prompt-tokens').value) || 48, reps: Number($('reps').value) || 1 };
+    const plan = { tokens: Number($('tokens').value) || 16, promptTokens: Number($('prompt-tokens').value) || 48, reps: Number($('reps').value) || 1, roofline: $('roofline').checked };
     const r = await model.bench({ image, ...plan });
     report = { adapter: model.info.adapter, device: model.info.device, model: model.info.model, load: model.info.load, ...r };
     show(model.info, r);

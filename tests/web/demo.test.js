@@ -362,6 +362,7 @@ test('bench page: times the phases and every kernel of the demo model, with the 
   await page.waitForSelector('body[data-ready="true"]');
   await page.selectOption('#device', 'gpu'); // the kernel rows are the GPU's
   await page.fill('#tokens', '4');
+  await page.check('#roofline');
   await page.click('#run');
   await page.waitForSelector('body[data-done="true"]', { timeout: TIMEOUT });
   const phases = await page.$$eval('#phases tbody tr', (rows) => rows.map((r) => r.cells[0].textContent));
@@ -374,6 +375,17 @@ test('bench page: times the phases and every kernel of the demo model, with the 
     assert.ok(Number(ms) > 0, `${shape}: ${ms} ms`);
   }
   assert.match(await page.textContent('#decode'), /decode: \d+\.\d+ tokens\/s · \d+\.\d MB read per token/);
+  // the roofline measured in the same run: decode against the bandwidth, prefill and encode against the GEMM peak
+  assert.match(await page.textContent('#roofline-line'), /^read \d+\.\d GB\/s · copy \d+\.\d GB\/s \(read \+ written, 64 MiB\) · f32 GEMM \d+\.\d GFLOP\/s \(\w+ at 256×1024×1024\)$/);
+  const eff = await page.$$eval('#efficiency tbody tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+  assert.deepEqual(eff.map((e) => e[0]), ['decode', 'prefill', 'encode']);
+  for (const [phase, reached, limit, share] of eff) {
+    const [a, b] = [parseFloat(reached), parseFloat(limit)];
+    assert.ok(a > 0 && b > 0, `${phase}: ${reached} of ${limit}`);
+    // both shown to 3 significant digits
+    assert.ok(Math.abs(parseFloat(share) - (100 * a) / b) < 0.1 + 0.015 * parseFloat(share), `${phase}: ${share} is not ${reached} ÷ ${limit}`);
+  }
+  for (const k of kernels) assert.match(k[5], /^\d+\.\d$/, `${k[0]}: no share of the GEMM peak`);
   await page.screenshot({ path: path.join(SHOTS, 'bench.png'), fullPage: true });
   assert.deepEqual(page.errors, []);
   await page.close();

@@ -156,6 +156,10 @@ enum Command {
         /// Print the report as JSON
         #[arg(long)]
         json: bool,
+        /// Also measure the device's limits (read and copy bandwidth, best f32 GEMM) in this run
+        /// and give each phase and kernel as a share of them
+        #[arg(long)]
+        roofline: bool,
         #[arg(long, default_value_t = 2048, value_parser = sized(MAX_WIDTH))]
         dim: usize,
         #[arg(long, default_value_t = 5632, value_parser = sized(MAX_HIDDEN))]
@@ -530,7 +534,7 @@ async fn main_async(cli: Cli) -> Result<()> {
             let _ = std::io::stdout().flush();
             server.run()?;
         }
-        Command::Bench { model, device, gpu, image, tokens, prompt_tokens, json, dim, hidden, vocab, heads, kv_heads, reps } => {
+        Command::Bench { model, device, gpu, image, tokens, prompt_tokens, json, roofline, dim, hidden, vocab, heads, kv_heads, reps } => {
             let device = match model {
                 Some(dir) => {
                     let opts = ModelOpts { model: dir, device, max_seq_len: DEFAULT_MAX_SEQ_LEN, gpu };
@@ -540,7 +544,7 @@ async fn main_async(cli: Cli) -> Result<()> {
                     device.sync()?;
                     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
                     let padded = rgb.map(|rgb| padded_resize(&rgb, m.llama_type().image_size())).transpose()?;
-                    let plan = sphinx::bench::BenchPlan { tokens, prompt_tokens, reps: reps.unwrap_or(1), text: None };
+                    let plan = sphinx::bench::BenchPlan { tokens, prompt_tokens, reps: reps.unwrap_or(1), text: None, roofline };
                     let ids = plan.prompt_ids(None)?;
                     let report = sphinx::bench::model_bench(&m, padded.as_ref(), &plan, &ids, Some(load_ms), tuning).await?;
                     if json {
@@ -553,11 +557,14 @@ async fn main_async(cli: Cli) -> Result<()> {
                 None => {
                     check_bench_heads(dim, heads, kv_heads)?;
                     let device = Device::from_name_with(&device, LimitsChoice::parse(&gpu.limits)?).await?;
-                    let rows = sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps.unwrap_or(5)).await?;
+                    let mut rows = sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps.unwrap_or(5)).await?;
+                    let roof = if roofline { Some(sphinx::bench::roofline::measure(&device, reps.unwrap_or(5)).await?) } else { None };
+                    rows.iter_mut().for_each(|r| roof.iter().for_each(|roof| r.against(roof)));
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "device": format!("{device:?}"), "kernels": rows })).map_err(|e| Error::Msg(e.to_string()))?);
+                        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "device": format!("{device:?}"), "kernels": rows, "roofline": roof })).map_err(|e| Error::Msg(e.to_string()))?);
                     } else {
-                        print!("device: {device:?}\n{}", sphinx::bench::format_kernels(&rows));
+                        let roof = roof.as_ref().map_or(String::new(), sphinx::bench::format_roofline);
+                        print!("device: {device:?}\n{roof}{}", sphinx::bench::format_kernels(&rows));
                     }
                     device
                 }

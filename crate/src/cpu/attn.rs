@@ -15,8 +15,7 @@ const QB: usize = 16;
 /// `kernels::attention::attention_cpu` (the oracle) takes them, already checked by the caller.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(o: &mut [f32], os: Strided, q: &[f32], qs: Strided, k: &[f32], ks: Strided, v: &[f32], vs: Strided, a: &Attn) {
-    let keys = if a.causal { a.kv_len.min(a.q_pos0 + a.q_len) } else { a.kv_len };
-    super::count(4 * a.batch * a.q_len * keys * a.n_heads * a.head_dim);
+    crate::kernels::count(a.flops());
     let group = a.n_heads / a.n_kv_heads;
     let qblocks = a.q_len.div_ceil(QB);
     let tasks = a.batch * a.n_kv_heads * qblocks;

@@ -122,18 +122,7 @@ pub fn reference() -> bool {
     REFERENCE.with(|r| r.get()).unwrap_or_else(|| *DEFAULT.get_or_init(|| std::env::var("SPHINX_CPU_REFERENCE").is_ok_and(|v| v == "1")))
 }
 
-static FLOPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Floating-point (or integer multiply-add) operations the CPU backend's matrix products and
-/// attention have done so far in this process (2 per multiply-add): the bench divides a phase's
-/// share by its time.
-pub fn flops() -> u64 {
-    FLOPS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-fn count(ops: usize) {
-    FLOPS.fetch_add(ops as u64, std::sync::atomic::Ordering::Relaxed);
-}
+use crate::kernels::count;
 
 /// y[r, y_col + j] = Σ_k x[r, k] w[j, k] + b[j] for a stored weight w [n, k] (any format) and m
 /// activation rows: the fast kernel of its format, or the scalar twin under [`set_reference`].

@@ -62,6 +62,15 @@ pub struct Attn {
     pub scale: f32,
 }
 
+impl Attn {
+    /// Operations of the scores and the weighted sum (2 per multiply-add), the causal keys a
+    /// query sees bounded by the last query's.
+    pub fn flops(&self) -> usize {
+        let keys = if self.causal { self.kv_len.min(self.q_pos0 + self.q_len) } else { self.kv_len };
+        4 * self.batch * self.q_len * keys * self.n_heads * self.head_dim
+    }
+}
+
 fn side(what: &str, s: Strided) -> Result<[u32; 4]> {
     Ok([u32_of(what, s.offset)?, u32_of(what, s.row)?, u32_of(what, s.batch)?, 0])
 }
@@ -108,6 +117,7 @@ fn attention_kv(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor
     }
     match gpu_of("attention", &[&*o, q, k, v])? {
         Some(gpu) => {
+            super::count(a.flops());
             let p = Params {
                 q_len: u32_of("q_len", a.q_len)?,
                 kv_len: u32_of("kv_len", a.kv_len)?,

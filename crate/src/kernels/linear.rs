@@ -252,6 +252,7 @@ pub(super) fn dispatch(gpu: &Gpu, y: &Tensor, y_col: usize, x: &Tensor, w: &Weig
     }
     let bias = b.map(buf).unwrap_or(buf(x));
     let bufs = [buf(x), w.buffer, bias, buf(y)];
+    super::count(2 * m * n * k);
     gpu.dispatch(v.kernel(w.format), v.overrides, &p, &bufs, v.groups(gpu, m, n))
 }
 

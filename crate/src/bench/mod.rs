@@ -14,6 +14,9 @@ use crate::nn::Linear;
 use crate::tensor::{Device, Tensor};
 use crate::Result;
 
+pub mod roofline;
+pub use roofline::Roofline;
+
 /// A phase of a question: "load", "encode", "encode convnext", "prefill", "decode".
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Phase {
@@ -32,6 +35,29 @@ pub struct KernelRow {
     pub ms: f64,
     pub gflops: f64,
     pub gbps: f64,
+    /// With a roofline: gflops ÷ its GEMM peak, gbps ÷ its bandwidth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_share: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth_share: Option<f64>,
+}
+
+impl KernelRow {
+    /// This row as shares of `roof`.
+    pub fn against(&mut self, roof: &Roofline) {
+        (self.compute_share, self.bandwidth_share) = (Some(self.gflops / roof.gemm_gflops), Some(self.gbps / roof.bandwidth()));
+    }
+}
+
+/// A phase against the device's limit: what it reached, in `unit`, and its share of `limit`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Efficiency {
+    pub phase: String,
+    pub unit: String,
+    pub reached: f64,
+    pub limit: f64,
+    pub share: f64,
 }
 
 /// Decode speed against the bandwidth it implies.
@@ -64,9 +90,40 @@ pub struct Report {
     pub reps: usize,
     /// The greedy ids of the last rep (the first from the prefill).
     pub ids: Vec<u32>,
-    /// CPU backend: the operations (2 per multiply-add) of one image encode's matrix products and
-    /// attention, in GFLOP.
+    /// The operations (2 per multiply-add) of one image encode's matrix products and attention,
+    /// in GFLOP.
     pub encode_gflop: Option<f64>,
+    /// Likewise for one prefill.
+    pub prefill_gflop: f64,
+    /// The device's limits measured in this run (`roofline` in the plan) and each phase against them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roofline: Option<Roofline>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub efficiency: Vec<Efficiency>,
+}
+
+impl Report {
+    /// Decode against the read bandwidth, prefill and encode against the GEMM peak, every kernel
+    /// row against both.
+    fn against(&mut self, roof: Roofline) {
+        let phase = |name: &str| self.phases.iter().find(|p| p.name == name).map(|p| p.ms);
+        let mut e = Vec::new();
+        let mut push = |phase: &str, unit: &str, reached: f64, limit: f64| e.push(Efficiency { phase: phase.into(), unit: unit.into(), reached, limit, share: reached / limit });
+        if let Some(d) = &self.decode {
+            push("decode", "GB/s", d.gb_per_second, roof.bandwidth());
+        }
+        if let Some(ms) = phase("prefill") {
+            push("prefill", "GFLOP/s", self.prefill_gflop / (ms / 1e3), roof.gemm_gflops);
+        }
+        if let (Some(ms), Some(g)) = (phase("encode"), self.encode_gflop) {
+            push("encode", "GFLOP/s", g / (ms / 1e3), roof.gemm_gflops);
+        }
+        self.efficiency = e;
+        for k in &mut self.kernels {
+            k.against(&roof);
+        }
+        self.roofline = Some(roof);
+    }
 }
 
 /// Waits until the device has done everything recorded.
@@ -87,7 +144,7 @@ async fn timed<T>(device: &Device, f: impl FnOnce() -> Result<T>) -> Result<(f64
 }
 
 fn row(name: String, variant: &str, tuned: bool, secs: f64, flop: f64, bytes: f64) -> KernelRow {
-    KernelRow { name, variant: variant.into(), tuned, ms: secs * 1e3, gflops: flop / secs / 1e9, gbps: bytes / secs / 1e9 }
+    KernelRow { name, variant: variant.into(), tuned, ms: secs * 1e3, gflops: flop / secs / 1e9, gbps: bytes / secs / 1e9, compute_share: None, bandwidth_share: None }
 }
 
 /// What a model bench runs: `tokens` greedy decode steps after a prompt of `prompt_tokens` ids
@@ -100,11 +157,13 @@ pub struct BenchPlan {
     pub prompt_tokens: usize,
     pub reps: usize,
     pub text: Option<String>,
+    /// Also measure the device's limits ([`roofline::measure`]) and report each phase against them.
+    pub roofline: bool,
 }
 
 impl Default for BenchPlan {
     fn default() -> Self {
-        BenchPlan { tokens: 16, prompt_tokens: 48, reps: 1, text: None }
+        BenchPlan { tokens: 16, prompt_tokens: 48, reps: 1, text: None, roofline: false }
     }
 }
 
@@ -137,7 +196,7 @@ pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: &Be
     let mut encode_gflop = None;
     if let Some(p) = padded {
         let mut times = Vec::new();
-        let flops0 = crate::cpu::flops();
+        let flops0 = crate::kernels::flops();
         for _ in 0..reps {
             let (ms, enc) = timed(&device, || model.encode_image(p, false)).await?;
             times.push(ms);
@@ -145,25 +204,24 @@ pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: &Be
         }
         let words = image.as_ref().map_or(0, |t| t.rows());
         let ms = median(times);
-        let mut detail = format!("{words} image tokens");
-        if !device.is_gpu() {
-            let gflop = (crate::cpu::flops() - flops0) as f64 / reps as f64 / 1e9;
-            detail += &format!(", {gflop:.1} GFLOP in matrix products and attention: {:.1} GFLOP/s", gflop / (ms / 1e3));
-            encode_gflop = Some(gflop);
-        }
+        let gflop = (crate::kernels::flops() - flops0) as f64 / reps as f64 / 1e9;
+        let detail = format!("{words} image tokens, {gflop:.1} GFLOP in matrix products and attention: {:.1} GFLOP/s", gflop / (ms / 1e3));
+        encode_gflop = Some(gflop);
         phases.push(Phase { name: "encode".into(), ms, detail });
         for tower in model.towers() {
             let (ms, _) = timed(&device, || model.encode_tower(p, tower)).await?;
             phases.push(Phase { name: format!("encode {tower}"), ms, detail: "alone".into() });
         }
     }
-    let (mut prefill, mut decode, mut out_ids, mut positions) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let (mut prefill, mut decode, mut out_ids, mut positions, mut flops) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
     // an untimed round first, the prompt and one step, as llama-bench does (first touches of
     // memory, pipeline compiles, the thread pool's start)
     for rep in 0..=reps {
         let steps = if rep == 0 { plan.tokens.min(1) } else { plan.tokens };
         let mut cache = model.llm.new_cache(ids.len() + image.as_ref().map_or(0, |t| t.rows()) + plan.tokens + 1)?;
+        let flops0 = crate::kernels::flops();
         let (ms, logits) = timed(&device, || model.prefill(&mut cache, ids, image.as_ref())).await?;
+        flops = crate::kernels::flops() - flops0;
         prefill.push(ms);
         positions = cache.len;
         let mut id = crate::generate::argmax(&logits.to_vec().await?);
@@ -196,7 +254,12 @@ pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: &Be
     });
     let precision = format!("{:?}", model.precision()).to_lowercase();
     let prefill_tps = ids.len() as f64 / (prefill_ms / 1e3);
-    Ok(Report { device: device_name(&device), precision, autotune, phases, kernels, decode, gpu_peak_bytes: peak, prompt_tokens: ids.len(), prefill_tokens_per_second: prefill_tps, reps, ids: out_ids, encode_gflop })
+    let (prefill_gflop, roofline, efficiency) = (flops as f64 / 1e9, None, Vec::new());
+    let mut report = Report { device: device_name(&device), precision, autotune, phases, kernels, decode, gpu_peak_bytes: peak, prompt_tokens: ids.len(), prefill_tokens_per_second: prefill_tps, reps, ids: out_ids, encode_gflop, prefill_gflop, roofline, efficiency };
+    if plan.roofline {
+        report.against(roofline::measure(&device, reps.max(3)).await?);
+    }
+    Ok(report)
 }
 
 /// The device in words: the adapter, or the CPU backend's SIMD level and threads.
@@ -315,18 +378,38 @@ pub fn format_text(r: &Report) -> String {
     if let Some(d) = &r.decode {
         s += &format!("decode: {:.2} tokens/s, {:.1} MB per token → {:.2} GB/s\n", d.tokens_per_second, d.bytes_per_token / 1e6, d.gb_per_second);
     }
+    if let Some(roof) = &r.roofline {
+        s += &format_roofline(roof);
+        for e in &r.efficiency {
+            s += &format!("  {:<8} {:>10.2} {:<8} = {:>5.1} % of {:.1}\n", e.phase, e.reached, e.unit, 100.0 * e.share, e.limit);
+        }
+    }
     if r.gpu_peak_bytes > 0 {
         s += &format!("GPU memory peak: {:.1} MiB\n", r.gpu_peak_bytes as f64 / (1u64 << 20) as f64);
     }
     s + &format_kernels(&r.kernels)
 }
 
-/// Kernel rows as a text table.
+/// The device's limits in a line.
+pub fn format_roofline(roof: &Roofline) -> String {
+    let [m, n, k] = roof.gemm_shape;
+    format!(
+        "roofline: read {:.1} GB/s, copy {:.1} GB/s (read + written, {} MiB), f32 GEMM {:.1} GFLOP/s ({} at {m}x{n}x{k})\n",
+        roof.read_gbps,
+        roof.copy_gbps,
+        roof.bytes >> 20,
+        roof.gemm_gflops,
+        roof.gemm_kernel
+    )
+}
+
+/// Kernel rows as a text table (with their shares of the roofline where measured).
 pub fn format_kernels(rows: &[KernelRow]) -> String {
-    let mut s = format!("{:<52} {:<14} {:>10} {:>10} {:>9}\n", "kernel", "variant", "ms", "GFLOP/s", "GB/s");
+    let mut s = format!("{:<52} {:<14} {:>10} {:>10} {:>9} {:>8} {:>8}\n", "kernel", "variant", "ms", "GFLOP/s", "GB/s", "% GEMM", "% bw");
+    let pct = |v: Option<f64>| v.map_or(String::new(), |v| format!("{:.1}", 100.0 * v));
     for k in rows {
         let v = format!("{}{}", k.variant, if k.tuned { " (tuned)" } else { "" });
-        s += &format!("{:<52} {:<14} {:>10.3} {:>10.2} {:>9.2}\n", k.name, v, k.ms, k.gflops, k.gbps);
+        s += &format!("{:<52} {:<14} {:>10.3} {:>10.2} {:>9.2} {:>8} {:>8}\n", k.name, v, k.ms, k.gflops, k.gbps, pct(k.compute_share), pct(k.bandwidth_share));
     }
     s
 }

@@ -1,0 +1,67 @@
+//! The bench's read-bandwidth probe (`read_sum.wgsl`): every 16-byte word of a tensor read once,
+//! summed as u32 by `threads` invocations (the roofline a decode step, which reads its weights
+//! once, is measured against); CPU twin and test.
+
+use super::{buf, gpu_of, u32_of};
+use crate::runtime::Kernel;
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+
+const KERNEL: Kernel = Kernel { name: "read_sum", source: include_str!("read_sum.wgsl") };
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    words: u32,
+    threads: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// Records out[t] = Σ (wrapping, as u32) of the 16-byte words t, t + T, … of x (its f32 bits),
+/// T = out's length, a multiple of 256; x's length a multiple of 4. GPU tensors only (the CPU
+/// backend measures its bandwidth with its own loop).
+pub fn read_sum(x: &Tensor, out: &mut Tensor) -> Result<()> {
+    let (n, threads) = (x.numel(), out.numel());
+    if !n.is_multiple_of(4) || threads == 0 || !threads.is_multiple_of(WG as usize) {
+        return Err(Error::Shape(format!("read_sum: {n} elements (a multiple of 4) over {threads} invocations (a multiple of {WG})")));
+    }
+    let Some(gpu) = gpu_of("read_sum", &[x, &*out])? else {
+        return Err(Error::Shape("read_sum: a GPU probe, the tensors are on the CPU".into()));
+    };
+    let p = Params { words: u32_of("read_sum words", n / 4)?, threads: u32_of("read_sum invocations", threads)?, _pad0: 0, _pad1: 0 };
+    gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[buf(x), buf(out)], [threads as u32 / WG, 1, 1])
+}
+
+/// CPU twin: what [`read_sum`] writes, for the f32 bits of x.
+pub fn read_sum_cpu(x: &[f32], threads: usize) -> Vec<u32> {
+    let words = x.len() / 4;
+    (0..threads)
+        .map(|t| (t..words).step_by(threads).flat_map(|i| &x[4 * i..4 * i + 4]).fold(0u32, |a, v| a.wrapping_add(v.to_bits())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_util::*;
+
+    #[test]
+    fn read_sum_gpu_matches_cpu() {
+        let dev = gpu_device();
+        let mut rng = Rng::new(41);
+        // fewer words than invocations, a partial last sweep, many sweeps
+        for &(n, threads) in &[(4, 256), (4 * 1000, 512), (4 * 70_001, 1024)] {
+            let x = rng.vec(n, 3.0);
+            let xg = Tensor::from_vec(&dev, &[n], x.clone()).unwrap();
+            let mut out = Tensor::zeros(&dev, &[threads]).unwrap();
+            read_sum(&xg, &mut out).unwrap();
+            let got: Vec<u32> = pollster::block_on(out.to_vec()).unwrap().iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, read_sum_cpu(&x, threads), "{n} over {threads}");
+        }
+        let bad = Tensor::from_vec(&dev, &[6], vec![0.0; 6]).unwrap();
+        let mut out = Tensor::zeros(&dev, &[256]).unwrap();
+        assert!(read_sum(&bad, &mut out).unwrap_err().to_string().contains("multiple of 4"));
+    }
+}
