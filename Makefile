@@ -92,8 +92,10 @@ test-wide: build web
 # source package) and wllama (in headless Chromium) on the same weights, in one run; prints the table
 # (also out/peers/report.md). REPS=N repetitions (3), QUANTS=q8,q4. Needs cmake (installed if
 # missing) and about 15 minutes the first time (the llama.cpp build), then about 10.
+# (`$(or …)` splits at commas, so the formats' default is a plain variable)
+QUANTS ?= q8,q4
 bench-peers: setup-test build web
-	node scripts/peers/bench-peers.mjs --reps $(or $(REPS),3) --quants $(or $(QUANTS),q8,q4)
+	node scripts/peers/bench-peers.mjs --reps $(or $(REPS),3) --quants $(QUANTS)
 
 clean:
 	rm -rf out

@@ -78,7 +78,7 @@ pub fn isa() -> Isa {
     *ISA.get_or_init(|| Isa::available()[0])
 }
 
-/// The order the CPU backend holds a weight in: q4 with rows in multiples of 8 in the `Groups8`
+/// The order the CPU backend holds a weight in: q8/q4 with rows in multiples of 8 in the `Groups8`
 /// order where the AVX-512 VNNI decode kernel reads it (the same bytes permuted: still held once),
 /// else as stored. Every CPU kernel and twin reads either order.
 pub fn hold(w: Packed) -> Packed {

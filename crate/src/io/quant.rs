@@ -107,10 +107,11 @@ pub enum Layout {
     /// Row after row (docs/format.md): what files, the GPU and every kernel but one read.
     #[default]
     Stored,
-    /// q4 in groups of 8 rows (rows a multiple of 8): per group and block, four 32-byte vectors,
-    /// vector t holding bytes 4t..4t+4 of each of the 8 rows' block in turn, so that one 256-bit
-    /// `vpdpbusd` against 4 activation bytes broadcast sums a block's part for all 8 rows (lanes =
-    /// rows) and a decode step reads the weight as one stream; the scales likewise [group, block, 8].
+    /// q8/q4 in groups of 8 rows (rows a multiple of 8): per group and block, 32-byte vectors
+    /// (eight for q8, four for q4), vector t holding bytes 4t..4t+4 of each of the 8 rows' block in
+    /// turn, so that one 256-bit `vpdpbusd` against 4 activation bytes broadcast sums a block's part
+    /// for all 8 rows (lanes = rows) and a decode step reads the weight as one stream; the scales
+    /// likewise [group, block, 8].
     Groups8,
 }
 
@@ -165,21 +166,30 @@ impl Packed {
         Packed { quant, rows, cols, bytes, layout: Layout::Stored }
     }
 
-    /// This q4 matrix in the `Groups8` order (a permutation of its bytes), when it is stored q4
+    /// Bytes of one row's block of codes: 32 (q8) or 16 (q4).
+    pub fn block_bytes(&self) -> usize {
+        if self.quant == Quant::Q8 {
+            BLOCK
+        } else {
+            BLOCK / 2
+        }
+    }
+
+    /// This matrix in the `Groups8` order (a permutation of its bytes), when it is stored q8 or q4
     /// with rows a multiple of 8; else itself.
     pub fn into_groups8(self) -> Packed {
-        if self.quant != Quant::Q4 || self.layout != Layout::Stored || !self.rows.is_multiple_of(8) {
+        if !self.quant.is_block() || self.layout != Layout::Stored || !self.rows.is_multiple_of(8) {
             return self;
         }
         let mut out = Packed { bytes: vec![0; self.bytes.len()], layout: Layout::Groups8, ..self };
-        let (nb, at) = (padded_cols(out.cols) / BLOCK, self.scales_offset());
+        let (nb, at, bb) = (padded_cols(out.cols) / BLOCK, self.scales_offset(), self.block_bytes());
         // word t of row i's block b to (g, b, t, i), its scale to (g, b, i): `code_at`, `scale_at`
-        for (g, dst) in out.bytes[..at].chunks_exact_mut(nb * 128).enumerate() {
-            let src = &self.bytes[g * 8 * nb * 16..(g + 1) * 8 * nb * 16];
-            for (b, block) in dst.chunks_exact_mut(128).enumerate() {
+        for (g, dst) in out.bytes[..at].chunks_exact_mut(nb * 8 * bb).enumerate() {
+            let src = &self.bytes[g * 8 * nb * bb..(g + 1) * 8 * nb * bb];
+            for (b, block) in dst.chunks_exact_mut(8 * bb).enumerate() {
                 for (w, word) in block.chunks_exact_mut(4).enumerate() {
                     let (t, i) = (w / 8, w % 8);
-                    word.copy_from_slice(&src[i * nb * 16 + b * 16 + t * 4..][..4]);
+                    word.copy_from_slice(&src[i * nb * bb + b * bb + t * 4..][..4]);
                 }
             }
         }
@@ -193,13 +203,12 @@ impl Packed {
         out
     }
 
-    /// Where byte `t` of row r's block b of q8/q4 codes lies (q8: t < 32, q4: t < 16).
+    /// Where byte `t` of row r's block b of q8/q4 codes lies (t < [`Packed::block_bytes`]).
     pub fn code_at(&self, r: usize, b: usize, t: usize) -> usize {
-        let kp = padded_cols(self.cols);
-        match (self.quant, self.layout) {
-            (Quant::Q8, _) => r * kp + b * BLOCK + t,
-            (_, Layout::Stored) => r * kp / 2 + b * BLOCK / 2 + t,
-            (_, Layout::Groups8) => ((r / 8) * (kp / BLOCK) + b) * 128 + (t / 4) * 32 + (r % 8) * 4 + t % 4,
+        let (nb, bb) = (padded_cols(self.cols) / BLOCK, self.block_bytes());
+        match self.layout {
+            Layout::Stored => (r * nb + b) * bb + t,
+            Layout::Groups8 => ((r / 8) * nb + b) * 8 * bb + (t / 4) * 32 + (r % 8) * 4 + t % 4,
         }
     }
 
@@ -412,18 +421,18 @@ mod tests {
     /// values, odd block counts and padded columns included; other matrices are left as they are.
     #[test]
     fn groups8_is_the_same_matrix() {
-        for (rows, cols) in [(8, 32), (16, 70), (24, 600), (64, 2048)] {
-            let p = Packed::quantize(Quant::Q4, &data(rows * cols, 7), rows, cols);
+        for (quant, rows, cols) in [(Quant::Q4, 8, 32), (Quant::Q4, 16, 70), (Quant::Q4, 24, 600), (Quant::Q4, 64, 2048), (Quant::Q8, 8, 32), (Quant::Q8, 16, 70), (Quant::Q8, 24, 600)] {
+            let p = Packed::quantize(quant, &data(rows * cols, 7), rows, cols);
             let g = p.clone().into_groups8();
             assert_eq!(g.layout, Layout::Groups8);
             assert_eq!(g.bytes.len(), p.bytes.len());
-            assert_eq!(g.to_f32(), p.to_f32(), "{rows}x{cols}");
+            assert_eq!(g.to_f32(), p.to_f32(), "{quant} {rows}x{cols}");
             let (mut a, mut b) = (p.bytes.clone(), g.bytes.clone());
             a.sort_unstable();
             b.sort_unstable();
             assert_eq!(a, b, "{rows}x{cols}: a permutation");
         }
-        for (quant, rows) in [(Quant::Q4, 12), (Quant::Q8, 16), (Quant::F16, 8)] {
+        for (quant, rows) in [(Quant::Q4, 12), (Quant::Q8, 20), (Quant::F16, 8)] {
             let p = Packed::quantize(quant, &data(rows * 64, 3), rows, 64);
             assert_eq!(p.clone().into_groups8().layout, Layout::Stored, "{quant} x{rows}");
         }

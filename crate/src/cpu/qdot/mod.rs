@@ -2,7 +2,7 @@
 //! ([`Acts`]: d = max|x| / 127 in f32, q = round(x / d)), each block's integer dot product with the
 //! weight codes is exact, and the blocks are summed as Σ d_w·d_x·Σ q_w q_x in f32 (ggml's Q8_0
 //! activations with a finer scale). The weights are read where they are held (codes region and
-//! binary16 scales region, docs/format.md): in the stored order, or — q4 on AVX-512 VNNI
+//! binary16 scales region, docs/format.md): in the stored order, or — on AVX-512 VNNI
 //! ([`crate::cpu::hold`]) — in the `Groups8` order, eight rows' blocks together; no copy.
 //!
 //! A kernel computes a tile of `JR` weight rows × `MR` activation rows, so that each weight block
@@ -13,7 +13,7 @@
 //! sum at −o·Σ q_x (VNNI), else in f32 afterwards ([`Acts::e`]).
 //!
 //! Kernels: AVX-512 VNNI (`x86::tile_vnni`: two blocks per 256-bit register, activations stored
-//! pre-interleaved for it; decode of a `Groups8` q4 matrix by `x86::groups8_range`, eight rows
+//! pre-interleaved for it; decode of a `Groups8` matrix by `x86::groups8_range`, eight rows
 //! per register), AVX2 (`vpmaddubsw`; q8 with the sign trick, as ggml does), wasm
 //! SIMD128 (activations widened to i16 once, `i32x4.dot_i16x8_s`), wasm relaxed SIMD for q4 weights
 //! (`i32x4.relaxed_dot_i8x16_i7x16_add_s`: nibbles are 7-bit), and portable integer loops.
@@ -250,14 +250,14 @@ impl<'a> QRows<'a> {
         self.w.layout == Layout::Groups8
     }
 
-    /// Row j of a `Groups8` q4 matrix in the stored order: its codes into `codes` (len ≥ row
-    /// bytes), its binary16 scales into `s16` (len ≥ 2·nb).
+    /// Row j of a `Groups8` matrix in the stored order: its codes into `codes` (len ≥ row bytes),
+    /// its binary16 scales into `s16` (len ≥ 2·nb).
     fn gather(&self, j: usize, codes: &mut [u8], s16: &mut [u8]) {
-        let (nb, g, i) = (self.nb(), j / 8, j % 8);
-        let (src, sc) = (&self.codes[g * nb * 128..(g + 1) * nb * 128], &self.scales[g * nb * 16..(g + 1) * nb * 16]);
-        for (b, (c, s)) in codes.chunks_exact_mut(16).zip(s16.chunks_exact_mut(2)).take(nb).enumerate() {
+        let (nb, bb, g, i) = (self.nb(), self.w.block_bytes(), j / 8, j % 8);
+        let (src, sc) = (&self.codes[g * nb * 8 * bb..(g + 1) * nb * 8 * bb], &self.scales[g * nb * 16..(g + 1) * nb * 16]);
+        for (b, (c, s)) in codes.chunks_exact_mut(bb).zip(s16.chunks_exact_mut(2)).take(nb).enumerate() {
             for (t, word) in c.chunks_exact_mut(4).enumerate() {
-                word.copy_from_slice(&src[b * 128 + t * 32 + i * 4..][..4]);
+                word.copy_from_slice(&src[b * 8 * bb + t * 32 + i * 4..][..4]);
             }
             s.copy_from_slice(&sc[b * 16 + 2 * i..][..2]);
         }
@@ -450,7 +450,7 @@ fn weight_rows(isa: Isa, acts: &Acts, part: &Part, j0: usize, j1: usize, (out, n
     }
 }
 
-/// Decode (one activation row in the `Pairs` form, VNNI) of rows j0 .. j1: a `Groups8` q4 matrix
+/// Decode (one activation row in the `Pairs` form, VNNI) of rows j0 .. j1: a `Groups8` matrix
 /// eight rows at a time, else each row straight through; no tiles.
 #[cfg(target_arch = "x86_64")]
 fn decode_rows(rows: &QRows, acts: &Acts, part: &Part, (j0, j1): (usize, usize), out: Out) {
@@ -459,7 +459,8 @@ fn decode_rows(rows: &QRows, acts: &Acts, part: &Part, (j0, j1): (usize, usize),
     // `Pairs` form, rows j0..j1 inside the weight.
     unsafe {
         match (rows.quant, rows.grouped()) {
-            (Quant::Q4, true) => x86::groups8_range(rows, acts, (j0, j1), &mut y),
+            (Quant::Q4, true) => x86::groups8_range::<true>(rows, acts, (j0, j1), &mut y),
+            (_, true) => x86::groups8_range::<false>(rows, acts, (j0, j1), &mut y),
             (Quant::Q4, false) => x86::rows_range::<true>(rows, acts, 0, (j0, j1), &mut y),
             _ => x86::rows_range::<false>(rows, acts, 0, (j0, j1), &mut y),
         }
@@ -531,10 +532,10 @@ impl Tile8 {
     fn fill(&mut self, rows: &QRows, jg: usize, jr: usize) -> bool {
         let (nb, kp) = (rows.nb(), rows.kp);
         if rows.grouped() && jg.is_multiple_of(8) && jr == JR8 {
-            let g = jg / 8;
+            let (g, gb) = (jg / 8, nb * 8 * rows.w.block_bytes());
             // SAFETY: AVX-512 VNNI was detected (qmatmul); group g lies inside the codes region;
             // the buffers hold JR8 · kp codes and JR8 · nb starts (asserted inside).
-            unsafe { x86::signed_group(rows.codes[g * nb * 128..(g + 1) * nb * 128].as_ptr(), nb, &mut self.codes, &mut self.init) };
+            unsafe { x86::signed_group(rows.quant == Quant::Q4, rows.codes[g * gb..(g + 1) * gb].as_ptr(), nb, &mut self.codes, &mut self.init) };
             QRows::widen_scales(&rows.scales[g * nb * 16..(g + 1) * nb * 16], Form::Rows8, &mut self.ws);
             return true;
         }
@@ -680,7 +681,7 @@ mod tests {
     #[test]
     fn every_isa_matches_the_exact_products() {
         let mut rng = Rng::new(31);
-        // rows in multiples of 8 (q4 also in the `Groups8` order): 40, 24, 64, 16, 32 (decode, tiles, `Rows8`)
+        // rows in multiples of 8 (also in the `Groups8` order): 40, 24, 64, 16, 32 (decode, tiles, `Rows8`)
         let cases = [(1, 1, 32), (1, 13, 70), (3, 40, 45), (5, 17, 72), (9, 66, 200), (1, 130, 2048), (4, 7, 96), (13, 9, 33), (8, 12, 64), (301, 9, 2048), (20, 11, 70), (1, 5, 288), (1, 21, 600), (1, 24, 70), (1, 64, 2048), (1, 16, 600), (7, 32, 96), (20, 16, 70), (40, 24, 600)];
         for isa in Isa::available() {
             for quant in [Quant::Q8, Quant::Q4] {
@@ -715,12 +716,12 @@ mod tests {
     }
 
     /// Several weights in one call give what one call each gives, bit for bit, into their columns
-    /// (also with `Groups8` q4 weights whose groups a task boundary cuts: 13 stored rows first).
+    /// (also with `Groups8` weights whose groups a task boundary cuts: 13 stored rows first).
     #[test]
     fn many_weights_in_one_call_equal_one_call_each() {
         let mut rng = Rng::new(33);
         for isa in Isa::available() {
-            for (quant, sizes) in [(Quant::Q8, [13, 4, 30]), (Quant::Q4, [13, 4, 30]), (Quant::Q4, [13, 40, 32])] {
+            for (quant, sizes) in [(Quant::Q8, [13, 4, 30]), (Quant::Q4, [13, 4, 30]), (Quant::Q4, [13, 40, 32]), (Quant::Q8, [13, 40, 32])] {
                 for m in [1, 6] {
                     let k = 96;
                     let ws: Vec<Packed> = sizes.iter().map(|&n| Packed::quantize(quant, &rng.vec(n * k, 0.5), n, k).into_groups8()).collect();

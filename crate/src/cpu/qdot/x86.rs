@@ -87,34 +87,42 @@ pub unsafe fn rows_range<const Q4: bool>(rows: &QRows, a: &Acts, r: usize, (j0, 
     }
 }
 
-/// Decode over a `Groups8` q4 matrix: y[j − j0] = weight row j · activation row 0 for j in
-/// j0..j1, eight rows (a group) at a time, the group's blocks read as one stream: per block four
-/// 32-byte loads, their nibbles against 4 activation bytes broadcast (`vpdpbusd`, lanes = rows,
-/// the low and the high nibbles into two sums started at −8·Σ q_x), one conversion, the rows'
-/// eight scales by one `vcvtph2ps` times the block's activation scale, one FMA.
+/// Decode over a `Groups8` matrix: y[j − j0] = weight row j · activation row 0 for j in j0..j1,
+/// eight rows (a group) at a time, the group's blocks read as one stream: per block eight (q8) or
+/// four (q4) 32-byte loads, each word of 4 codes a row against 4 activation bytes broadcast
+/// (`vpdpbusd`, lanes = rows; q8 made unsigned, q4's low and high nibbles the block's first and
+/// second halves), into two sums started at −o·Σ q_x; one conversion, the rows' eight scales by one
+/// `vcvtph2ps` times the block's activation scale, one FMA.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-pub unsafe fn groups8_range(rows: &QRows, a: &Acts, (j0, j1): (usize, usize), y: &mut [f32]) {
-    let nb = rows.nb();
-    debug_assert!(rows.codes.len() >= rows.rows * nb * 16 && a.init.len() >= nb.div_ceil(2) * 8);
-    let nibble = _mm256_set1_epi8(0x0f);
+pub unsafe fn groups8_range<const Q4: bool>(rows: &QRows, a: &Acts, (j0, j1): (usize, usize), y: &mut [f32]) {
+    let (nb, gb) = (rows.nb(), if Q4 { 128 } else { 256 });
+    debug_assert!(rows.codes.len() >= rows.rows / 8 * nb * gb && a.init.len() >= nb.div_ceil(2) * 8);
+    let (nibble, flip) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(-128));
     for g in j0 / 8..j1.div_ceil(8) {
-        let (mut wp, mut sp) = (rows.codes.as_ptr().add(g * nb * 128), rows.scales.as_ptr().add(g * nb * 16));
+        let (mut wp, mut sp) = (rows.codes.as_ptr().add(g * nb * gb), rows.scales.as_ptr().add(g * nb * 16));
         let mut acc = _mm256_setzero_ps();
         for b in 0..nb {
-            _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(AHEAD) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(AHEAD + 64) as *const i8);
-            // block b in the `Pairs` form: elements 0..16 at `x`, 16..32 at `x` + 32 bytes
+            for line in (0..gb).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(AHEAD + line) as *const i8);
+            }
+            // block b in the `Pairs` form: words 0..4 (elements 0..16) at `x`, 4..8 at `x` + 8 words
             let at = (b / 2) * 8 + (b % 2) * 4;
             let x = a.codes.as_ptr().add((b / 2) * 64 + (b % 2) * 16) as *const i32;
+            let word = |t: usize| _mm256_set1_epi32(x.add(if t < 4 { t } else { t + 4 }).read_unaligned());
             let (mut lo, mut hi) = (_mm256_set1_epi32(*a.init.get_unchecked(at)), _mm256_setzero_si256());
             for t in 0..4 {
                 let v = _mm256_loadu_si256(wp.add(32 * t) as *const __m256i);
-                lo = _mm256_dpbusd_epi32(lo, _mm256_and_si256(v, nibble), _mm256_set1_epi32(x.add(t).read_unaligned()));
-                hi = _mm256_dpbusd_epi32(hi, _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble), _mm256_set1_epi32(x.add(8 + t).read_unaligned()));
+                let (first, second) = if Q4 {
+                    (_mm256_and_si256(v, nibble), _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble))
+                } else {
+                    (_mm256_xor_si256(v, flip), _mm256_xor_si256(_mm256_loadu_si256(wp.add(32 * (t + 4)) as *const __m256i), flip))
+                };
+                lo = _mm256_dpbusd_epi32(lo, first, word(t));
+                hi = _mm256_dpbusd_epi32(hi, second, word(t + 4));
             }
             let scale = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(sp as *const __m128i)), _mm256_set1_ps(*a.d.get_unchecked(at)));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi)), scale, acc);
-            (wp, sp) = (wp.add(128), sp.add(16));
+            (wp, sp) = (wp.add(gb), sp.add(16));
         }
         let mut o = [0f32; 8];
         _mm256_storeu_ps(o.as_mut_ptr(), acc);
@@ -300,26 +308,33 @@ pub unsafe fn tile_rows8<const GROUP: bool>(a: &Acts, g: usize, codes: &[i8], in
     }
 }
 
-/// A `Groups8` q4 group (its codes at `src`, nb blocks) as signed bytes in the order
+/// A `Groups8` group (its codes at `src`, nb blocks) as signed bytes in the order
 /// `tile_rows8::<true>` reads: per block, eight 4-byte words a row (lanes = the group's rows),
-/// words 0..4 the low nibbles of the block's four vectors (elements 4t..4t+4), 4..8 the high ones
-/// (16 + 4t ..); and −128·Σ q per (block, row) into `init` ([block][row]; nibble sums by `vpdpbusd`
-/// against ones).
+/// word t holding elements 4t..4t+4 — q8's vectors as they are, q4's low nibbles of its four
+/// vectors then their high ones (elements 16 + 4t ..), less 8; and −128·Σ q per (block, row) into
+/// `init` ([block][row]; sums of the unsigned codes by `vpdpbusd` against ones).
 #[target_feature(enable = "avx2,avx512f,avx512vl,avx512bw,avx512vnni")]
-pub unsafe fn signed_group(src: *const u8, nb: usize, codes: &mut [i8], init: &mut [i32]) {
+pub unsafe fn signed_group(q4: bool, src: *const u8, nb: usize, codes: &mut [i8], init: &mut [i32]) {
     assert!(codes.len() >= nb * 256 && init.len() >= nb * 8, "signed_group: buffer sizes");
-    let (nibble, eight, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(8), _mm256_set1_epi8(1));
-    let out = codes.as_mut_ptr();
+    let (nibble, eight, flip, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(8), _mm256_set1_epi8(-128), _mm256_set1_epi8(1));
+    let (out, offset) = (codes.as_mut_ptr(), if q4 { 8 } else { 128 });
     for b in 0..nb {
         let mut sum = _mm256_setzero_si256();
         for t in 0..4 {
-            let v = _mm256_loadu_si256(src.add(b * 128 + t * 32) as *const __m256i);
-            let (lo, hi) = (_mm256_and_si256(v, nibble), _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble));
-            sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum, lo, ones), hi, ones);
-            _mm256_storeu_si256(out.add(b * 256 + t * 32) as *mut __m256i, _mm256_sub_epi8(lo, eight));
-            _mm256_storeu_si256(out.add(b * 256 + (t + 4) * 32) as *mut __m256i, _mm256_sub_epi8(hi, eight));
+            // words t and t + 4 of the block, as unsigned codes (q + offset)
+            let (first, second) = if q4 {
+                let v = _mm256_loadu_si256(src.add(b * 128 + t * 32) as *const __m256i);
+                (_mm256_and_si256(v, nibble), _mm256_and_si256(_mm256_srli_epi16::<4>(v), nibble))
+            } else {
+                let at = |t: usize| _mm256_xor_si256(_mm256_loadu_si256(src.add(b * 256 + t * 32) as *const __m256i), flip);
+                (at(t), at(t + 4))
+            };
+            sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum, first, ones), second, ones);
+            let signed = |u: __m256i| if q4 { _mm256_sub_epi8(u, eight) } else { _mm256_xor_si256(u, flip) };
+            _mm256_storeu_si256(out.add(b * 256 + t * 32) as *mut __m256i, signed(first));
+            _mm256_storeu_si256(out.add(b * 256 + (t + 4) * 32) as *mut __m256i, signed(second));
         }
-        let q = _mm256_sub_epi32(sum, _mm256_set1_epi32(8 * BLOCK as i32));
+        let q = _mm256_sub_epi32(sum, _mm256_set1_epi32(offset * BLOCK as i32));
         _mm256_storeu_si256(init.as_mut_ptr().add(b * 8) as *mut __m256i, _mm256_mullo_epi32(q, _mm256_set1_epi32(-128)));
     }
 }
