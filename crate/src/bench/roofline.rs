@@ -43,76 +43,80 @@ const BYTES: usize = 64 << 20;
 
 /// Measures the device's limits (medians of `reps` runs after a warm-up).
 pub async fn measure(device: &Device, reps: usize) -> Result<Roofline> {
-    match device {
-        Device::Cpu => cpu(reps),
-        Device::Gpu(g) => gpu(g, reps).await,
-    }
+    let ((read_ms, copy_ms), (gemm_gflops, gemm_shape, gemm_kernel)) = match device {
+        Device::Cpu => (cpu(reps).await?, cpu_gemm(reps)?),
+        Device::Gpu(g) => (gpu(g, reps).await?, gpu_gemm(g, reps).await?),
+    };
+    let gbps = |bytes: usize, ms: f64| bytes as f64 / (ms / 1e3) / 1e9;
+    Ok(Roofline { read_gbps: gbps(BYTES, read_ms), copy_gbps: gbps(2 * BYTES, copy_ms), bytes: BYTES as u64, gemm_gflops, gemm_shape, gemm_kernel })
 }
 
-/// The CPU: a read loop and `copy_from_slice` split over the pool, the `matrixmultiply` GEMM.
-fn cpu(reps: usize) -> Result<Roofline> {
+/// The CPU's read and copy of the buffer (ms): a summing loop and `copy_from_slice`, split over
+/// the pool.
+async fn cpu(reps: usize) -> Result<(f64, f64)> {
     let src: Vec<u64> = (0..BYTES / 8).map(|i| i as u64).collect();
     let mut dst = vec![0u64; BYTES / 8];
     let chunk = (BYTES / 8).div_ceil(crate::cpu::threads() * 4);
     let sink = std::sync::atomic::AtomicU64::new(0);
-    let read = median_of(reps, || {
+    let read = median_ms(&Device::Cpu, reps, || {
         crate::cpu::par_ranges(src.len(), chunk, |a, b| {
             let s = src[a..b].iter().fold(0u64, |s, v| s.wrapping_add(*v));
             sink.fetch_add(s, std::sync::atomic::Ordering::Relaxed);
-        })
-    });
+        });
+        Ok(())
+    })
+    .await?;
     let out = crate::cpu::Out(dst.as_mut_ptr());
-    let copy = median_of(reps, || {
+    let copy = median_ms(&Device::Cpu, reps, || {
         crate::cpu::par_ranges(src.len(), chunk, |a, b| {
             // SAFETY: [a, b) lies inside dst (as long as src) and belongs to this task alone.
             unsafe { out.slice(a, b - a) }.copy_from_slice(&src[a..b]);
-        })
-    });
+        });
+        Ok(())
+    })
+    .await?;
     std::hint::black_box((sink.into_inner(), &dst));
+    Ok((read, copy))
+}
+
+/// The CPU's GEMM peak: [`super::cpu_gemm_peak`] (`matrixmultiply` at 1536³).
+fn cpu_gemm(reps: usize) -> Result<(f64, [usize; 3], String)> {
     let gemm = super::cpu_gemm_peak(reps)?;
-    Ok(Roofline { read_gbps: BYTES as f64 / read / 1e9, copy_gbps: 2.0 * BYTES as f64 / copy / 1e9, bytes: BYTES as u64, gemm_gflops: gemm.gflops, gemm_shape: [1536; 3], gemm_kernel: gemm.variant })
+    Ok((gemm.gflops, [1536; 3], gemm.variant))
 }
 
-/// Median seconds of `f` over `reps` runs after a warm-up.
-fn median_of(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let times = (0..reps.max(1))
-        .map(|_| {
-            let t0 = web_time::Instant::now();
-            f();
-            t0.elapsed().as_secs_f64()
-        })
-        .collect();
-    crate::kernels::tune::median(times)
-}
-
-/// A GPU: `read_sum.wgsl` over the buffer, a buffer-to-buffer copy, and every f32 GEMM variant
-/// (the tiled and vec4 bodies; the matvec and small ones are for decode rows) that takes a [256, 1024] · [1024, 1024]ᵀ product (a prefill batch; 0.5 GFLOP, so that software
-/// adapters finish it in seconds).
-async fn gpu(g: &Arc<Gpu>, reps: usize) -> Result<Roofline> {
+/// A GPU's read (`read_sum.wgsl`) and buffer-to-buffer copy of the buffer (ms).
+async fn gpu(g: &Arc<Gpu>, reps: usize) -> Result<(f64, f64)> {
     let device = Device::Gpu(g.clone());
     let n = BYTES / 4;
     let x = Tensor::from_vec(&device, &[n], rand_vec(n, 11))?;
     let mut sums = Tensor::zeros(&device, &[256 * 1024])?;
-    let read = median_ms(&device, reps, || read_sum(&x, &mut sums)).await? / 1e3;
+    let read = median_ms(&device, reps, || read_sum(&x, &mut sums)).await?;
     let y = Tensor::zeros(&device, &[n])?;
     let copy = median_ms(&device, reps, || {
         g.copy(crate::kernels::buf(&x), 0, crate::kernels::buf(&y), 0, BYTES as u64);
         Ok(())
     })
-    .await?
-        / 1e3;
+    .await?;
+    Ok((read, copy))
+}
+
+/// A GPU's GEMM peak: the best of every f32 GEMM variant (the tiled and vec4 bodies; the matvec
+/// and small ones are for decode rows) that takes a [256, 1024] · [1024, 1024]ᵀ product (a
+/// prefill batch; 0.5 GFLOP, so that software adapters finish it in seconds).
+async fn gpu_gemm(g: &Arc<Gpu>, reps: usize) -> Result<(f64, [usize; 3], String)> {
+    let device = Device::Gpu(g.clone());
     let [m, n, k] = [256, 1024, 1024];
     let a = Tensor::from_vec(&device, &[m, k], rand_vec(m * k, 12))?;
     let w = Tensor::from_vec(&device, &[n, k], rand_vec(n * k, 13))?;
     let mut out = Tensor::empty(&device, &[m, n])?;
     let (mut best, mut kernel) = (0.0, String::new());
     for v in VARIANTS.iter().filter(|v| matches!(v.body, Body::Tiled | Body::Vec4) && v.takes(g, WeightFormat::F32, m, n, k)) {
-        let secs = median_ms(&device, reps, || linear_into_variant(&mut out, 0, &a, &w, None, Some(v))).await? / 1e3;
-        let gflops = 2.0 * (m * n * k) as f64 / secs / 1e9;
+        let ms = median_ms(&device, reps, || linear_into_variant(&mut out, 0, &a, &w, None, Some(v))).await?;
+        let gflops = 2.0 * (m * n * k) as f64 / (ms / 1e3) / 1e9;
         if gflops > best {
             (best, kernel) = (gflops, v.name.to_string());
         }
     }
-    Ok(Roofline { read_gbps: BYTES as f64 / read / 1e9, copy_gbps: 2.0 * BYTES as f64 / copy / 1e9, bytes: BYTES as u64, gemm_gflops: best, gemm_shape: [m, n, k], gemm_kernel: kernel })
+    Ok((best, [m, n, k], kernel))
 }
