@@ -14,6 +14,8 @@ pub mod attn;
 pub mod gemm;
 pub mod ops;
 pub mod qdot;
+#[cfg(feature = "parallel")]
+mod team;
 
 use crate::io::quant::{Packed, Quant};
 use std::sync::OnceLock;
@@ -87,6 +89,24 @@ pub fn hold(w: Packed) -> Packed {
     } else {
         w
     }
+}
+
+/// `len` zero bytes for a weight the CPU kernels stream: on Linux advised onto transparent huge
+/// pages before the first write (a decode step reads every weight once: with 4 KiB pages each page
+/// is a TLB miss and a stop for the hardware prefetcher). Elsewhere, or where the kernel declines,
+/// plain pages.
+pub fn huge_zeroed(len: usize) -> Vec<u8> {
+    let v = vec![0u8; len];
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let (start, end) = ((v.as_ptr() as usize).next_multiple_of(HUGE), (v.as_ptr() as usize + len) / HUGE * HUGE);
+        if end > start {
+            // SAFETY: [start, end) lies inside v's allocation; advice changes no contents.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    v
 }
 
 /// Threads the CPU kernels split work over.
@@ -183,7 +203,10 @@ where
     {
         use rayon::prelude::*;
         if chunks > 1 {
-            (0..chunks).into_par_iter().for_each(|c| f(c * step, ((c + 1) * step).min(n)));
+            let chunk = |c: usize| f(c * step, ((c + 1) * step).min(n));
+            if !team::run_on_current(chunks, &chunk) {
+                (0..chunks).into_par_iter().for_each(chunk);
+            }
             return;
         }
     }
@@ -192,10 +215,10 @@ where
     }
 }
 
-/// Runs `f` on a thread of the CPU pool while the caller waits: the parallel regions inside it
-/// (a decode step has about ten) then start from a pool thread, whose peers are still spinning
-/// from the last region and take their share at once, instead of each region being handed to the
-/// pool and its threads woken through the kernel. Only for work on `Device::Cpu` (what
+/// Runs `f` on a thread of the CPU pool while the caller waits, the pool's other threads spinning
+/// on a [`team::Team`] until it is done: the parallel regions inside it (a decode step has about
+/// ten) start at once, instead of each region being handed to the pool and its threads woken
+/// through the kernel. Only for work on `Device::Cpu` (what
 /// [`crate::tensor::Device::run`] calls it for): `f` may hold values that are not `Send` (a GPU
 /// device's handles on the web) as long as it never touches them.
 pub fn on_pool<R>(f: impl FnOnce() -> R) -> R {
@@ -211,10 +234,15 @@ pub fn on_pool<R>(f: impl FnOnce() -> R) -> R {
             }
         }
         let (f, set) = (CpuOnly(f), REFERENCE.with(|r| r.get()));
-        let r = rayon::scope(move |_| {
+        let team = team::Team::new();
+        let r = rayon::scope(|s| {
+            // the other pool threads spin on the team until f is done (`team`)
+            for _ in 1..threads() {
+                s.spawn(|_| team.help());
+            }
             let f = f.into_inner();
             set_reference(set);
-            let r = CpuOnly(f());
+            let r = CpuOnly(team.lead(f));
             set_reference(None);
             r
         });

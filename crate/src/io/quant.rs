@@ -181,7 +181,7 @@ impl Packed {
         if !self.quant.is_block() || self.layout != Layout::Stored || !self.rows.is_multiple_of(8) {
             return self;
         }
-        let mut out = Packed { bytes: vec![0; self.bytes.len()], layout: Layout::Groups8, ..self };
+        let mut out = Packed { bytes: crate::cpu::huge_zeroed(self.bytes.len()), layout: Layout::Groups8, ..self };
         let (nb, at, bb) = (padded_cols(out.cols) / BLOCK, self.scales_offset(), self.block_bytes());
         // word t of row i's block b to (g, b, t, i), its scale to (g, b, i): `code_at`, `scale_at`
         for (g, dst) in out.bytes[..at].chunks_exact_mut(nb * 8 * bb).enumerate() {

@@ -177,10 +177,13 @@ impl Acts {
             let (g, lane) = (r / ROWS8, r % ROWS8);
             for b in 0..nb {
                 let at = (g * nb + b) * group_block;
-                for t in 0..8 {
-                    for i in 0..4 {
-                        // q + 128 as a byte: the same bits as q with the top one flipped
-                        self.codes[at + t * ROWS8 * 4 + lane * 4 + i] = codes[r * kp + b * BLOCK + t * 4 + i] ^ i8::MIN;
+                let src = &codes[r * kp + b * BLOCK..r * kp + (b + 1) * BLOCK];
+                for (t, word) in src.chunks_exact(4).enumerate() {
+                    // q + 128 as a byte: the same bits as q with the top one flipped
+                    let flipped = (u32::from_ne_bytes([word[0] as u8, word[1] as u8, word[2] as u8, word[3] as u8]) ^ 0x8080_8080).to_ne_bytes();
+                    let dst = &mut self.codes[at + t * ROWS8 * 4 + lane * 4..][..4];
+                    for (o, f) in dst.iter_mut().zip(flipped) {
+                        *o = f as i8;
                     }
                 }
                 self.d[(g * nb + b) * ROWS8 + lane] = d[r * nb + b];
@@ -205,10 +208,21 @@ impl Acts {
     }
 }
 
-/// One row: codes, scales and block sums of the codes.
+/// One row: codes, scales and block sums of the codes (whole blocks by AVX2 where it runs).
 fn quantize_row(x: &[f32], codes: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::Isa::Avx2.runs_here() {
+        // SAFETY: AVX2 detected.
+        let done = unsafe { x86::quantize_blocks(x, codes, d, sums) };
+        return quantize_scalar(x, codes, d, sums, done);
+    }
+    quantize_scalar(x, codes, d, sums, 0)
+}
+
+/// [`quantize_row`] from block `from` on, one element at a time (the SIMD version's twin).
+fn quantize_scalar(x: &[f32], codes: &mut [i8], d: &mut [f32], sums: &mut [i32], from: usize) {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting it rounds (ties to even)
-    for (b, (db, sb)) in d.iter_mut().zip(sums.iter_mut()).enumerate() {
+    for (b, (db, sb)) in d.iter_mut().zip(sums.iter_mut()).enumerate().skip(from) {
         let (c0, c1) = (b * BLOCK, ((b + 1) * BLOCK).min(x.len()));
         let src = &x[c0..c1];
         let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
@@ -261,6 +275,12 @@ impl<'a> QRows<'a> {
             }
             s.copy_from_slice(&sc[b * 16 + 2 * i..][..2]);
         }
+    }
+
+    /// Group g's codes (eight rows) of a `Groups8` matrix.
+    fn group_codes(&self, g: usize) -> &'a [u8] {
+        let gb = self.nb() * 8 * self.w.block_bytes();
+        &self.codes[g * gb..(g + 1) * gb]
     }
 
     fn row_bytes(&self) -> usize {
@@ -489,22 +509,27 @@ fn weight_rows8(acts: &Acts, part: &Part, j0: usize, j1: usize, (out, ny): (Out,
             for jg in (j0..j1).step_by(JR8) {
                 let jr = (j1 - jg).min(JR8);
                 let group = t.fill(&rows, jg, jr);
+                // the next group's codes, fetched while the first activation group computes
+                let next = if group && jg + 2 * JR8 <= j1 { rows.group_codes(jg / 8 + 1) } else { &[] };
                 for g0 in (mb..m_end).step_by(ROWS8) {
+                    let ahead = if g0 == mb { next } else { &[] };
                     let mut o = [[0f32; ROWS8]; JR8];
                     // SAFETY: VNNI was detected (qmatmul asserted isa.runs_here()); the buffers hold
                     // JR8 rows of kp codes and nb starts/scales, the group g0/8 lies inside acts.
                     unsafe {
                         match group {
-                            true => x86::tile_rows8::<true>(acts, g0 / ROWS8, &t.codes, &t.init, &t.ws, nb, &mut o),
-                            false => x86::tile_rows8::<false>(acts, g0 / ROWS8, &t.codes, &t.init, &t.ws, nb, &mut o),
+                            true => x86::tile_rows8::<true>(acts, g0 / ROWS8, &t.codes, &t.init, &t.ws, nb, ahead, &mut o),
+                            false => x86::tile_rows8::<false>(acts, g0 / ROWS8, &t.codes, &t.init, &t.ws, nb, ahead, &mut o),
                         }
                     }
-                    for (i, oj) in o.iter().enumerate().take(jr) {
-                        let bias = part.bias.map_or(0.0, |b| b[jg + i]);
-                        for (r, v) in oj.iter().enumerate().take(m.saturating_sub(g0).min(ROWS8)) {
-                            // SAFETY: row g0 + r < m, column y_col + jg + i inside y (asserted by
-                            // qmatmul); only this task writes column jg + i.
-                            unsafe { out.set((g0 + r) * ny + part.y_col + jg + i, v + bias) };
+                    // row by row: each activation row's jr outputs are neighbours in y
+                    let bias: [f32; JR8] = std::array::from_fn(|i| part.bias.map_or(0.0, |b| b[jg + i.min(jr - 1)]));
+                    for r in 0..m.saturating_sub(g0).min(ROWS8) {
+                        // SAFETY: row g0 + r < m, columns y_col + jg .. + jr inside y (asserted by
+                        // qmatmul); only this task writes columns jg .. jg + jr.
+                        let y = unsafe { out.slice((g0 + r) * ny + part.y_col + jg, jr) };
+                        for (i, v) in y.iter_mut().enumerate() {
+                            *v = o[i][r] + bias[i];
                         }
                     }
                 }
@@ -532,10 +557,10 @@ impl Tile8 {
     fn fill(&mut self, rows: &QRows, jg: usize, jr: usize) -> bool {
         let (nb, kp) = (rows.nb(), rows.kp);
         if rows.grouped() && jg.is_multiple_of(8) && jr == JR8 {
-            let (g, gb) = (jg / 8, nb * 8 * rows.w.block_bytes());
+            let g = jg / 8;
             // SAFETY: AVX-512 VNNI was detected (qmatmul); group g lies inside the codes region;
             // the buffers hold JR8 · kp codes and JR8 · nb starts (asserted inside).
-            unsafe { x86::signed_group(rows.quant == Quant::Q4, rows.codes[g * gb..(g + 1) * gb].as_ptr(), nb, &mut self.codes, &mut self.init) };
+            unsafe { x86::signed_group(rows.quant == Quant::Q4, rows.group_codes(g).as_ptr(), nb, &mut self.codes, &mut self.init) };
             QRows::widen_scales(&rows.scales[g * nb * 16..(g + 1) * nb * 16], Form::Rows8, &mut self.ws);
             return true;
         }
@@ -738,6 +763,30 @@ mod tests {
                     assert_eq!(one, many, "{isa:?} {quant} m={m}");
                 }
             }
+        }
+    }
+
+    /// The SIMD quantization gives the scalar one's codes, scales and sums bit for bit: random
+    /// rows, a zero block, halves that round to even, a partial last block.
+    #[test]
+    fn fast_quantization_equals_the_scalar_one() {
+        let mut rng = Rng::new(34);
+        for k in [32, 70, 256, 1000] {
+            let mut x = rng.vec(k, 3.0);
+            x[..32].fill(0.0);
+            if k >= 96 {
+                // block 2: |max| 127 (scale 1), so each x.5 is a tie
+                for (i, v) in x[64..96].iter_mut().enumerate() {
+                    *v = i as f32 - 16.5;
+                }
+                x[64] = -127.0;
+            }
+            let nb = padded_cols(k) / BLOCK;
+            let (mut c0, mut d0, mut s0) = (vec![0i8; nb * BLOCK], vec![0f32; nb], vec![0i32; nb]);
+            let (mut c1, mut d1, mut s1) = (c0.clone(), d0.clone(), s0.clone());
+            quantize_row(&x, &mut c0, &mut d0, &mut s0);
+            quantize_scalar(&x, &mut c1, &mut d1, &mut s1, 0);
+            assert_eq!((c0, d0, s0), (c1, d1, s1), "k = {k}");
         }
     }
 

@@ -278,14 +278,23 @@ pub unsafe fn tile_avx2<const Q4: bool, const M: usize>(t: &Tile, o: &mut [[f32;
 /// bytes of each weight row broadcast (`vpdpbusd`, the broadcast folded into its memory operand),
 /// every weight row's sum started at −128·Σ q_w; then per weight row one conversion, one scale
 /// product (its scale times the 16 rows' scales) and one FMA for all 16 rows.
+///
+/// `ahead`: the next weight group's codes, fetched into the cache a block's share per block while
+/// this one computes (they would otherwise come from memory when the next tile starts, the
+/// hardware prefetcher idle through the long compute).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-pub unsafe fn tile_rows8<const GROUP: bool>(a: &Acts, g: usize, codes: &[i8], init: &[i32], ws: &[f32], nb: usize, o: &mut [[f32; ROWS8]; JR8]) {
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn tile_rows8<const GROUP: bool>(a: &Acts, g: usize, codes: &[i8], init: &[i32], ws: &[f32], nb: usize, ahead: &[u8], o: &mut [[f32; ROWS8]; JR8]) {
     let kp = nb * BLOCK;
     debug_assert!(codes.len() >= JR8 * kp && init.len() >= JR8 * nb && ws.len() >= JR8 * nb);
+    let ahead_block = ahead.len() / nb.max(1);
     let (xp, dp) = (a.codes.as_ptr().add(g * nb * ROWS8 * BLOCK), a.d.as_ptr().add(g * nb * ROWS8));
     let (cp, ip, sp) = (codes.as_ptr(), init.as_ptr(), ws.as_ptr());
     let mut acc = [_mm512_setzero_ps(); JR8];
     for b in 0..nb {
+        for line in (0..ahead_block).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(b * ahead_block + line) as *const i8);
+        }
         // row j's block b: at j·nb + b, or (a group's, [`signed_group`]) at b·8 + j
         let at = |j: usize| if GROUP { b * JR8 + j } else { j * nb + b };
         let mut sums: [__m512i; JR8] = std::array::from_fn(|j| _mm512_set1_epi32(*ip.add(at(j))));
@@ -319,8 +328,9 @@ pub unsafe fn signed_group(q4: bool, src: *const u8, nb: usize, codes: &mut [i8]
     let (nibble, eight, flip, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(8), _mm256_set1_epi8(-128), _mm256_set1_epi8(1));
     let (out, offset) = (codes.as_mut_ptr(), if q4 { 8 } else { 128 });
     for b in 0..nb {
-        let mut sum = _mm256_setzero_si256();
-        for t in 0..4 {
+        // four independent sums (one chain of eight `vpdpbusd` waited on each one's latency)
+        let mut sums = [_mm256_setzero_si256(); 4];
+        for (t, sum) in sums.iter_mut().enumerate() {
             // words t and t + 4 of the block, as unsigned codes (q + offset)
             let (first, second) = if q4 {
                 let v = _mm256_loadu_si256(src.add(b * 128 + t * 32) as *const __m256i);
@@ -329,11 +339,12 @@ pub unsafe fn signed_group(q4: bool, src: *const u8, nb: usize, codes: &mut [i8]
                 let at = |t: usize| _mm256_xor_si256(_mm256_loadu_si256(src.add(b * 256 + t * 32) as *const __m256i), flip);
                 (at(t), at(t + 4))
             };
-            sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(sum, first, ones), second, ones);
+            *sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(*sum, first, ones), second, ones);
             let signed = |u: __m256i| if q4 { _mm256_sub_epi8(u, eight) } else { _mm256_xor_si256(u, flip) };
             _mm256_storeu_si256(out.add(b * 256 + t * 32) as *mut __m256i, signed(first));
             _mm256_storeu_si256(out.add(b * 256 + (t + 4) * 32) as *mut __m256i, signed(second));
         }
+        let sum = _mm256_add_epi32(_mm256_add_epi32(sums[0], sums[1]), _mm256_add_epi32(sums[2], sums[3]));
         let q = _mm256_sub_epi32(sum, _mm256_set1_epi32(offset * BLOCK as i32));
         _mm256_storeu_si256(init.as_mut_ptr().add(b * 8) as *mut __m256i, _mm256_mullo_epi32(q, _mm256_set1_epi32(-128)));
     }
@@ -360,4 +371,34 @@ pub unsafe fn signed_row(q4: bool, src: &[u8], codes: &mut [i8], init: &mut [i32
         let total = _mm_cvtsi128_si64(_mm_add_epi64(t, _mm_unpackhi_epi64(t, t))) as i32;
         *s = -128 * (total - offset * BLOCK as i32);
     }
+}
+
+/// [`super::quantize_row`] over the row's whole blocks (the same values: scale and inverse computed
+/// alike in f32, `vcvtps2dq` rounding to nearest even as the scalar's 1.5·2²³ trick does); returns
+/// how many blocks it did (a partial last block is the caller's).
+#[target_feature(enable = "avx2")]
+pub unsafe fn quantize_blocks(x: &[f32], codes: &mut [i8], d: &mut [f32], sums: &mut [i32]) -> usize {
+    let whole = (x.len() / BLOCK).min(d.len()).min(sums.len()).min(codes.len() / BLOCK);
+    let (abs, lim) = (_mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX)), _mm256_set1_ps(127.0));
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for b in 0..whole {
+        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(b * BLOCK + i * 8)));
+        // max(|v|, m): a NaN element is passed over, as f32::max does
+        let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| _mm256_max_ps(_mm256_and_ps(v, abs), m));
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps::<1>(m, m)));
+        let scale = amax / 127.0;
+        let inv = _mm256_set1_ps(if scale > 0.0 { 1.0 / scale } else { 0.0 });
+        let q: [__m256i; 4] = std::array::from_fn(|i| _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[i], inv), _mm256_sub_ps(_mm256_setzero_ps(), lim)), lim)));
+        // i32 → i8: the packs interleave 128-bit lanes; one permutation puts the words back in order
+        let packed = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256(codes.as_mut_ptr().add(b * BLOCK) as *mut __m256i, _mm256_permutevar8x32_epi32(packed, order));
+        let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        sums[b] = _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)));
+        d[b] = scale;
+    }
+    whole
 }
