@@ -32,6 +32,8 @@ const { values: o } = parseArgs({
     'no-native': { type: 'boolean', default: false },
     'no-browser': { type: 'boolean', default: false },
     'no-gpu': { type: 'boolean', default: false },
+    // the browser's engines (wllama, the yardstick, always runs)
+    engines: { type: 'string', default: 'ours-cpu,ours-gpu' },
   },
 });
 const REPS = Number(o.reps);
@@ -170,7 +172,8 @@ async function browser() {
       await page.waitForSelector('body[data-ready="true"]');
       chromium = (await page.evaluate(() => navigator.userAgent)).match(/(?:Headless)?Chrome\/[\d.]+/)?.[0] ?? chromium;
       await page.fill('#gguf', `models/wide-${q}.gguf`);
-      await page.fill('#engines', o['no-gpu'] ? 'ours-cpu,wllama' : 'ours-cpu,ours-gpu,wllama');
+      const ours = o.engines.split(',').filter((e) => !(o['no-gpu'] && e === 'ours-gpu'));
+      await page.fill('#engines', [...ours, 'wllama'].join(','));
       await page.fill('#threads', String(THREADS));
       await page.fill('#prompt-tokens', String(PROMPT));
       await page.fill('#tokens', String(TOKENS));

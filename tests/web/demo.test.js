@@ -371,7 +371,7 @@ test('bench page: times the phases and every kernel of the demo model, with the 
   assert.ok(kernels.length >= 10, `${kernels.length} kernel rows`);
   for (const [shape, variant, ms] of kernels) {
     assert.match(shape, /^(f32|f16|f16_native|q8|q4) (decode|batch) \d+x\d+ ×\d+ \(\d+ rows\)$/);
-    assert.match(variant, /^(tiled|vec4|small|matvec)\w*( \(tuned\))?$/);
+    assert.match(variant, /^(tiled|vec4|small|matvec|rows)\w*( \(tuned\))?$/);
     assert.ok(Number(ms) > 0, `${shape}: ${ms} ms`);
   }
   assert.match(await page.textContent('#decode'), /decode: \d+\.\d+ tokens\/s · \d+\.\d MB read per token/);

@@ -45,6 +45,8 @@ pub enum Body {
     Vec4,
     Small,
     Matvec,
+    /// Decode without barriers: one invocation per output (`matvec_rows.wgsl`).
+    Rows,
 }
 
 /// A body with its override constants.
@@ -70,6 +72,8 @@ pub const VARIANTS: &[Variant] = &[
     Variant { name: "matvec4x64", body: Body::Matvec, overrides: &[("ROWS", 4.0), ("LANES", 64.0)] },
     Variant { name: "matvec16x16", body: Body::Matvec, overrides: &[("ROWS", 16.0), ("LANES", 16.0)] },
     Variant { name: "matvec2x128", body: Body::Matvec, overrides: &[("ROWS", 2.0), ("LANES", 128.0)] },
+    Variant { name: "rows64", body: Body::Rows, overrides: &[("WG", 64.0)] },
+    Variant { name: "rows8", body: Body::Rows, overrides: &[("WG", 8.0)] },
 ];
 
 /// Up to this many rows are "decode" rows: the matvec body's class of problems.
@@ -93,10 +97,11 @@ const TILED: [Kernel; 5] = kernels_of!("linear_tiled.wgsl", "linear_tiled");
 const VEC4: [Kernel; 5] = kernels_of!("linear_vec4.wgsl", "linear_vec4");
 const SMALL: [Kernel; 5] = kernels_of!("linear_small.wgsl", "linear_small");
 const MATVEC: [Kernel; 5] = kernels_of!("matvec.wgsl", "matvec");
+const ROWS: [Kernel; 5] = kernels_of!("matvec_rows.wgsl", "matvec_rows");
 
 /// The WGSL of every linear kernel (for the autotune cache key: changed kernels retune).
 pub fn kernel_sources() -> impl Iterator<Item = &'static str> {
-    [&TILED, &VEC4, &SMALL, &MATVEC].into_iter().flat_map(|k| k.iter().map(|k| k.source))
+    [&TILED, &VEC4, &SMALL, &MATVEC, &ROWS].into_iter().flat_map(|k| k.iter().map(|k| k.source))
 }
 
 impl Variant {
@@ -106,6 +111,7 @@ impl Variant {
             Body::Vec4 => &VEC4,
             Body::Small => &SMALL,
             Body::Matvec => &MATVEC,
+            Body::Rows => &ROWS,
         };
         &table[format.index()]
     }
@@ -121,13 +127,14 @@ impl Variant {
             Body::Vec4 => (self.ov("RM"), 4),
             Body::Small => (1, 1),
             Body::Matvec => (1, self.ov("ROWS")),
+            Body::Rows => (1, self.ov("WG")),
         }
     }
 
     fn invocations(&self) -> usize {
         match self.body {
             Body::Tiled => self.ov("WGX") * self.ov("WGY"),
-            Body::Vec4 | Body::Small => self.ov("WG"),
+            Body::Vec4 | Body::Small | Body::Rows => self.ov("WG"),
             Body::Matvec => self.ov("ROWS") * self.ov("LANES"),
         }
     }
@@ -141,7 +148,7 @@ impl Variant {
             Body::Tiled => m.div_ceil(bm) as u64 <= max && n.div_ceil(bn) as u64 <= max,
             Body::Vec4 => k % 4 == 0 && (m.div_ceil(bm) as u64) * (n.div_ceil(4) as u64) <= u32::MAX as u64,
             Body::Small => (m as u64) * (n as u64) <= u32::MAX as u64,
-            Body::Matvec => m as u64 <= max && n.div_ceil(bn) as u64 <= max,
+            Body::Matvec | Body::Rows => m as u64 <= max && n.div_ceil(bn) as u64 <= max,
         };
         fits_wg && shape_ok && format.runs_on(gpu)
     }
@@ -152,7 +159,7 @@ impl Variant {
             Body::Tiled => [n.div_ceil(bn) as u32, m.div_ceil(bm) as u32, 1],
             Body::Vec4 => gpu.grid((m.div_ceil(bm) * n.div_ceil(4)) as u64, self.invocations() as u32),
             Body::Small => gpu.grid((m * n) as u64, self.invocations() as u32),
-            Body::Matvec => [n.div_ceil(bn) as u32, m as u32, 1],
+            Body::Matvec | Body::Rows => [n.div_ceil(bn) as u32, m as u32, 1],
         }
     }
 }
@@ -166,15 +173,18 @@ fn named(name: &str) -> &'static Variant {
     variant(name).unwrap_or(&VARIANTS[0])
 }
 
-/// The untuned choice: decode rows → matvec; short rows or few outputs → one invocation per output;
-/// software adapters (lavapipe, SwiftShader) → register blocks without barriers (2–5x faster there);
-/// GPUs → 64x64 tiles.
+/// The untuned choice: decode rows → matvec (software adapters: one invocation per output, no
+/// barriers: 1.3–1.9x the matvec's decode on lavapipe); short rows or few outputs → one invocation
+/// per output; batches on software adapters (lavapipe, SwiftShader) → register blocks without
+/// barriers (2–5x faster there); GPUs → 64x64 tiles.
 pub fn default_variant(gpu: &Gpu, format: WeightFormat, m: usize, n: usize, k: usize) -> &'static Variant {
     let many = m > MATVEC_MAX_ROWS;
     let pick = if gpu.info.software && many && named("vec4r4").takes(gpu, format, m, n, k) {
         "vec4r4"
     } else if (k <= SMALL_MAX_K || (many && n < 64)) && named("small64").takes(gpu, format, m, n, k) {
         "small64"
+    } else if !many && gpu.info.software && named("rows8").takes(gpu, format, m, n, k) {
+        "rows8"
     } else if !many {
         "matvec8x32"
     } else {

@@ -98,12 +98,12 @@ impl Shape {
     /// problem. Software adapters (lavapipe, SwiftShader) compile a pipeline in about a second, so
     /// they time a short list: no tiles (2–5x slower there), two of each other kind.
     fn candidates(&self, gpu: &Gpu) -> Vec<&'static Variant> {
-        const SOFTWARE: [&str; 5] = ["vec4r4", "vec4r2", "small64", "matvec8x32", "matvec4x64"];
+        const SOFTWARE: [&str; 5] = ["vec4r4", "vec4r2", "small64", "matvec8x32", "rows8"];
         let m = self.rows(gpu);
         VARIANTS
             .iter()
             .filter(|v| match v.body {
-                Body::Matvec => self.decode,
+                Body::Matvec | Body::Rows => self.decode,
                 Body::Tiled => !self.decode,
                 Body::Vec4 => !self.decode,
                 Body::Small => self.k <= 128 || (!self.decode && self.n < 64),

@@ -28,11 +28,15 @@ fn units() -> u32 {
 fn unit_dot(n: u32, u: u32, xr: u32) -> f32 {
     let k0 = u * UNIT;
     let word = i32(w[(n * p.kp + k0) / 4u]);
-    var s = 0.0;
-    for (var t = 0u; t < UNIT; t++) {
-        if (k0 + t < p.k) {
-            s += f32(extractBits(word, t * 8u, 8u)) * xin(xr + k0 + t);
+    let c = vec4<f32>(f32(extractBits(word, 0u, 8u)), f32(extractBits(word, 8u, 8u)), f32(extractBits(word, 16u, 8u)), f32(extractBits(word, 24u, 8u)));
+    // x past k reads as zero (the codes there are zero too, but x may hold anything)
+    var xv = vec4<f32>(0.0);
+    if (k0 + UNIT <= p.k) {
+        xv = vec4<f32>(xin(xr + k0), xin(xr + k0 + 1u), xin(xr + k0 + 2u), xin(xr + k0 + 3u));
+    } else {
+        for (var t = 0u; k0 + t < p.k; t++) {
+            xv[t] = xin(xr + k0 + t);
         }
     }
-    return s * scale(n, k0 / 32u);
+    return dot(c, xv) * scale(n, k0 / 32u);
 }
