@@ -13,6 +13,8 @@
 // failure of the engine itself — code that retries on 5xx retries only what may succeed again.
 
 /** The most tokens an answer may ask for (model.chat's bound): the engine's longest context. */
+import { decodeImage, pixelsOf } from './pixels.js';
+
 export const MAX_TOKENS = 65536;
 
 /** The SDK's class names of the statuses given here. */
@@ -174,7 +176,7 @@ export async function pixelsOfUrl(url, signal) {
   if (blob.size > MAX_IMAGE_FILE_BYTES) throw tooLarge(`the image is ${blob.size} bytes`);
   let bitmap;
   try {
-    bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+    bitmap = await decodeImage(blob);
   } catch (e) {
     throw invalid(`image_url: the image could not be decoded (${e.message})`, 'image_url', 'invalid_image_format');
   }
@@ -183,11 +185,9 @@ export async function pixelsOfUrl(url, signal) {
     bitmap.close();
     throw invalid(`image_url: image too large (${width}×${height}); the limit is ${MAX_IMAGE_SIDE} pixels per side and ${MAX_IMAGE_PIXELS} pixels in all`, 'image_url', 'invalid_image_format');
   }
-  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-  const ctx = canvas.getContext('2d', { willReadFrequently: true, colorSpace: 'srgb' });
-  ctx.drawImage(bitmap, 0, 0);
+  const pixels = pixelsOf(bitmap);
   bitmap.close();
-  return ctx.getImageData(0, 0, canvas.width, canvas.height);
+  return pixels;
 }
 
 /** An error of model.chat (or of encoding the image) in OpenAI's shape (see the file's head). */

@@ -4,29 +4,26 @@
 // form times ours on the CPU and on the GPU against wllama (llama.cpp in wasm) on a GGUF copy of the
 // same language model, repetitions interleaved (`make bench-peers` drives it headless).
 
-const { loadSphinx } = await import('./pkg/index.js').catch(() => import('../pkg/index.js'));
+// the package as the site serves it (./pkg), else beside www/ in the repository
+const pkg = (file) => import(`./pkg/${file}`).catch(() => import(`../pkg/${file}`));
+const [{ loadSphinx }, { decodeImage, pixelsOf }, { readModels }, { formatBytes }] = await Promise.all([pkg('index.js'), pkg('pixels.js'), pkg('ui/loader.js'), pkg('cache.js')]);
 const $ = (id) => document.getElementById(id);
 let report = null;
 
 async function models() {
   const select = $('model');
   const extra = new URLSearchParams(location.search).get('model');
-  let list = [];
-  try {
-    list = await (await fetch('models.json', { cache: 'no-store' })).json();
-  } catch {
-    list = [];
-  }
+  // models.json read as the chat page reads it (a missing or bad list: none listed)
+  const list = await readModels('models.json').catch(() => []);
   if (extra) list.unshift({ name: extra, manifest: extra });
   select.replaceChildren(...list.map((m) => Object.assign(document.createElement('option'), { value: m.manifest, textContent: m.name })));
 }
 
 async function samplePixels() {
-  const bitmap = await createImageBitmap(await (await fetch('assets/demo.png')).blob(), { colorSpaceConversion: 'none' });
-  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-  const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  ctx.drawImage(bitmap, 0, 0);
-  return ctx.getImageData(0, 0, bitmap.width, bitmap.height);
+  const bitmap = await decodeImage(await (await fetch('assets/demo.png')).blob());
+  const pixels = pixelsOf(bitmap);
+  bitmap.close();
+  return pixels;
 }
 
 function fill(tbody, rows) {
@@ -42,8 +39,8 @@ function fill(tbody, rows) {
 function show(info, r) {
   const l = info.load;
   const load = [
-    ['download', l.downloadMs, `${(l.downloadedBytes / 1e6).toFixed(1)} MB fetched`],
-    ['upload', l.uploadMs, `${(l.totalBytes / 1e6).toFixed(1)} MB of weights`],
+    ['download', l.downloadMs, `${formatBytes(l.downloadedBytes)} fetched`],
+    ['upload', l.uploadMs, `${formatBytes(l.totalBytes)} of weights`],
     ['autotune', l.autotuneMs, `${l.autotune.tuned} shapes timed, ${l.autotune.cached} cached, ${l.autotune.small} too small (${l.autotune.timer})`],
     ['compile', l.compileMs, ''],
     ['load (total)', l.totalMs, `precision ${info.model.precision}`],
@@ -51,7 +48,7 @@ function show(info, r) {
   fill($('phases').tBodies[0], [...load, ...r.phases.map((p) => [p.name, p.ms, p.detail])].map(([n, ms, d]) => [n, ms.toFixed(1), d]));
   const d = r.decode;
   $('decode').textContent = d
-    ? `decode: ${d.tokensPerSecond.toFixed(2)} tokens/s · ${(d.bytesPerToken / 1e6).toFixed(1)} MB read per token → ${d.gbPerSecond.toFixed(2)} GB/s · GPU memory peak ${(r.gpuPeakBytes / 2 ** 20).toFixed(1)} MiB`
+    ? `decode: ${d.tokensPerSecond.toFixed(2)} tokens/s · ${formatBytes(d.bytesPerToken)} read per token → ${d.gbPerSecond.toFixed(2)} GB/s · GPU memory peak ${(r.gpuPeakBytes / 2 ** 20).toFixed(1)} MiB`
     : '';
   const pct = (v) => (v === undefined ? '' : (100 * v).toFixed(1));
   fill($('kernels').tBodies[0], r.kernels.map((k) => [k.name, k.variant + (k.tuned ? ' (tuned)' : ''), k.ms.toFixed(3), k.gflops.toFixed(2), k.gbps.toFixed(2), pct(k.computeShare), pct(k.bandwidthShare)]));

@@ -12,19 +12,8 @@ use crate::tensor::Device;
 use crate::{Error, Result};
 use std::path::Path;
 
-/// upstream's `from_pretrained` default context length.
-pub const DEFAULT_MAX_SEQ_LEN: usize = 4096;
-/// The longest context a model may be built for (16× upstream's; the RoPE table and KV cache grow
-/// with it, and no released SPHINX was trained beyond 4096).
-pub const MAX_SEQ_LEN: usize = 1 << 16;
-
-/// `max_seq_len` in 1..=[`MAX_SEQ_LEN`] (`what` names the flag or option in the error).
-pub fn check_max_seq_len(max_seq_len: usize, what: &str) -> Result<()> {
-    if max_seq_len == 0 || max_seq_len > MAX_SEQ_LEN {
-        return Err(Error::Config(format!("{what} {max_seq_len}: must be in 1..={MAX_SEQ_LEN}")));
-    }
-    Ok(())
-}
+/// The context-length limits are the decoder's (re-exported for the callers that open models).
+pub use crate::models::llama::{check_max_seq_len, DEFAULT_MAX_SEQ_LEN, MAX_SEQ_LEN};
 
 impl TensorSource for UpstreamCheckpoint {
     fn describe(&self) -> String {

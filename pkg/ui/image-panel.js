@@ -4,6 +4,8 @@
 // dragged on the image, or moved with the arrow keys (Shift resizes), or typed in pixels (clamped
 // to the image). Regions are in image pixels; the element turns them into the model's fractions.
 
+import { decodeImage } from '../pixels.js';
+
 const KEY_STEP = 0.02; // of the image's width/height per arrow key press
 
 export class ImagePanel {
@@ -79,7 +81,7 @@ export class ImagePanel {
     if (!file.type.startsWith('image/')) return this.onStatus(`${file.name || 'That file'} is not an image.`);
     let bitmap;
     try {
-      bitmap = await createImageBitmap(file, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+      bitmap = await decodeImage(file);
     } catch (e) {
       return this.onStatus(`Could not read the image: ${e.message}`);
     }

@@ -2,6 +2,7 @@
 //! shard is verified without being read twice and never held whole in memory.
 
 use sha2::{Digest, Sha256 as Inner};
+use sphinx::io::converted::hex;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
@@ -41,14 +42,10 @@ impl Default for Sha256 {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// One-shot digest (cache keys, small files).
 #[wasm_bindgen(js_name = sha256Hex)]
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex(&Inner::digest(data))
+    sphinx::io::converted::sha256_hex(data)
 }
 
 #[cfg(test)]

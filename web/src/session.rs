@@ -61,21 +61,10 @@ impl GpuDevice {
         Ok(GpuDevice { gpu })
     }
 
-    /// JSON: `{adapter, backend, driver, shaderF16, subgroups, software, maxBufferSize, maxStorageBufferBindingSize}`.
+    /// JSON: `{adapter, vendor, backend, driver, shaderF16, subgroups, software, timestamps,
+    /// maxBufferSize, maxStorageBufferBindingSize}` (`GpuInfo`).
     pub fn info(&self) -> String {
-        let i = &self.gpu.info;
-        serde_json::json!({
-            "adapter": i.name,
-            "backend": i.backend,
-            "driver": i.driver,
-            "shaderF16": i.shader_f16,
-            "timestamps": i.timestamps,
-            "subgroups": i.subgroups,
-            "software": i.software,
-            "maxBufferSize": i.max_buffer_size,
-            "maxStorageBufferBindingSize": i.max_storage_binding,
-        })
-        .to_string()
+        serde_json::to_string(&self.gpu.info).unwrap_or_default()
     }
 
     /// Fails, before anything is downloaded, when a tensor of the manifest cannot live on this
@@ -124,12 +113,14 @@ pub fn check_cpu_memory(manifest: &[u8]) -> Result<(), JsError> {
 /// unless the threaded build's pool was started) and whether this is the threaded build.
 #[wasm_bindgen(js_name = cpuInfo)]
 pub fn cpu_info() -> String {
-    serde_json::json!({
-        "isa": sphinx::cpu::isa().name(),
-        "threads": sphinx::cpu::threads(),
-        "threaded": cfg!(feature = "threads"),
-    })
-    .to_string()
+    /// `cpuInfo`'s answer.
+    #[derive(serde::Serialize)]
+    struct CpuInfo {
+        isa: &'static str,
+        threads: usize,
+        threaded: bool,
+    }
+    serde_json::to_string(&CpuInfo { isa: sphinx::cpu::isa().name(), threads: sphinx::cpu::threads(), threaded: cfg!(feature = "threads") }).unwrap_or_default()
 }
 
 /// An encoded image: [image_words, dim] on the model's device (shared with a chat that is using it).
@@ -264,18 +255,31 @@ impl Session {
     /// JSON: `{llamaType, release, imageSize, imageWords, vocabSize, maxSeqLen, precision, device}`
     /// (`device`: "gpu" or "cpu").
     pub fn info(&self) -> String {
-        let m = &self.inner.model;
-        serde_json::json!({
-            "device": if self.inner.gpu.is_some() { "gpu" } else { "cpu" },
-            "precision": m.precision(),
-            "llamaType": m.llama_type().name(),
-            "release": m.llama_type().release(),
-            "imageSize": m.llama_type().image_size(),
-            "imageWords": m.image_words(),
-            "vocabSize": m.config.llm.vocab_size,
-            "maxSeqLen": m.llm.max_seq_len,
-        })
-        .to_string()
+        /// `info`'s answer.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ModelInfo {
+            device: &'static str,
+            precision: sphinx::nn::Precision,
+            llama_type: &'static str,
+            release: &'static str,
+            image_size: usize,
+            image_words: usize,
+            vocab_size: usize,
+            max_seq_len: usize,
+        }
+        let (m, t) = (&self.inner.model, self.inner.model.llama_type());
+        let info = ModelInfo {
+            device: if self.inner.gpu.is_some() { "gpu" } else { "cpu" },
+            precision: m.precision(),
+            llama_type: t.name(),
+            release: t.release(),
+            image_size: t.image_size(),
+            image_words: m.image_words(),
+            vocab_size: m.config.llm.vocab_size,
+            max_seq_len: m.llm.max_seq_len,
+        };
+        serde_json::to_string(&info).unwrap_or_default()
     }
 
     /// Encodes canvas pixels (`rgba`: `width * height * 4` bytes, alpha dropped like PIL's

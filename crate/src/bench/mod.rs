@@ -7,7 +7,7 @@
 use crate::image::ImageTensor;
 use crate::kernels::attention::{attention_into, Attn};
 use crate::kernels::copy2d::Strided;
-use crate::kernels::tune::{self, median, TuneReport};
+use crate::kernels::tune::{self, median, TuneReport, TuningOf};
 use crate::io::quant::{Packed, Quant};
 use crate::models::sphinx::Sphinx;
 use crate::nn::Linear;

@@ -11,12 +11,20 @@
 use super::linear::{default_variant, kernel_sources, linear_into_variant, Body, Variant, WeightFormat, MATVEC_MAX_ROWS, VARIANTS};
 use super::qlinear::{qlinear_into_variant, QWeight};
 use crate::io::quant::{Packed, Quant};
-use crate::nn::Rows;
 use crate::runtime::Gpu;
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// Which row counts a layer's matrix products see: decode steps (a few rows), batches (prefill,
+/// the vision towers), or both. Autotuning tunes only those classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rows {
+    Both,
+    Decode,
+    Batch,
+}
 
 /// Rows of the batch-class problem a shape is tuned at (prefill and vision run thousands of rows;
 /// the relative speed of the variants settles well before that), and on software adapters.
@@ -120,6 +128,18 @@ impl Shape {
 pub struct Tuning {
     shapes: BTreeMap<Shape, usize>,
     chosen: HashMap<Shape, &'static Variant>,
+}
+
+/// The tuner's state on a device, kept by the runtime ([`Gpu::state`]).
+pub trait TuningOf {
+    fn tuning(&self) -> std::sync::MutexGuard<'_, Tuning>;
+}
+
+impl TuningOf for Gpu {
+    fn tuning(&self) -> std::sync::MutexGuard<'_, Tuning> {
+        // a panic while holding the lock leaves plain data behind; keep going
+        self.state::<std::sync::Mutex<Tuning>>().lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Tuning {

@@ -12,6 +12,20 @@ use crate::nn::{Embedding, Linear, Precision, RmsNorm, Rows, Weights};
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
 
+/// upstream's `from_pretrained` default context length.
+pub const DEFAULT_MAX_SEQ_LEN: usize = 4096;
+/// The longest context a model may be built for (16× upstream's; the RoPE table and KV cache grow
+/// with it, and no released SPHINX was trained beyond 4096).
+pub const MAX_SEQ_LEN: usize = 1 << 16;
+
+/// `max_seq_len` in 1..=[`MAX_SEQ_LEN`] (`what` names the flag or option in the error).
+pub fn check_max_seq_len(max_seq_len: usize, what: &str) -> Result<()> {
+    if max_seq_len == 0 || max_seq_len > MAX_SEQ_LEN {
+        return Err(Error::Config(format!("{what} {max_seq_len}: must be in 1..={MAX_SEQ_LEN}")));
+    }
+    Ok(())
+}
+
 struct Attention {
     wq: Linear,
     wk: Linear,
@@ -63,7 +77,7 @@ impl Llama {
     /// Loads `tok_embeddings`, `layers.N.*`, `norm`, `output` from this scope. The number of layers
     /// and the vocabulary come from the checkpoint and must agree with `cfg`.
     pub fn load(w: &Weights, cfg: &LlmConfig, max_seq_len: usize) -> Result<Llama> {
-        crate::load::check_max_seq_len(max_seq_len, "max_seq_len")?;
+        check_max_seq_len(max_seq_len, "max_seq_len")?;
         let (dim, hd) = (cfg.dim, cfg.head_dim);
         let n_layers = w.count("layers")?;
         if n_layers != cfg.n_layers {

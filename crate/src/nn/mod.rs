@@ -59,11 +59,5 @@ impl PrecisionChoice {
     }
 }
 
-/// Which row counts a layer's matrix products see: decode steps (a few rows), batches (prefill,
-/// the vision towers), or both. Autotuning tunes only those classes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rows {
-    Both,
-    Decode,
-    Batch,
-}
+/// Which row counts a layer's matrix products see (the tuner's classes, defined beside it).
+pub use crate::kernels::tune::Rows;

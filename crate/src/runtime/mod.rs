@@ -6,7 +6,6 @@
 //! Kernel parameters go into one uniform "arena" buffer written once per submission.
 //! Native and wasm differ only in how the device is obtained and how a readback is awaited.
 
-use crate::kernels::tune::Tuning;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,9 +23,12 @@ const MAX_BATCH: usize = 256;
 /// Bytes reserved per dispatch in the params arena (WebGPU's minimum uniform offset alignment).
 const PARAMS_SLOT: u64 = 256;
 
-/// What the adapter gave us, for messages and for choosing fast paths.
-#[derive(Debug, Clone)]
+/// What the adapter gave us, for messages and for choosing fast paths (serialized as the
+/// browser's `info.adapter`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GpuInfo {
+    #[serde(rename = "adapter")]
     pub name: String,
     /// PCI vendor and device ids as hex ("10de:2330"; 0000:0000 where the platform hides them).
     pub vendor: String,
@@ -40,6 +42,7 @@ pub struct GpuInfo {
     /// GPU timestamp queries (used to time kernels when autotuning).
     pub timestamps: bool,
     pub max_buffer_size: u64,
+    #[serde(rename = "maxStorageBufferBindingSize")]
     pub max_storage_binding: u64,
 }
 
@@ -88,8 +91,9 @@ pub struct Gpu {
     error: Arc<Mutex<Option<String>>>,
     /// Per-kernel wall times (kernel and grid → calls, seconds), when `SPHINX_PROFILE=1`.
     profile: Option<Mutex<HashMap<String, (u32, f64)>>>,
-    /// The shapes the loaded models multiply and the kernel variant chosen for each.
-    tuning: Mutex<Tuning>,
+    /// State a layer above keeps per device without the runtime knowing its type: the kernel
+    /// tuner's shapes and choices (`kernels::tune`), made on first use.
+    state: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
     memory: Memory,
 }
 
@@ -225,14 +229,16 @@ impl Gpu {
             error,
             profile: (cfg!(not(target_arch = "wasm32")) && std::env::var("SPHINX_PROFILE").is_ok_and(|v| v == "1"))
                 .then(|| Mutex::new(HashMap::new())),
-            tuning: Mutex::new(Tuning::default()),
+            state: std::sync::OnceLock::new(),
             memory: Memory::default(),
         }))
     }
 
-    /// The tuning state (registered shapes, chosen variants).
-    pub fn tuning(&self) -> std::sync::MutexGuard<'_, Tuning> {
-        lock(&self.tuning)
+    /// The per-device state of type `T` (one type per device: the kernel tuner's), made with
+    /// `T::default()` on first use.
+    pub fn state<T: Default + Send + Sync + 'static>(&self) -> &T {
+        let any = self.state.get_or_init(|| Box::new(T::default()));
+        any.downcast_ref::<T>().expect("Gpu::state: one type of per-device state")
     }
 
     /// (bytes of GPU buffers now, the peak since the device was opened): weights, pooled
