@@ -31,6 +31,7 @@ const { values: o } = parseArgs({
     tokens: { type: 'string', default: '32' },
     'no-native': { type: 'boolean', default: false },
     'no-browser': { type: 'boolean', default: false },
+    'no-vulkan': { type: 'boolean', default: false },
     'no-gpu': { type: 'boolean', default: false },
     // the browser's engines (wllama, the yardstick, always runs)
     engines: { type: 'string', default: 'ours-cpu,ours-gpu' },
@@ -75,14 +76,14 @@ function setup() {
     run('python3', ['-m', 'venv', path.join(OUT, 'venv')]);
   }
   run(PY, ['-m', 'pip', 'install', '-q', 'gguf==0.19.0', 'numpy==2.4.6']);
-  run(path.join(ROOT, 'scripts/peers/build-llama.sh'), []);
+  run(path.join(ROOT, 'scripts/peers/build-llama.sh'), o['no-vulkan'] ? [] : ['vulkan']);
 }
 
 const benchPrompt = (n) => Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 100 + i));
 
 /** One `sphinx bench` of the model folder on the CPU (JSON report); `extra` adds flags. */
-function ours(dir, { tokens = TOKENS, reps = 1, extra = [] } = {}) {
-  const args = ['bench', '--model', dir, '--device', 'cpu', '--tokens', String(tokens), '--prompt-tokens', String(PROMPT), '--reps', String(reps), '--json', ...extra];
+function ours(dir, { tokens = TOKENS, reps = 1, extra = [], device = 'cpu' } = {}) {
+  const args = ['bench', '--model', dir, '--device', device, '--tokens', String(tokens), '--prompt-tokens', String(PROMPT), '--reps', String(reps), '--json', ...extra];
   return JSON.parse(run(SPHINX, args, { env: { RAYON_NUM_THREADS: String(THREADS) } }));
 }
 
@@ -124,6 +125,33 @@ function native() {
     // has over minutes; its median is the second estimate of the ratio
     const paired = (k) => median(runs.ours.map((a, i) => a[k] / runs.llama[i][k]));
     rows.push({ quant: q, ours: { prefill: m('ours', 'prefill'), decode: m('ours', 'decode') }, llama: { prefill: m('llama', 'prefill'), decode: m('llama', 'decode') }, paired: { prefill: paired('prefill'), decode: paired('decode') }, runs });
+  }
+  return rows;
+}
+
+/**
+ * On lavapipe (Mesa's Vulkan on the CPU, the one Vulkan device here): ours `sphinx bench --device
+ * gpu` (wgpu, tuned kernels from the cache) against `llama-bench -ngl 99` of llama.cpp's Vulkan
+ * build on the same GGUF weights, repetitions interleaved; with our run's roofline (read/copy
+ * bandwidth, best f32 GEMM of the device), so each phase is also a share of the device's limits.
+ */
+function vulkan() {
+  const rows = [];
+  const bench = path.join(OUT, 'llama.cpp-vulkan-build/bin/llama-bench');
+  for (const q of QUANTS) {
+    const { dir, gguf } = model(q);
+    const runs = { ours: [], llama: [] };
+    let roofline = null;
+    for (let r = 0; r < REPS; r++) {
+      const a = ours(dir, { device: 'gpu', extra: r === 0 ? ['--roofline'] : [] });
+      roofline ??= a.roofline ? { ...a.roofline, efficiency: a.efficiency } : null;
+      runs.ours.push({ prefill: a.prefillTokensPerSecond, decode: a.decode.tokensPerSecond });
+      const lb = JSON.parse(run(bench, ['-m', gguf, '-ngl', '99', '-p', String(PROMPT), '-n', String(TOKENS), '-r', '1', '-o', 'json'], { env: { GGML_VK_VISIBLE_DEVICES: '0' } }));
+      runs.llama.push({ prefill: lb.find((x) => x.n_prompt > 0).avg_ts, decode: lb.find((x) => x.n_gen > 0).avg_ts });
+      log(`lavapipe ${q} round ${r + 1}: ours ${JSON.stringify(runs.ours.at(-1))}, llama.cpp Vulkan ${JSON.stringify(runs.llama.at(-1))}`);
+    }
+    const m = (who, k) => median(runs[who].map((x) => x[k]));
+    rows.push({ quant: q, ours: { prefill: m('ours', 'prefill'), decode: m('ours', 'decode') }, llama: { prefill: m('llama', 'prefill'), decode: m('llama', 'decode') }, roofline, runs });
   }
   return rows;
 }
@@ -210,6 +238,19 @@ function table(r) {
     }
     lines.push('');
   }
+  if (r.vulkan) {
+    lines.push('On lavapipe (Vulkan on the CPU): ours `sphinx bench --device gpu` against llama.cpp\'s Vulkan build (`llama-bench -ngl 99`):', '', '| weights | engine | prefill tok/s | decode tok/s |', '|---|---|---|---|');
+    for (const n of r.vulkan) {
+      lines.push(`| ${n.quant} | ours, wgpu | ${f(n.ours.prefill)} | ${f(n.ours.decode)} |`);
+      lines.push(`| ${n.quant} | llama.cpp Vulkan | ${f(n.llama.prefill)} | ${f(n.llama.decode)} |`);
+      lines.push(`| ${n.quant} | **ours ÷ llama.cpp** | **${x(n.ours.prefill, n.llama.prefill)}** | **${x(n.ours.decode, n.llama.decode)}** |`);
+    }
+    for (const n of r.vulkan.filter((n) => n.roofline)) {
+      const share = (name) => n.roofline.efficiency?.find((e) => e.phase === name);
+      lines.push('', `${n.quant} against lavapipe's limits measured in our first run: read ${n.roofline.readGbps.toFixed(1)} GB/s, copy ${n.roofline.copyGbps.toFixed(1)} GB/s, f32 GEMM ${n.roofline.gemmGflops.toFixed(1)} GFLOP/s; ` + ['prefill', 'decode'].map((p) => (share(p) ? `${p} ${(100 * share(p).share).toFixed(1)} %` : `${p} —`)).join(', ') + '.');
+    }
+    lines.push('');
+  }
   if (r.encode) {
     const e = r.encode;
     lines.push(`Image encode of the wide q8 model on the CPU: ${f(e.ms)} ms, ${f(e.gflop)} GFLOP in matrix products and attention → ${f(e.gflops)} GFLOP/s = ${(100 * e.ofPeak).toFixed(0)} % of this machine's f32 GEMM peak measured in the same run (numpy/OpenBLAS ${f(e.peaks.numpyOpenBLAS)}, matrixmultiply ${f(e.peaks.matrixmultiply)} GFLOP/s).`, '');
@@ -233,6 +274,7 @@ if (!o['no-native']) {
   report.native = native();
   report.encode = encode();
 }
+if (!o['no-vulkan']) report.vulkan = vulkan();
 if (!o['no-browser']) report.browser = await browser();
 fs.writeFileSync(path.join(OUT, 'report.json'), JSON.stringify(report, null, 2));
 const md = table(report);
