@@ -19,8 +19,6 @@ pub mod load;
 pub mod models;
 pub mod nn;
 pub mod runtime;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod serve;
 pub mod tensor;
 pub mod text;
 pub mod trace;

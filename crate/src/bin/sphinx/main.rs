@@ -1,5 +1,7 @@
 //! The `sphinx` command line: run, trace, serve (and the weight tools). A thin shell over the library.
 
+mod serve;
+
 use clap::{Parser, Subcommand};
 use sphinx::config::LlamaType;
 use sphinx::convert::{convert, demo_model, describe_manifest, memory_table, mix, DemoSize};
@@ -276,7 +278,7 @@ enum Command {
         /// Open connections at most (one more is answered 503). Idle connections close after 20 s,
         /// a request must arrive within 10 s of its first byte, a client that takes no 64 KiB of a
         /// response in 20 s is dropped, and a connection serves at most 1000 requests
-        #[arg(long, default_value_t = sphinx::serve::ServeLimits::default().max_connections)]
+        #[arg(long, default_value_t = serve::ServeLimits::default().max_connections)]
         max_connections: usize,
         /// Test only: append one JSON line per request to this file
         #[arg(long)]
@@ -374,7 +376,7 @@ fn inputs_of<'a>(folders: &[(&'a str, &'a Path)], tokenizer: Option<&'a Path>) -
 
 
 /// The LLaMA-2 tokenizer bundled for the demo model.
-const DEMO_TOKENIZER: &[u8] = include_bytes!("../../../assets/tokenizer-llama2.json");
+const DEMO_TOKENIZER: &[u8] = include_bytes!("../../../../assets/tokenizer-llama2.json");
 
 fn quant_choice(quant: &str, vision: Option<&str>) -> Result<QuantChoice> {
     let llm = Quant::parse(quant)?;
@@ -405,54 +407,158 @@ fn tokenizer_json(dirs: &[&Path], explicit: Option<&Path>) -> Result<Vec<u8>> {
     Ok(json)
 }
 
+/// `sphinx run`: one answer streamed to stdout, its speed and (on a GPU) its memory peak against
+/// `inspect`'s prediction on stderr.
+async fn answer(model: ModelOpts, image: Option<PathBuf>, prompt: String, params: SamplingParams, tokenizer: Option<PathBuf>, print_ids: bool) -> Result<()> {
+    let tok = open_tokenizer(&model.model, tokenizer.as_deref())?;
+    let rgb = read_image(image.as_deref())?;
+    let (m, device, _) = model.load(("auto", "cached")).await?;
+    let text = conversation::prompt(&[Message::user(prompt)])?;
+    let ids = tok.encode_prompt(&text)?;
+    let img = match (image, rgb) {
+        (Some(p), Some(rgb)) => {
+            let t1 = Instant::now();
+            let padded = padded_resize(&rgb, m.llama_type().image_size())?;
+            let enc = m.encode_image(&padded, false)?;
+            device.sync()?;
+            eprintln!("encoded {} in {:.2?}", p.display(), t1.elapsed());
+            Some(enc.tokens)
+        }
+        _ => None,
+    };
+    let t2 = Instant::now();
+    let mut out = std::io::stdout();
+    let g = generate(&m, &tok, &ids, img.as_ref(), params, |_, delta| {
+        let _ = out.write_all(delta.as_bytes());
+        let _ = out.flush();
+        true
+    })
+    .await?;
+    println!();
+    let secs = t2.elapsed().as_secs_f64();
+    eprintln!("{} tokens in {secs:.2} s ({:.2} tokens/s), ended by {:?}", g.ids.len(), g.ids.len() as f64 / secs, g.finish);
+    if print_ids {
+        eprintln!("ids: {}", g.ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+    }
+    if let (Device::Gpu(gpu), true) = (&device, model.model.join("manifest.json").is_file()) {
+        let f16 = m.precision() == sphinx::nn::Precision::F16;
+        let e = sphinx::convert::predict_run(&Manifest::read(&model.model)?, ids.len(), params.max_tokens, img.is_some(), f16);
+        let (_, peak) = gpu.memory();
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        eprintln!(
+            "GPU memory: peak {:.1} MiB; inspect predicts {:.1} MiB (weights {:.1} + KV cache {:.1} + activations {:.1})",
+            mib(peak),
+            mib(e.gpu_total()),
+            mib(e.weights),
+            mib(e.kv_cache),
+            mib(e.activations)
+        );
+    }
+    Ok(())
+}
+
+/// `sphinx bench --model`: the phases of one question and every linear shape; the device it ran on.
+async fn model_bench(opts: ModelOpts, image: Option<PathBuf>, plan: &sphinx::bench::BenchPlan, json: bool) -> Result<Device> {
+    let rgb = read_image(image.as_deref())?;
+    let t0 = Instant::now();
+    let (m, device, tuning) = opts.load(("auto", "cached")).await?;
+    device.sync()?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let padded = rgb.map(|rgb| padded_resize(&rgb, m.llama_type().image_size())).transpose()?;
+    let ids = plan.prompt_ids(None)?;
+    let report = sphinx::bench::model_bench(&m, padded.as_ref(), plan, &ids, Some(load_ms), tuning).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Msg(e.to_string()))?);
+    } else {
+        print!("{}", sphinx::bench::format_text(&report));
+    }
+    Ok(device)
+}
+
+/// `sphinx bench` without a model: the kernels at the given LLM shapes ([dim, hidden, vocab,
+/// heads, kv_heads]); the device it ran on.
+async fn kernel_bench(device: &str, gpu: &GpuOpts, [dim, hidden, vocab, heads, kv_heads]: [usize; 5], reps: usize, roofline: bool, json: bool) -> Result<Device> {
+    check_bench_heads(dim, heads, kv_heads)?;
+    let device = Device::from_name_with(device, LimitsChoice::parse(&gpu.limits)?).await?;
+    let mut rows = sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps).await?;
+    let roof = if roofline { Some(sphinx::bench::roofline::measure(&device, reps).await?) } else { None };
+    rows.iter_mut().for_each(|r| roof.iter().for_each(|roof| r.against(roof)));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "device": format!("{device:?}"), "kernels": rows, "roofline": roof })).map_err(|e| Error::Msg(e.to_string()))?);
+    } else {
+        let roof = roof.as_ref().map_or(String::new(), sphinx::bench::format_roofline);
+        print!("device: {device:?}\n{roof}{}", sphinx::bench::format_kernels(&rows));
+    }
+    Ok(device)
+}
+
+/// The slowest GPU dispatches of a bench, where `SPHINX_PROFILE=1` recorded them.
+fn print_profile(device: &Device) {
+    if let Device::Gpu(gpu) = device {
+        let rows = gpu.profile_report();
+        if !rows.is_empty() {
+            let total: f64 = rows.iter().map(|r| r.2).sum();
+            println!("slowest dispatches (SPHINX_PROFILE=1; {total:.3} s in all):");
+            for (name, calls, secs) in rows.iter().take(30) {
+                println!("{secs:10.3} s {calls:6}×  {name}");
+            }
+        }
+    }
+}
+
+/// `sphinx inspect`: a converted folder's manifest, an upstream checkpoint's tensors, or a preset's
+/// full-size parameters, with the memory table.
+fn inspect(dir: Option<PathBuf>, preset: Option<String>) -> Result<()> {
+    match (dir, preset) {
+        (Some(dir), None) => {
+            if dir.join("manifest.json").is_file() {
+                print!("{}", describe_manifest(&Manifest::read(&dir)?));
+            } else {
+                let m = sphinx::load::open(&dir)?;
+                let params: Vec<(String, Vec<usize>)> = m.source.names().into_iter().filter_map(|n| m.source.shape(&n).map(|s| (n, s))).collect();
+                println!("upstream checkpoint {} ({}), {} tensors", m.config.llama_type.name(), m.config.llama_type.release(), params.len());
+                print!("{}", memory_table(&m.config, &params));
+            }
+        }
+        (None, Some(p)) => {
+            let t = LlamaType::parse(&p)?;
+            let cfg = params::preset(t);
+            let params = parameter_shapes(&cfg, CLIP_TEXT_FULL);
+            let n: usize = params.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+            println!("{} ({}), full size: {} parameters in {} tensors", t.name(), t.release(), n, params.len());
+            print!("{}", memory_table(&cfg, &params));
+        }
+        _ => return Err(Error::Config("inspect takes a folder or --preset LLAMA_TYPE".into())),
+    }
+    Ok(())
+}
+
+/// `sphinx mix`: two checkpoints' weights mixed (WiSE-FT style) into a converted folder.
+#[allow(clippy::too_many_arguments)]
+fn mix_cmd(beta: f64, extrapolate: bool, out: PathBuf, only: Option<String>, quant: String, vision_quant: Option<String>, shard_mb: u64, tokenizer: Option<PathBuf>, force: bool, a: PathBuf, b: PathBuf) -> Result<()> {
+    if !extrapolate && !(0.0..=1.0).contains(&beta) {
+        return Err(Error::Config(format!("--beta {beta}: must be in [0, 1] (pass --extrapolate for a β outside it)")));
+    }
+    let only_llm = match only.as_deref() {
+        None => false,
+        Some("llm") => true,
+        Some(other) => return Err(Error::Config(format!("--only {other}: the only group is llm"))),
+    };
+    let replacing = check_output_folder(&out, &inputs_of(&[("model folder A", &a), ("model folder B", &b)], tokenizer.as_deref()), force)?;
+    let choice = quant_choice(&quant, vision_quant.as_deref())?;
+    let tok = tokenizer_json(&[&a, &b], tokenizer.as_deref())?;
+    let (mut ma, mut mb) = (sphinx::load::open(&a)?, sphinx::load::open(&b)?);
+    let manifest = mix(&mut ma, &mut mb, beta, only_llm, &out, choice, shard_mb << 20, Some(&tok), force)?;
+    replacing.iter().for_each(|r| eprintln!("{r}"));
+    print!("{}", describe_manifest(&manifest));
+    Ok(())
+}
+
 async fn main_async(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { model, image, prompt, temperature, top_p, seed, max_tokens, tokenizer, print_ids } => {
-            let tok = open_tokenizer(&model.model, tokenizer.as_deref())?;
-            let rgb = read_image(image.as_deref())?;
-            let (m, device, _) = model.load(("auto", "cached")).await?;
-            let text = conversation::prompt(&[Message::user(prompt)])?;
-            let ids = tok.encode_prompt(&text)?;
-            let img = match (image, rgb) {
-                (Some(p), Some(rgb)) => {
-                    let t1 = Instant::now();
-                    let padded = padded_resize(&rgb, m.llama_type().image_size())?;
-                    let enc = m.encode_image(&padded, false)?;
-                    device.sync()?;
-                    eprintln!("encoded {} in {:.2?}", p.display(), t1.elapsed());
-                    Some(enc.tokens)
-                }
-                _ => None,
-            };
             let params = SamplingParams { temperature, top_p, seed, max_tokens };
-            let t2 = Instant::now();
-            let mut out = std::io::stdout();
-            let g = generate(&m, &tok, &ids, img.as_ref(), params, |_, delta| {
-                let _ = out.write_all(delta.as_bytes());
-                let _ = out.flush();
-                true
-            })
-            .await?;
-            println!();
-            let secs = t2.elapsed().as_secs_f64();
-            eprintln!("{} tokens in {secs:.2} s ({:.2} tokens/s), ended by {:?}", g.ids.len(), g.ids.len() as f64 / secs, g.finish);
-            if print_ids {
-                eprintln!("ids: {}", g.ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
-            }
-            if let (Device::Gpu(gpu), true) = (&device, model.model.join("manifest.json").is_file()) {
-                let f16 = m.precision() == sphinx::nn::Precision::F16;
-                let e = sphinx::convert::predict_run(&Manifest::read(&model.model)?, ids.len(), max_tokens, img.is_some(), f16);
-                let (_, peak) = gpu.memory();
-                let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-                eprintln!(
-                    "GPU memory: peak {:.1} MiB; inspect predicts {:.1} MiB (weights {:.1} + KV cache {:.1} + activations {:.1})",
-                    mib(peak),
-                    mib(e.gpu_total()),
-                    mib(e.weights),
-                    mib(e.kv_cache),
-                    mib(e.activations)
-                );
-            }
+            answer(model, image, prompt, params, tokenizer, print_ids).await?;
         }
         Command::Trace { model, image, prompt_ids, steps, out } => {
             let inputs: Vec<(&str, &Path)> = [("the --model folder", model.model.as_path())].into_iter().chain(image.as_deref().map(|i| ("the --image file", i))).collect();
@@ -478,44 +584,8 @@ async fn main_async(cli: Cli) -> Result<()> {
             replacing.iter().for_each(|r| eprintln!("{r}"));
             print!("{}", describe_manifest(&manifest));
         }
-        Command::Mix { beta, extrapolate, out, only, quant, vision_quant, shard_mb, tokenizer, force, a, b } => {
-            if !extrapolate && !(0.0..=1.0).contains(&beta) {
-                return Err(Error::Config(format!("--beta {beta}: must be in [0, 1] (pass --extrapolate for a β outside it)")));
-            }
-            let only_llm = match only.as_deref() {
-                None => false,
-                Some("llm") => true,
-                Some(other) => return Err(Error::Config(format!("--only {other}: the only group is llm"))),
-            };
-            let replacing = check_output_folder(&out, &inputs_of(&[("model folder A", &a), ("model folder B", &b)], tokenizer.as_deref()), force)?;
-            let choice = quant_choice(&quant, vision_quant.as_deref())?;
-            let tok = tokenizer_json(&[&a, &b], tokenizer.as_deref())?;
-            let (mut ma, mut mb) = (sphinx::load::open(&a)?, sphinx::load::open(&b)?);
-            let manifest = mix(&mut ma, &mut mb, beta, only_llm, &out, choice, shard_mb << 20, Some(&tok), force)?;
-            replacing.iter().for_each(|r| eprintln!("{r}"));
-            print!("{}", describe_manifest(&manifest));
-        }
-        Command::Inspect { dir, preset } => match (dir, preset) {
-            (Some(dir), None) => {
-                if dir.join("manifest.json").is_file() {
-                    print!("{}", describe_manifest(&Manifest::read(&dir)?));
-                } else {
-                    let m = sphinx::load::open(&dir)?;
-                    let params: Vec<(String, Vec<usize>)> = m.source.names().into_iter().filter_map(|n| m.source.shape(&n).map(|s| (n, s))).collect();
-                    println!("upstream checkpoint {} ({}), {} tensors", m.config.llama_type.name(), m.config.llama_type.release(), params.len());
-                    print!("{}", memory_table(&m.config, &params));
-                }
-            }
-            (None, Some(p)) => {
-                let t = LlamaType::parse(&p)?;
-                let cfg = params::preset(t);
-                let params = parameter_shapes(&cfg, CLIP_TEXT_FULL);
-                let n: usize = params.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
-                println!("{} ({}), full size: {} parameters in {} tensors", t.name(), t.release(), n, params.len());
-                print!("{}", memory_table(&cfg, &params));
-            }
-            _ => return Err(Error::Config("inspect takes a folder or --preset LLAMA_TYPE".into())),
-        },
+        Command::Mix { beta, extrapolate, out, only, quant, vision_quant, shard_mb, tokenizer, force, a, b } => mix_cmd(beta, extrapolate, out, only, quant, vision_quant, shard_mb, tokenizer, force, a, b)?,
+        Command::Inspect { dir, preset } => inspect(dir, preset)?,
         Command::DemoModel { out, seed, quant, vision_quant, size, force } => {
             let replacing = check_output_folder(&out, &[], force)?;
             let choice = quant_choice(&quant, vision_quant.as_deref())?;
@@ -527,58 +597,20 @@ async fn main_async(cli: Cli) -> Result<()> {
             print!("{}", describe_manifest(&manifest));
         }
         Command::Serve { root, port, host, max_connections, log_requests, fault } => {
-            let faults = fault.iter().map(|f| sphinx::serve::Fault::parse(f)).collect::<Result<Vec<_>>>()?;
-            let limits = sphinx::serve::ServeLimits { max_connections, ..Default::default() };
-            let server = sphinx::serve::Server::bind(sphinx::serve::ServeOptions { root, host, port, log_requests, faults, limits })?;
+            let faults = fault.iter().map(|f| serve::Fault::parse(f)).collect::<Result<Vec<_>>>()?;
+            let limits = serve::ServeLimits { max_connections, ..Default::default() };
+            let server = serve::Server::bind(serve::ServeOptions { root, host, port, log_requests, faults, limits })?;
             println!("serving {} at {}", server.root().display(), server.url()?);
             let _ = std::io::stdout().flush();
             server.run()?;
         }
         Command::Bench { model, device, gpu, image, tokens, prompt_tokens, json, roofline, dim, hidden, vocab, heads, kv_heads, reps } => {
+            let plan = sphinx::bench::BenchPlan { tokens, prompt_tokens, reps: reps.unwrap_or(1), text: None, roofline };
             let device = match model {
-                Some(dir) => {
-                    let opts = ModelOpts { model: dir, device, max_seq_len: DEFAULT_MAX_SEQ_LEN, gpu };
-                    let rgb = read_image(image.as_deref())?;
-                    let t0 = Instant::now();
-                    let (m, device, tuning) = opts.load(("auto", "cached")).await?;
-                    device.sync()?;
-                    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-                    let padded = rgb.map(|rgb| padded_resize(&rgb, m.llama_type().image_size())).transpose()?;
-                    let plan = sphinx::bench::BenchPlan { tokens, prompt_tokens, reps: reps.unwrap_or(1), text: None, roofline };
-                    let ids = plan.prompt_ids(None)?;
-                    let report = sphinx::bench::model_bench(&m, padded.as_ref(), &plan, &ids, Some(load_ms), tuning).await?;
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Msg(e.to_string()))?);
-                    } else {
-                        print!("{}", sphinx::bench::format_text(&report));
-                    }
-                    device
-                }
-                None => {
-                    check_bench_heads(dim, heads, kv_heads)?;
-                    let device = Device::from_name_with(&device, LimitsChoice::parse(&gpu.limits)?).await?;
-                    let mut rows = sphinx::bench::kernel_benches(&device, dim, hidden, vocab, heads, kv_heads, reps.unwrap_or(5)).await?;
-                    let roof = if roofline { Some(sphinx::bench::roofline::measure(&device, reps.unwrap_or(5)).await?) } else { None };
-                    rows.iter_mut().for_each(|r| roof.iter().for_each(|roof| r.against(roof)));
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "device": format!("{device:?}"), "kernels": rows, "roofline": roof })).map_err(|e| Error::Msg(e.to_string()))?);
-                    } else {
-                        let roof = roof.as_ref().map_or(String::new(), sphinx::bench::format_roofline);
-                        print!("device: {device:?}\n{roof}{}", sphinx::bench::format_kernels(&rows));
-                    }
-                    device
-                }
+                Some(dir) => model_bench(ModelOpts { model: dir, device, max_seq_len: DEFAULT_MAX_SEQ_LEN, gpu }, image, &plan, json).await?,
+                None => kernel_bench(&device, &gpu, [dim, hidden, vocab, heads, kv_heads], reps.unwrap_or(5), roofline, json).await?,
             };
-            if let Device::Gpu(gpu) = &device {
-                let rows = gpu.profile_report();
-                if !rows.is_empty() {
-                    let total: f64 = rows.iter().map(|r| r.2).sum();
-                    println!("slowest dispatches (SPHINX_PROFILE=1; {total:.3} s in all):");
-                    for (name, calls, secs) in rows.iter().take(30) {
-                        println!("{secs:10.3} s {calls:6}×  {name}");
-                    }
-                }
-            }
+            print_profile(&device);
         }
     }
     Ok(())

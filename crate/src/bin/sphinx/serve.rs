@@ -15,7 +15,7 @@
 //! flip one byte at a file offset, or answer a short HTML error page with a given status whatever
 //! was asked (as a misconfigured CDN does) — each for a given number of responses.
 
-use crate::{Error, Result};
+use sphinx::{Error, Result};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -554,7 +554,7 @@ fn open_served(path: &Path) -> std::result::Result<(File, std::fs::Metadata), u1
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
         return Err(403);
     }
-    let file = crate::io::files::open_nonblocking(path).map_err(|_| 404u16)?;
+    let file = sphinx::io::files::open_nonblocking(path).map_err(|_| 404u16)?;
     let meta = file.metadata().map_err(|_| 404u16)?;
     if !meta.is_file() {
         return Err(403);
