@@ -670,6 +670,13 @@ fn respond_inner(
     if req.method == "HEAD" || count == 0 {
         return Ok(true);
     }
+    send_body(out, &mut file, state, path_only, (start, end), line)
+}
+
+/// Bytes start..=end of `file` (it seeks there itself), with the body faults
+/// `sphinx serve --fault` asked for on this path; false when a fault cut the connection.
+fn send_body(out: &mut Outgoing, file: &mut File, state: &State, path_only: &str, (start, end): (u64, u64), line: &mut LogLine) -> std::io::Result<bool> {
+    let count = end - start + 1;
     let (drop_after, corrupt) = take_body_faults(state, path_only, start, end);
     let applied: Vec<String> = drop_after.map(|n| format!("drop-after {n}")).into_iter().chain(corrupt.map(|o| format!("corrupt {o}"))).collect();
     if !applied.is_empty() {
