@@ -1,6 +1,7 @@
 //! Linear layer y = x·wᵀ + b (torch `nn.Linear`, weight [N, K]) for every stored weight format.
-//! Four kernel bodies — `linear_tiled.wgsl` (workgroup-memory tiles), `linear_vec4.wgsl` (register
-//! blocks, no barriers), `linear_small.wgsl` (one invocation per output) and `matvec.wgsl` (decode) —
+//! Five kernel bodies — `linear_tiled.wgsl` (workgroup-memory tiles), `linear_vec4.wgsl` (register
+//! blocks, no barriers), `linear_small.wgsl` (one invocation per output), `matvec.wgsl` (decode) and
+//! `matvec_rows.wgsl` (decode on software adapters; with the accessors' `weights_*_blocks.wgsl`) —
 //! each read the weight through an accessor file prepended to them (`weights_{f32,f16,f16_native,
 //! q8,q4}.wgsl`), so a body is written once for all formats. A [`Variant`] is a body with a set of
 //! override constants (tile shape, per-invocation blocking, workgroup size); which one runs is the
@@ -45,7 +46,8 @@ pub enum Body {
     Vec4,
     Small,
     Matvec,
-    /// Decode without barriers: one invocation per output (`matvec_rows.wgsl`).
+    /// Decode without barriers or branches: four outputs per invocation, a block of 32 values per
+    /// step (`matvec_rows.wgsl`).
     Rows,
 }
 
@@ -81,14 +83,16 @@ pub const MATVEC_MAX_ROWS: usize = 4;
 /// Short rows (K ≤ 128): one invocation per output beats any reduction.
 const SMALL_MAX_K: usize = 128;
 
+/// The five kernels of a body: accessor, its units, (with a suffix: the accessor's extension files
+/// `weights_{units,q8,q4}_<suffix>.wgsl`), parameters, body.
 macro_rules! kernels_of {
-    ($body:literal, $name:literal) => {
+    ($body:literal, $name:literal $(, $ext:literal)?) => {
         [
-            Kernel { name: concat!($name, "/f32"), source: concat!(include_str!("weights_f32.wgsl"), include_str!("weights_units.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
-            Kernel { name: concat!($name, "/f16"), source: concat!(include_str!("weights_f16.wgsl"), include_str!("weights_units.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
-            Kernel { name: concat!($name, "/f16_native"), source: concat!(include_str!("weights_f16_native.wgsl"), include_str!("weights_units.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
-            Kernel { name: concat!($name, "/q8"), source: concat!(include_str!("weights_q8.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
-            Kernel { name: concat!($name, "/q4"), source: concat!(include_str!("weights_q4.wgsl"), include_str!("linear_params.wgsl"), include_str!($body)) },
+            Kernel { name: concat!($name, "/f32"), source: concat!(include_str!("weights_f32.wgsl"), include_str!("weights_units.wgsl"), $(include_str!(concat!("weights_units_", $ext, ".wgsl")),)? include_str!("linear_params.wgsl"), include_str!($body)) },
+            Kernel { name: concat!($name, "/f16"), source: concat!(include_str!("weights_f16.wgsl"), include_str!("weights_units.wgsl"), $(include_str!(concat!("weights_units_", $ext, ".wgsl")),)? include_str!("linear_params.wgsl"), include_str!($body)) },
+            Kernel { name: concat!($name, "/f16_native"), source: concat!(include_str!("weights_f16_native.wgsl"), include_str!("weights_units.wgsl"), $(include_str!(concat!("weights_units_", $ext, ".wgsl")),)? include_str!("linear_params.wgsl"), include_str!($body)) },
+            Kernel { name: concat!($name, "/q8"), source: concat!(include_str!("weights_q8.wgsl"), $(include_str!(concat!("weights_q8_", $ext, ".wgsl")),)? include_str!("linear_params.wgsl"), include_str!($body)) },
+            Kernel { name: concat!($name, "/q4"), source: concat!(include_str!("weights_q4.wgsl"), $(include_str!(concat!("weights_q4_", $ext, ".wgsl")),)? include_str!("linear_params.wgsl"), include_str!($body)) },
         ]
     };
 }
@@ -97,7 +101,7 @@ const TILED: [Kernel; 5] = kernels_of!("linear_tiled.wgsl", "linear_tiled");
 const VEC4: [Kernel; 5] = kernels_of!("linear_vec4.wgsl", "linear_vec4");
 const SMALL: [Kernel; 5] = kernels_of!("linear_small.wgsl", "linear_small");
 const MATVEC: [Kernel; 5] = kernels_of!("matvec.wgsl", "matvec");
-const ROWS: [Kernel; 5] = kernels_of!("matvec_rows.wgsl", "matvec_rows");
+const ROWS: [Kernel; 5] = kernels_of!("matvec_rows.wgsl", "matvec_rows", "blocks");
 
 /// The WGSL of every linear kernel (for the autotune cache key: changed kernels retune).
 pub fn kernel_sources() -> impl Iterator<Item = &'static str> {
@@ -127,7 +131,7 @@ impl Variant {
             Body::Vec4 => (self.ov("RM"), 4),
             Body::Small => (1, 1),
             Body::Matvec => (1, self.ov("ROWS")),
-            Body::Rows => (1, self.ov("WG")),
+            Body::Rows => (1, 4 * self.ov("WG")),
         }
     }
 
@@ -173,8 +177,8 @@ fn named(name: &str) -> &'static Variant {
     variant(name).unwrap_or(&VARIANTS[0])
 }
 
-/// The untuned choice: decode rows → matvec (software adapters: one invocation per output, no
-/// barriers: 1.3–1.9x the matvec's decode on lavapipe); short rows or few outputs → one invocation
+/// The untuned choice: decode rows → matvec (software adapters: `matvec_rows`, four outputs per
+/// invocation and wide loads, 3–4x the reduction matvec's decode on lavapipe); short rows or few outputs → one invocation
 /// per output; batches on software adapters (lavapipe, SwiftShader) → register blocks without
 /// barriers (2–5x faster there); GPUs → 64x64 tiles.
 pub fn default_variant(gpu: &Gpu, format: WeightFormat, m: usize, n: usize, k: usize) -> &'static Variant {
@@ -261,7 +265,10 @@ pub(super) fn dispatch(gpu: &Gpu, y: &Tensor, y_col: usize, x: &Tensor, w: &Weig
         return Err(Error::Gpu(format!("linear: the {} kernel cannot take {m}x{n}x{k} ({:?})", v.name, w.format)));
     }
     let bias = b.map(buf).unwrap_or(buf(x));
-    let bufs = [buf(x), w.buffer, bias, buf(y)];
+    let mut bufs = vec![buf(x), w.buffer, bias, buf(y)];
+    if v.body == Body::Rows && matches!(w.format, WeightFormat::Q8 | WeightFormat::Q4) {
+        bufs.push(w.buffer); // wv: the block formats' block_dot reads it 16 bytes at a time
+    }
     super::count(2 * m * n * k);
     gpu.dispatch(v.kernel(w.format), v.overrides, &p, &bufs, v.groups(gpu, m, n))
 }
