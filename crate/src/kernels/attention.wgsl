@@ -7,38 +7,7 @@
 // q, k, v, o are addressed as offset + b*batch + row*stride + head*head_dim + d, so they can be column
 // blocks of a fused qkv tensor or of the KV cache.
 
-struct Params {
-    q_len: u32,
-    kv_len: u32,
-    group: u32,     // query heads per key/value head
-    head_dim: u32,
-    causal: u32,
-    q_pos0: u32,
-    scale: f32,
-    _pad0: u32,
-    q_offset: u32,
-    q_stride: u32,
-    q_batch: u32,
-    _pad1: u32,
-    k_offset: u32,
-    k_stride: u32,
-    k_batch: u32,
-    _pad2: u32,
-    v_offset: u32,
-    v_stride: u32,
-    v_batch: u32,
-    _pad3: u32,
-    o_offset: u32,
-    o_stride: u32,
-    o_batch: u32,
-    _pad4: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-// k, v (bindings 2, 3) and kload, vload: the key/value accessor (kv_f32.wgsl or kv_f16.wgsl,
-// which attention.rs puts first).
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+// struct Params, q, o: attention_params.wgsl (attention.rs puts it before this body).
 
 override WG: u32 = 64; // keys per block, at most 64
 var<workgroup> qs: array<f32, 256>;

@@ -9,38 +9,7 @@
 // every loop of an invocation once 65535 steps are spent in total (gallivm's loop limiter), so the
 // loops step four dimensions at a time; attention.rs refuses a call past that budget on llvmpipe.
 
-struct Params {
-    q_len: u32,
-    kv_len: u32,
-    group: u32,     // query heads per key/value head
-    head_dim: u32,
-    causal: u32,
-    q_pos0: u32,
-    scale: f32,
-    _pad0: u32,
-    q_offset: u32,
-    q_stride: u32,
-    q_batch: u32,
-    _pad1: u32,
-    k_offset: u32,
-    k_stride: u32,
-    k_batch: u32,
-    _pad2: u32,
-    v_offset: u32,
-    v_stride: u32,
-    v_batch: u32,
-    _pad3: u32,
-    o_offset: u32,
-    o_stride: u32,
-    o_batch: u32,
-    _pad4: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-// k, v (bindings 2, 3) and kload, vload: the key/value accessor (kv_f32.wgsl or kv_f16.wgsl,
-// which attention.rs puts first).
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+// struct Params, q, o: attention_params.wgsl (attention.rs puts it before this body).
 
 const QB: u32 = 64u;      // query rows per workgroup (one per invocation)
 const BK: u32 = 16u;      // key rows per block

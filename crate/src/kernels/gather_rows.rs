@@ -1,24 +1,68 @@
-//! Row gather / embedding lookup (torch `nn.Embedding`, `ParallelEmbedding`); `gather_rows.wgsl` +
-//! CPU twin. Tables larger than one storage binding come as row chunks, one dispatch each.
+//! Row gather / embedding lookup (torch `nn.Embedding`, `ParallelEmbedding`): one body,
+//! `gather_rows.wgsl`, over the weight accessor of the table's format (f32 here; f16, q8 and q4
+//! tables through `qlinear::qgather_rows_into`) + CPU twin. Tables larger than one storage binding
+//! come as row chunks, one dispatch each.
 
+use super::linear::WeightFormat;
 use super::{buf, cpu, gpu_of, u32_of};
-use crate::runtime::Kernel;
+use crate::runtime::{Gpu, Kernel};
 use crate::tensor::{Data, Tensor};
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "gather_rows", source: include_str!("gather_rows.wgsl") };
+macro_rules! gather_of {
+    ($format:literal) => {
+        Kernel { name: concat!("gather_rows/", $format), source: concat!(include_str!(concat!("weights_", $format, ".wgsl")), include_str!("gather_rows.wgsl")) }
+    };
+}
+
+const KERNELS: [Kernel; 4] = [gather_of!("f32"), gather_of!("f16"), gather_of!("q8"), gather_of!("q4")];
 const WG: u32 = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     n: u32,
-    cols: u32,
+    k: u32,
     first: u32,
     chunk_rows: u32,
     dst_offset: u32,
     dst_row: u32,
-    _pad: [u32; 2],
+    kp: u32,
+    scales: u32,
+}
+
+/// One chunk of a table on the GPU: its buffer in `format`, the first id it holds, its rows and
+/// (block formats) padded row length and first word of its scales.
+pub(super) struct Chunk<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub format: WeightFormat,
+    pub first: usize,
+    pub rows: usize,
+    pub kp: usize,
+    pub scales: u32,
+}
+
+/// Records the gather of `ids` (uploaded in `id_buf`) from `chunk` into rows `row0..` of `dst`
+/// ([rows, c]).
+pub(super) fn dispatch(gpu: &Gpu, chunk: &Chunk, id_buf: &wgpu::Buffer, n_ids: usize, dst: &wgpu::Buffer, row0: usize, c: usize) -> Result<()> {
+    let kernel = match chunk.format {
+        WeightFormat::F32 => &KERNELS[0],
+        WeightFormat::F16 | WeightFormat::F16Native => &KERNELS[1],
+        WeightFormat::Q8 => &KERNELS[2],
+        WeightFormat::Q4 => &KERNELS[3],
+    };
+    let p = Params {
+        n: u32_of("ids", n_ids)?,
+        k: u32_of("cols", c)?,
+        first: u32_of("first id", chunk.first)?,
+        chunk_rows: u32_of("chunk rows", chunk.rows)?,
+        dst_offset: u32_of("dst offset", row0 * c)?,
+        dst_row: u32_of("cols", c)?,
+        kp: u32_of("padded cols", chunk.kp)?,
+        scales: chunk.scales,
+    };
+    let groups = gpu.grid((n_ids * c) as u64, WG);
+    gpu.dispatch(kernel, &[("WG", WG as f64)], &p, &[id_buf, chunk.buffer, dst], groups)
 }
 
 /// Writes rows `table[id]` for `ids` into rows `row0..` of `dst` ([rows, C]). `chunks` are
@@ -46,17 +90,8 @@ pub fn gather_rows_into(dst: &mut Tensor, row0: usize, chunks: &[(usize, &Tensor
         Some(gpu) => {
             let id_buf = gpu.upload(bytemuck::cast_slice(ids))?;
             for (first, table) in chunks {
-                let p = Params {
-                    n: u32_of("ids", ids.len())?,
-                    cols: u32_of("cols", c)?,
-                    first: u32_of("first id", *first)?,
-                    chunk_rows: u32_of("chunk rows", table.rows())?,
-                    dst_offset: u32_of("dst offset", row0 * c)?,
-                    dst_row: c as u32,
-                    _pad: [0; 2],
-                };
-                let groups = gpu.grid((ids.len() * c) as u64, WG);
-                gpu.dispatch(&KERNEL, &[("WG", WG as f64)], &p, &[id_buf.buffer(), buf(table), buf(dst)], groups)?;
+                let chunk = Chunk { buffer: buf(table), format: WeightFormat::F32, first: *first, rows: table.rows(), kp: 0, scales: 0 };
+                dispatch(&gpu, &chunk, id_buf.buffer(), ids.len(), buf(dst), row0, c)?;
             }
             Ok(())
         }

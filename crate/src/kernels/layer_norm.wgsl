@@ -3,22 +3,7 @@
 
 // Params and bindings: layer_norm_bindings.wgsl (layer_norm.rs puts it first).
 
-override WG: u32 = 256; // power of two, at most 256
-var<workgroup> red: array<f32, 256>;
-
-fn reduce(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
+// WG, reduce: reduce.wgsl (layer_norm.rs puts it before this body).
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,

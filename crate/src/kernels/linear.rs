@@ -83,17 +83,30 @@ pub const MATVEC_MAX_ROWS: usize = 4;
 /// Short rows (K ≤ 128): one invocation per output beats any reduction.
 const SMALL_MAX_K: usize = 128;
 
-/// The five kernels of a body: accessor, its units, (with a suffix: the accessor's extension files
-/// `weights_{units,q8,q4}_<suffix>.wgsl`), parameters, body.
+/// The five kernels of a body: accessor `weights_<format>.wgsl`, its matvec units
+/// `weights_{values,q8,q4}_units.wgsl`, (with a suffix: `weights_{values,q8,q4}_<suffix>.wgsl`),
+/// parameters, body.
 macro_rules! kernels_of {
     ($body:literal, $name:literal $(, $ext:literal)?) => {
         [
-            Kernel { name: concat!($name, "/f32"), source: concat!(include_str!("weights_f32.wgsl"), include_str!("weights_units.wgsl"), $(include_str!(concat!("weights_units_", $ext, ".wgsl")),)? include_str!("linear_params.wgsl"), include_str!($body)) },
-            Kernel { name: concat!($name, "/f16"), source: concat!(include_str!("weights_f16.wgsl"), include_str!("weights_units.wgsl"), $(include_str!(concat!("weights_units_", $ext, ".wgsl")),)? include_str!("linear_params.wgsl"), include_str!($body)) },
-            Kernel { name: concat!($name, "/f16_native"), source: concat!(include_str!("weights_f16_native.wgsl"), include_str!("weights_units.wgsl"), $(include_str!(concat!("weights_units_", $ext, ".wgsl")),)? include_str!("linear_params.wgsl"), include_str!($body)) },
-            Kernel { name: concat!($name, "/q8"), source: concat!(include_str!("weights_q8.wgsl"), $(include_str!(concat!("weights_q8_", $ext, ".wgsl")),)? include_str!("linear_params.wgsl"), include_str!($body)) },
-            Kernel { name: concat!($name, "/q4"), source: concat!(include_str!("weights_q4.wgsl"), $(include_str!(concat!("weights_q4_", $ext, ".wgsl")),)? include_str!("linear_params.wgsl"), include_str!($body)) },
+            kernels_of!(@one $body, $name, "f32", "values" $(, $ext)?),
+            kernels_of!(@one $body, $name, "f16", "values" $(, $ext)?),
+            kernels_of!(@one $body, $name, "f16_native", "values" $(, $ext)?),
+            kernels_of!(@one $body, $name, "q8", "q8" $(, $ext)?),
+            kernels_of!(@one $body, $name, "q4", "q4" $(, $ext)?),
         ]
+    };
+    (@one $body:literal, $name:literal, $format:literal, $units:literal $(, $ext:literal)?) => {
+        Kernel {
+            name: concat!($name, "/", $format),
+            source: concat!(
+                include_str!(concat!("weights_", $format, ".wgsl")),
+                include_str!(concat!("weights_", $units, "_units.wgsl")),
+                $(include_str!(concat!("weights_", $units, "_", $ext, ".wgsl")),)?
+                include_str!("linear_params.wgsl"),
+                include_str!($body)
+            ),
+        }
     };
 }
 

@@ -5,7 +5,7 @@
 // a mask. So: each invocation computes four outputs y[r, n] = x[r, :] · w[n, :] + bias[n] (rows n0,
 // n0 + WG, n0 + 2 WG, n0 + 3 WG: neighbouring lanes read neighbouring rows), walking them a block of
 // 32 values at a time; the block's 32 x values are loaded once for the four rows (x_block), and the
-// accessor's block_dot reads the weights as wide as it can (weights_{q8,q4,units}_blocks.wgsl: two
+// accessor's block_dot reads the weights as wide as it can (weights_{values,q8,q4}_blocks.wgsl: two
 // or one 16-byte loads of codes and one scale per block for q8 and q4). Full blocks have no bounds
 // checks; the values past the last full block are summed one by one (tail_dot, through wval).
 // Same parameters and addressing as linear_tiled.wgsl.

@@ -1,19 +1,16 @@
 //! Weights stored as f16, q8 or q4 (docs/format.md) on a device (`QWeight`), multiplied by the
 //! linear kernel bodies through their packed-format accessors (`linear.rs`: the kernels read the
 //! packed words directly, never a dequantized copy of the matrix), and rows of a packed embedding
-//! table gathered (`gather_rows_*.wgsl`). The CPU twins dequantize a few rows at a time.
+//! table gathered (`gather_rows.wgsl` over the same accessors). The CPU twins dequantize a few rows at a time.
 
+use super::gather_rows::Chunk;
 use super::linear::{check_shapes, dispatch, Variant, WeightFormat, WeightRef};
 use super::{cpu, u32_of};
 use crate::io::quant::{padded_cols, Packed, Quant};
-use crate::runtime::{GpuBuffer, Kernel};
+use crate::runtime::GpuBuffer;
 use crate::tensor::{Data, Device, Tensor};
 use crate::{Error, Result};
 
-const GATHER_F16: Kernel = Kernel { name: "gather_rows_f16", source: include_str!("gather_rows_f16.wgsl") };
-const GATHER_Q8: Kernel = Kernel { name: "gather_rows_q8", source: include_str!("gather_rows_q8.wgsl") };
-const GATHER_Q4: Kernel = Kernel { name: "gather_rows_q4", source: include_str!("gather_rows_q4.wgsl") };
-const WG: u32 = 256;
 
 /// A packed weight matrix [rows, cols] on a device (f16, q8 or q4).
 pub struct QWeight {
@@ -120,19 +117,6 @@ pub fn qlinear_cpu(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], w: &Packed
     });
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct GatherParams {
-    n: u32,
-    cols: u32,
-    first: u32,
-    chunk_rows: u32,
-    dst_offset: u32,
-    dst_row: u32,
-    kp: u32,
-    scales: u32,
-}
-
 /// Writes rows `table[id]` for `ids` into rows `row0..` of `dst` ([rows, C]) from packed table
 /// chunks (first id, rows).
 pub fn qgather_rows_into(dst: &mut Tensor, row0: usize, chunks: &[(usize, &QWeight)], ids: &[u32]) -> Result<()> {
@@ -158,24 +142,8 @@ pub fn qgather_rows_into(dst: &mut Tensor, row0: usize, chunks: &[(usize, &QWeig
                 if t.cols != c {
                     return Err(Error::Shape(format!("gather_rows: table width {} vs output {c}", t.cols)));
                 }
-                let p = GatherParams {
-                    n: u32_of("ids", ids.len())?,
-                    cols: u32_of("cols", c)?,
-                    first: u32_of("first id", *first)?,
-                    chunk_rows: u32_of("chunk rows", t.rows)?,
-                    dst_offset: u32_of("dst offset", row0 * c)?,
-                    dst_row: c as u32,
-                    kp: u32_of("padded cols", padded_cols(c))?,
-                    scales: *scales_word,
-                };
-                let kernel = match t.quant {
-                    Quant::F16 => &GATHER_F16,
-                    Quant::Q8 => &GATHER_Q8,
-                    Quant::Q4 => &GATHER_Q4,
-                    Quant::F32 => unreachable!("QWeight::new refuses f32"),
-                };
-                let groups = gpu.grid((ids.len() * c) as u64, WG);
-                gpu.dispatch(kernel, &[("WG", WG as f64)], &p, &[id_buf.buffer(), buffer.buffer(), out.buffer()], groups)?;
+                let chunk = Chunk { buffer: buffer.buffer(), format: t.format(), first: *first, rows: t.rows, kp: padded_cols(c), scales: *scales_word };
+                super::gather_rows::dispatch(&gpu, &chunk, id_buf.buffer(), ids.len(), out.buffer(), row0, c)?;
             }
             Ok(())
         }

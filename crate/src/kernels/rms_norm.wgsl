@@ -12,8 +12,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> weight: array<f32>; // [cols]
 @group(0) @binding(3) var<storage, read_write> y: array<f32>; // [rows, cols]
 
-override WG: u32 = 256; // power of two, at most 256
-var<workgroup> red: array<f32, 256>;
+// WG, reduce: reduce.wgsl (rms_norm.rs puts it first).
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -29,15 +28,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         let v = x[base + c];
         s += v * v;
     }
-    red[lid] = s;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k >>= 1u) {
-        if (lid < k) {
-            red[lid] += red[lid + k];
-        }
-        workgroupBarrier();
-    }
-    let r = inverseSqrt(red[0] / f32(p.cols) + p.eps);
+    let r = inverseSqrt(reduce(lid, s) / f32(p.cols) + p.eps);
     for (var c = lid; c < p.cols; c += WG) {
         y[base + c] = x[base + c] * r * weight[c];
     }

@@ -18,4 +18,4 @@ fn w4(n: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(wval(n, k), wval(n, k + 1u), wval(n, k + 2u), wval(n, k + 3u));
 }
 
-// units, unit_dot: weights_units.wgsl (linear.rs puts it after this file).
+// units, unit_dot: weights_values_units.wgsl (linear.rs puts it after this file).

@@ -15,4 +15,4 @@ fn w4(n: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(vec4<f16>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]));
 }
 
-// units, unit_dot: weights_units.wgsl (linear.rs puts it after this file).
+// units, unit_dot: weights_values_units.wgsl (linear.rs puts it after this file).

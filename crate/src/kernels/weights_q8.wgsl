@@ -3,7 +3,12 @@
 
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 
-const UNIT: u32 = 4u; // one 32-bit word of codes
+// The four signed codes of a word as f32, exactly: unpack4x8unorm of the codes offset to unsigned,
+// rounded back to integers (a few vector operations where four bit-field extracts and conversions
+// cost 1.4x more in matvec_rows.wgsl on SwiftShader).
+fn codes4(word: u32) -> vec4<f32> {
+    return round(unpack4x8unorm(word ^ 0x80808080u) * 255.0) - 128.0;
+}
 
 fn scale(n: u32, b: u32) -> f32 {
     let s = n * (p.kp / 32u) + b;
@@ -16,27 +21,7 @@ fn wval(n: u32, k: u32) -> f32 {
 }
 
 fn w4(n: u32, k: u32) -> vec4<f32> {
-    let word = i32(w[(n * p.kp + k) / 4u]);
-    let c = vec4<f32>(f32(extractBits(word, 0u, 8u)), f32(extractBits(word, 8u, 8u)), f32(extractBits(word, 16u, 8u)), f32(extractBits(word, 24u, 8u)));
-    return c * scale(n, k / 32u);
+    return codes4(w[(n * p.kp + k) / 4u]) * scale(n, k / 32u);
 }
 
-fn units() -> u32 {
-    return (p.k + UNIT - 1u) / UNIT;
-}
-
-fn unit_dot(n: u32, u: u32, xr: u32) -> f32 {
-    let k0 = u * UNIT;
-    let word = i32(w[(n * p.kp + k0) / 4u]);
-    let c = vec4<f32>(f32(extractBits(word, 0u, 8u)), f32(extractBits(word, 8u, 8u)), f32(extractBits(word, 16u, 8u)), f32(extractBits(word, 24u, 8u)));
-    // x past k reads as zero (the codes there are zero too, but x may hold anything)
-    var xv = vec4<f32>(0.0);
-    if (k0 + UNIT <= p.k) {
-        xv = vec4<f32>(xin(xr + k0), xin(xr + k0 + 1u), xin(xr + k0 + 2u), xin(xr + k0 + 3u));
-    } else {
-        for (var t = 0u; k0 + t < p.k; t++) {
-            xv[t] = xin(xr + k0 + t);
-        }
-    }
-    return dot(c, xv) * scale(n, k0 / 32u);
-}
+// units, unit_dot: weights_q8_units.wgsl (linear.rs puts it after this file).

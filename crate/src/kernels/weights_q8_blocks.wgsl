@@ -5,8 +5,7 @@
 @group(0) @binding(5) var<storage, read> wv: array<vec4<u32>>;
 
 fn codes_dot(word: u32, xs: vec4<f32>) -> f32 {
-    let c = vec4<f32>(f32(extractBits(i32(word), 0u, 8u)), f32(extractBits(i32(word), 8u, 8u)), f32(extractBits(i32(word), 16u, 8u)), f32(extractBits(i32(word), 24u, 8u)));
-    return dot(c, xs);
+    return dot(codes4(word), xs);
 }
 
 fn block_dot(n: u32, b: u32, xs: array<vec4<f32>, 8>) -> f32 {
