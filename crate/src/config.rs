@@ -117,6 +117,19 @@ impl LlamaType {
         }
     }
 
+    /// Side of each ConvNeXt input.
+    pub fn convnext_size(self) -> usize {
+        match self {
+            LlamaType::Ens5Light | LlamaType::EnsLight => 512,
+            LlamaType::Ens | LlamaType::Ens5 => 256,
+        }
+    }
+
+    /// Side of each DINOv2 (and CLIP / Q-Former, where present) input.
+    pub fn dinov2_size(self) -> usize {
+        224
+    }
+
     /// Whether the variant has the CLIP ViT-L tower and the BLIP-2 Q-Former.
     pub fn has_clip_qformer(self) -> bool {
         matches!(self, LlamaType::Ens | LlamaType::Ens5)

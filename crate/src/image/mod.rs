@@ -19,7 +19,7 @@ pub use decode::{decode, from_rgba, read_file, MAX_IMAGE_FILE_BYTES};
 pub use pil_resize::pil_resize_bicubic;
 pub use resample::{bicubic_fp16, crop, nearest_fp16, quadrants, round_fp16};
 pub use transform::{pad_to_square, padded_resize, to_tensor_normalized};
-pub use views::{renormalize_for_dinov2, views_for, Renorm, ViewLayout, Views};
+pub use views::{renormalize_for_dinov2, views_for, Renorm, Views};
 
 use crate::{Error, Result};
 

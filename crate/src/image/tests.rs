@@ -4,6 +4,7 @@
 
 use super::resample::bicubic_f32_of_fp16;
 use super::*;
+use crate::config::LlamaType;
 use crate::testing::{check_close, fixtures_dir, golden_dir, read_safetensor, reference_json, tolerance, Tolerance};
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -103,7 +104,7 @@ fn padded_resize_matches_golden_exactly() {
 fn global_224_view_matches_golden() {
     // Tiny-1k: bicubic 1024->224 of padded_resize (DINOv2 tile 0 before re-normalisation).
     // 1k: the 448->224 global sub-image (exact 2x).
-    for (folder, layout) in [("sphinx-tiny-1k-dev", ViewLayout::Ens5Light), ("sphinx-1k-dev", ViewLayout::Ens5)] {
+    for (folder, layout) in [("sphinx-tiny-1k-dev", LlamaType::Ens5Light), ("sphinx-1k-dev", LlamaType::Ens5)] {
         let g = golden_dir(folder);
         let reference = reference_json(&g);
         let name = "wide.view_global_224";
@@ -122,7 +123,7 @@ fn global_224_view_matches_golden() {
         // The same tensor is what views_for puts into tile 0.
         let views = views_for(layout, &padded).unwrap();
         match layout {
-            ViewLayout::Ens5 => assert_eq!(views.clip[0], got),
+            LlamaType::Ens5 => assert_eq!(views.clip[0], got),
             _ => assert_eq!(views.dinov2[0], renormalize_for_dinov2(&got, Renorm::ScaleShift).unwrap()),
         }
     }
@@ -218,46 +219,46 @@ fn synthetic(s: usize) -> ImageTensor {
 
 #[test]
 fn views_have_upstream_shapes_and_sources() {
-    for layout in [ViewLayout::Ens5Light, ViewLayout::EnsLight, ViewLayout::Ens, ViewLayout::Ens5] {
+    for layout in [LlamaType::Ens5Light, LlamaType::EnsLight, LlamaType::Ens, LlamaType::Ens5] {
         let s = layout.image_size();
         let im = synthetic(s);
         let v = views_for(layout, &im).unwrap();
-        let n = layout.tiles();
+        let n = layout.views();
         assert_eq!(v.convnext.len(), n);
         assert_eq!(v.dinov2.len(), n);
-        assert_eq!(v.clip.len(), if layout.has_clip() { n } else { 0 });
+        assert_eq!(v.clip.len(), if layout.has_clip_qformer() { n } else { 0 });
         let cs = layout.convnext_size();
         assert!(v.convnext.iter().all(|t| t.shape() == [3, cs, cs]), "{layout:?} convnext");
         assert!(v.dinov2.iter().all(|t| t.shape() == [3, 224, 224]), "{layout:?} dinov2");
         assert!(v.clip.iter().all(|t| t.shape() == [3, 224, 224]), "{layout:?} clip");
-        assert_eq!(ViewLayout::from_llama_type(layout.llama_type()).unwrap(), layout);
+        assert_eq!(LlamaType::parse(layout.name()).unwrap(), layout);
         match layout {
-            ViewLayout::Ens5Light => {
+            LlamaType::Ens5Light => {
                 assert_eq!(v.convnext[0], bicubic_fp16(&im, 512, 512).unwrap());
                 let q = quadrants(&im).unwrap();
                 assert_eq!(&v.convnext[1..], &q[..], "exact crops, no fp16 rounding");
                 let q448 = quadrants(&bicubic_fp16(&im, 448, 448).unwrap()).unwrap();
                 assert_eq!(v.dinov2[4], renormalize_for_dinov2(&q448[3], Renorm::ScaleShift).unwrap());
             }
-            ViewLayout::EnsLight => {
+            LlamaType::EnsLight => {
                 let want: Vec<f32> = im.data().iter().map(|&x| round_fp16(x)).collect();
                 assert_eq!(v.convnext[0].data(), &want[..], "nearest 512->512 is an fp16 round trip");
             }
-            ViewLayout::Ens => {
+            LlamaType::Ens => {
                 assert_eq!(v.clip[0], im);
                 assert_eq!(v.convnext[0], nearest_fp16(&im, 256, 256).unwrap());
                 assert_eq!(v.dinov2[0], renormalize_for_dinov2(&im, Renorm::Unnormalize).unwrap());
             }
-            ViewLayout::Ens5 => {
+            LlamaType::Ens5 => {
                 assert_eq!(v.clip[0], bicubic_fp16(&im, 224, 224).unwrap());
                 assert_eq!(v.clip[2], crop(&im, 0, 224, 224, 224).unwrap());
                 assert_eq!(v.convnext[3], nearest_fp16(&v.clip[3], 256, 256).unwrap());
             }
         }
     }
-    assert!(views_for(ViewLayout::Ens5, &synthetic(224)).is_err(), "wrong input size is refused");
-    assert!(ViewLayout::from_llama_type("llama").is_err());
-    let (shape, data) = stack(&views_for(ViewLayout::Ens5, &synthetic(448)).unwrap().clip).unwrap();
+    assert!(views_for(LlamaType::Ens5, &synthetic(224)).is_err(), "wrong input size is refused");
+    assert!(LlamaType::parse("llama").is_err());
+    let (shape, data) = stack(&views_for(LlamaType::Ens5, &synthetic(448)).unwrap().clip).unwrap();
     assert_eq!(shape, vec![5, 3, 224, 224]);
     assert_eq!(data.len(), 5 * 3 * 224 * 224);
 }
@@ -336,7 +337,7 @@ fn large_inputs_are_fast_enough() {
     let padded = padded_resize(&img, 1024).unwrap();
     let t_resize = t.elapsed();
     let t = std::time::Instant::now();
-    let v = views_for(ViewLayout::Ens5Light, &padded).unwrap();
+    let v = views_for(LlamaType::Ens5Light, &padded).unwrap();
     eprintln!("1500x900 -> padded_resize(1024): {t_resize:?}; Ens5Light views: {:?}", t.elapsed());
     assert_eq!(v.dinov2.len(), 5);
 }

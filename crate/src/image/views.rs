@@ -7,88 +7,14 @@
 
 use super::resample::{bicubic_fp16, nearest_fp16, quadrants};
 use super::{f32_of, ImageTensor, CLIP_MEAN, CLIP_STD, DINOV2_MEAN, DINOV2_STD};
+use crate::config::LlamaType;
 use crate::{Error, Result};
 
-/// How a `llama_type` turns its input image into tower inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ViewLayout {
-    /// `llama_ens5_light` (SPHINX-Tiny-1k): 1024 input, 5 tiles, ConvNeXt 512 + DINOv2 224.
-    Ens5Light,
-    /// `llama_ens_light` (SPHINX-Tiny): 512 input, 1 view, ConvNeXt 512 + DINOv2 224.
-    EnsLight,
-    /// `llama_ens` (SPHINX): 224 input, 1 view, CLIP/Q-Former 224 + ConvNeXt 256 + DINOv2 224.
-    Ens,
-    /// `llama_ens5` (SPHINX-1k): 448 input, 5 sub-images of 224, each as in `Ens`.
-    Ens5,
-}
-
-impl ViewLayout {
-    /// From upstream's `llama_type` string.
-    pub fn from_llama_type(name: &str) -> Result<ViewLayout> {
-        Ok(match name {
-            "llama_ens5_light" => ViewLayout::Ens5Light,
-            "llama_ens_light" => ViewLayout::EnsLight,
-            "llama_ens" => ViewLayout::Ens,
-            "llama_ens5" => ViewLayout::Ens5,
-            other => {
-                return Err(Error::Config(format!(
-                    "llama_type {other:?} has no image views (expected llama_ens5_light, llama_ens_light, llama_ens or llama_ens5)"
-                )))
-            }
-        })
-    }
-
-    pub fn llama_type(self) -> &'static str {
-        match self {
-            ViewLayout::Ens5Light => "llama_ens5_light",
-            ViewLayout::EnsLight => "llama_ens_light",
-            ViewLayout::Ens => "llama_ens",
-            ViewLayout::Ens5 => "llama_ens5",
-        }
-    }
-
-    /// `Transformer.image_size`: the side `padded_resize` must produce.
-    pub fn image_size(self) -> usize {
-        match self {
-            ViewLayout::Ens5Light => 1024,
-            ViewLayout::EnsLight => 512,
-            ViewLayout::Ens => 224,
-            ViewLayout::Ens5 => 448,
-        }
-    }
-
-    /// Tiles (sub-images) per image, in the order global, TL, TR, BL, BR.
-    pub fn tiles(self) -> usize {
-        match self {
-            ViewLayout::Ens5Light | ViewLayout::Ens5 => 5,
-            ViewLayout::EnsLight | ViewLayout::Ens => 1,
-        }
-    }
-
-    /// Side of each ConvNeXt input.
-    pub fn convnext_size(self) -> usize {
-        match self {
-            ViewLayout::Ens5Light | ViewLayout::EnsLight => 512,
-            ViewLayout::Ens | ViewLayout::Ens5 => 256,
-        }
-    }
-
-    /// Side of each DINOv2 (and CLIP / Q-Former, where present) input.
-    pub fn dinov2_size(self) -> usize {
-        224
-    }
-
-    /// Whether the layout feeds CLIP ViT-L and the BLIP-2 Q-Former.
-    pub fn has_clip(self) -> bool {
-        matches!(self, ViewLayout::Ens | ViewLayout::Ens5)
-    }
-}
-
-/// All tower inputs of one image. Each list has `layout.tiles()` entries in upstream order
+/// All tower inputs of one image. Each list has `layout.views()` entries in upstream order
 /// (global, top-left, top-right, bottom-left, bottom-right); stack them with [`super::stack`].
 #[derive(Debug, Clone)]
 pub struct Views {
-    pub layout: ViewLayout,
+    pub layout: LlamaType,
     /// ConvNeXt inputs. // tiles x [3, convnext_size, convnext_size]
     pub convnext: Vec<ImageTensor>,
     /// DINOv2 inputs, already re-normalised to DINOv2's mean/std. // tiles x [3, 224, 224]
@@ -131,18 +57,18 @@ pub fn renormalize_for_dinov2(x: &ImageTensor, formula: Renorm) -> Result<ImageT
 }
 
 /// Builds every tower input of `layout` from the `padded_resize` output. // [3, S, S] -> Views
-pub fn views_for(layout: ViewLayout, image: &ImageTensor) -> Result<Views> {
+pub fn views_for(layout: LlamaType, image: &ImageTensor) -> Result<Views> {
     let s = layout.image_size();
     if image.shape() != [3, s, s] {
         return Err(Error::Shape(format!(
             "{} views need the padded image [3, {s}, {s}], got {:?}",
-            layout.llama_type(),
+            layout.name(),
             image.shape()
         )));
     }
     let d = layout.dinov2_size();
     let views = match layout {
-        ViewLayout::Ens5Light => {
+        LlamaType::Ens5Light => {
             // ConvNeXt: global bicubic 1024->512, then the exact 512 quadrants of the 1024 image.
             let mut convnext = vec![bicubic_fp16(image, 512, 512)?];
             convnext.extend(quadrants(image)?);
@@ -152,14 +78,14 @@ pub fn views_for(layout: ViewLayout, image: &ImageTensor) -> Result<Views> {
             let dinov2 = dino.iter().map(|t| renormalize_for_dinov2(t, Renorm::ScaleShift)).collect::<Result<_>>()?;
             Views { layout, convnext, dinov2, clip: Vec::new() }
         }
-        ViewLayout::EnsLight => {
+        LlamaType::EnsLight => {
             // ConvNeXt: F.interpolate(image.half(), (512, 512)) — nearest, an fp16 round trip.
             let convnext = vec![nearest_fp16(image, 512, 512)?];
             let dinov2 = vec![renormalize_for_dinov2(&bicubic_fp16(image, d, d)?, Renorm::ScaleShift)?];
             Views { layout, convnext, dinov2, clip: Vec::new() }
         }
-        ViewLayout::Ens | ViewLayout::Ens5 => {
-            let subs = if layout == ViewLayout::Ens5 {
+        LlamaType::Ens | LlamaType::Ens5 => {
+            let subs = if layout == LlamaType::Ens5 {
                 // Global bicubic 448->224, then the exact 224 quadrants of the 448 image.
                 let mut v = vec![bicubic_fp16(image, d, d)?];
                 v.extend(quadrants(image)?);

@@ -6,6 +6,7 @@ use super::quant::{Packed, Quant};
 use crate::config::ModelConfig;
 use crate::nn::TensorSource;
 use crate::{Error, Result};
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -125,7 +126,7 @@ impl TensorEntry {
         if self.shape.len() > MAX_RANK {
             return Err(format!("tensor {name}: {} dimensions (the limit is {MAX_RANK})", self.shape.len()));
         }
-        if self.dtype != dtype_of(self.quant) {
+        if self.dtype != dtype_of(self.quant).to_string() {
             return Err(format!("tensor {name}: dtype {} does not store {} (expected {})", self.dtype, self.quant, dtype_of(self.quant)));
         }
         let dims = self.shape.iter().map(|&d| d as u64);
@@ -326,7 +327,7 @@ impl FileShards {
 struct Header {
     /// Bytes before the data region (8 + the JSON's length).
     data_start: u64,
-    metadata: safetensors::tensor::Metadata,
+    metadata: Metadata,
 }
 
 /// safetensors' own limit on the JSON header.
@@ -349,7 +350,7 @@ fn read_header(s: &mut OpenShard) -> Result<Header> {
     s.sha.update(n.to_le_bytes());
     s.sha.update(&json);
     s.hashed = 8 + n;
-    let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))?;
+    let metadata: Metadata = serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))?;
     Ok(Header { data_start: 8 + n, metadata })
 }
 
@@ -368,8 +369,8 @@ fn check_header(h: &Header, index: usize, m: &Manifest) -> std::result::Result<(
     let quant_meta = h.metadata.metadata().as_ref();
     for t in mine {
         let info = h.metadata.info(&t.name).ok_or_else(|| format!("tensor {} is not in the safetensors header", t.name))?;
-        let dtype = format!("{:?}", info.dtype);
-        let shape = if t.quant.is_block() { vec![t.bytes as usize] } else { t.shape.clone() };
+        let dtype = info.dtype.to_string();
+        let shape = stored_shape(t.quant, &t.shape, t.bytes as usize);
         let (start, end) = (h.data_start + info.data_offsets.0 as u64, h.data_start + info.data_offsets.1 as u64);
         if dtype != t.dtype || info.shape != shape || start != t.offset || end - start != t.bytes {
             return Err(format!(
@@ -383,7 +384,7 @@ fn check_header(h: &Header, index: usize, m: &Manifest) -> std::result::Result<(
         }
         if t.quant.is_block() {
             let (r, c) = t.matrix();
-            let want = format!("{}:{r},{c}", t.quant);
+            let want = block_note(t.quant, r, c);
             let have = quant_meta.and_then(|q| q.get(&t.name));
             if have.is_some_and(|h| *h != want) {
                 return Err(format!("tensor {}: safetensors metadata says {have:?}, the manifest {want}", t.name));
@@ -485,12 +486,27 @@ impl TensorSource for ConvertedSource {
 }
 
 /// Safetensors dtype name of a stored precision.
-pub fn dtype_of(q: Quant) -> &'static str {
+pub fn dtype_of(q: Quant) -> Dtype {
     match q {
-        Quant::F32 => "F32",
-        Quant::F16 => "F16",
-        Quant::Q8 | Quant::Q4 => "U8",
+        Quant::F32 => Dtype::F32,
+        Quant::F16 => Dtype::F16,
+        Quant::Q8 | Quant::Q4 => Dtype::U8,
     }
+}
+
+/// The shape the safetensors header gives a stored tensor: its own, or its bytes for the block
+/// formats (U8).
+fn stored_shape(q: Quant, shape: &[usize], bytes: usize) -> Vec<usize> {
+    if q.is_block() {
+        vec![bytes]
+    } else {
+        shape.to_vec()
+    }
+}
+
+/// The safetensors metadata entry of a block-format tensor: `q8:rows,cols`.
+fn block_note(q: Quant, rows: usize, cols: usize) -> String {
+    format!("{q}:{rows},{cols}")
 }
 
 /// Writes tensors in order into shards of at most `shard_limit` bytes (a larger tensor gets a
@@ -572,30 +588,35 @@ impl ModelWriter {
         Ok(())
     }
 
+    /// The safetensors header of the pending tensors, in their order, built and checked by the
+    /// `safetensors` crate, padded to 8 bytes. Written through `serde_json::Value`, whose maps keep
+    /// their keys sorted, so the same tensors give the same bytes (and shard hash) on every run.
+    fn header(&self) -> Result<Vec<u8>> {
+        let mut infos = Vec::with_capacity(self.pending.len());
+        let mut notes = HashMap::from([("format".to_string(), FORMAT.to_string())]);
+        let mut at = 0;
+        for (name, shape, p) in &self.pending {
+            let len = p.bytes.len();
+            infos.push((name.clone(), TensorInfo { dtype: dtype_of(p.quant), shape: stored_shape(p.quant, shape, len), data_offsets: (at, at + len) }));
+            if p.quant.is_block() {
+                notes.insert(name.clone(), block_note(p.quant, p.rows, p.cols));
+            }
+            at += len;
+        }
+        let msg = |e: &dyn std::fmt::Display| Error::Msg(format!("safetensors header: {e}"));
+        let header = Metadata::new(Some(notes), infos).map_err(|e| msg(&e))?;
+        let mut json = serde_json::to_value(&header).and_then(|v| serde_json::to_vec(&v)).map_err(|e| msg(&e))?;
+        json.resize(json.len().next_multiple_of(8), b' ');
+        Ok(json)
+    }
+
     /// Writes the pending tensors as one safetensors shard.
     fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let index = self.shards.len();
-        let mut header = serde_json::Map::new();
-        let mut meta = serde_json::Map::new();
-        let mut at = 0u64;
-        for (name, shape, p) in &self.pending {
-            let len = p.bytes.len() as u64;
-            let st_shape: Vec<usize> = if p.quant.is_block() { vec![p.bytes.len()] } else { shape.clone() };
-            header.insert(name.clone(), serde_json::json!({ "dtype": dtype_of(p.quant), "shape": st_shape, "data_offsets": [at, at + len] }));
-            if p.quant.is_block() {
-                meta.insert(name.clone(), serde_json::Value::String(format!("{}:{},{}", p.quant, p.rows, p.cols)));
-            }
-            at += len;
-        }
-        meta.insert("format".into(), serde_json::Value::String(FORMAT.into()));
-        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
-        let mut hjson = serde_json::to_vec(&serde_json::Value::Object(header)).map_err(|e| Error::Msg(e.to_string()))?;
-        while hjson.len() % 8 != 0 {
-            hjson.push(b' ');
-        }
+        let hjson = self.header()?;
         let path = self.dir.join(format!("shard-{index:05}.tmp"));
         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         let mut out = std::io::BufWriter::new(file);
@@ -753,6 +774,28 @@ mod tests {
         w.add("b.weight", &[2, 32], Packed::quantize(Quant::Q8, &[0.5; 64], 2, 32)).unwrap();
         let m = w.finish(&crate::convert::demo_config(), QuantChoice { llm: Quant::Q8, vision: Quant::Q8 }, Some(b"{}")).unwrap();
         (dir, m)
+    }
+
+    /// The header comes from the safetensors crate in the order the tensors were added, and the
+    /// same tensors give the same bytes on every run (the block notes are a hash map in the crate).
+    #[test]
+    fn shards_are_the_same_bytes_on_every_run_with_the_tensors_in_order() {
+        let shards: Vec<Vec<u8>> = (0..8)
+            .map(|i| {
+                let (dir, m) = written(&format!("again{i}"));
+                let bytes = std::fs::read(dir.join(&m.shards[0].file)).unwrap();
+                let _ = std::fs::remove_dir_all(&dir);
+                bytes
+            })
+            .collect();
+        assert!(shards.iter().all(|s| *s == shards[0]), "shards differ between runs");
+        let n = u64::from_le_bytes(shards[0][..8].try_into().unwrap()) as usize;
+        let header: Metadata = serde_json::from_slice(&shards[0][8..8 + n]).unwrap();
+        let (a, b) = (header.info("a.weight").unwrap(), header.info("b.weight").unwrap());
+        assert_eq!((a.dtype, a.shape.clone(), a.data_offsets), (Dtype::F32, vec![2, 3], (0, 24)));
+        assert_eq!((b.dtype, b.data_offsets.0), (Dtype::U8, 24));
+        let notes = header.metadata().clone().unwrap();
+        assert_eq!((notes["format"].as_str(), notes["b.weight"].as_str()), (FORMAT, "q8:2,32"));
     }
 
     fn parse_err(m: &Manifest) -> String {

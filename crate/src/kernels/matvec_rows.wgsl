@@ -33,6 +33,11 @@ fn x_block(xr: u32, k: u32) -> array<vec4<f32>, 8> {
         vec4<f32>(x[i + 24u], x[i + 25u], x[i + 26u], x[i + 27u]), vec4<f32>(x[i + 28u], x[i + 29u], x[i + 30u], x[i + 31u]));
 }
 
+// Σ of a block's 32 x values (the block formats' offsets: weights_{q8,q4}_blocks.wgsl).
+fn block_sum(xs: array<vec4<f32>, 8>) -> f32 {
+    return dot(((xs[0] + xs[1]) + (xs[2] + xs[3])) + ((xs[4] + xs[5]) + (xs[6] + xs[7])), vec4<f32>(1.0));
+}
+
 // Σ w[n, t] x[xr + t] for t in k..p.k.
 fn tail_dot(n: u32, k: u32, xr: u32) -> f32 {
     var s = 0.0;

@@ -6,13 +6,11 @@
 //! Attention runs over the tokens of each sub-image: the open_clip ≤ 2.24 semantics SPHINX was built
 //! with (upstream permutes to (L, N, D) before `transformer`; open_clip ≥ 2.26 would mix sub-images).
 
+use super::vit::{fused_self_attention, PatchEmbedding};
 use crate::config::ClipConfig;
 use crate::image::ImageTensor;
 use crate::kernels::add::add_;
-use crate::kernels::attention::{attention_into, Attn};
-use crate::kernels::copy2d::{copy2d, Strided};
 use crate::kernels::gelu::gelu_;
-use crate::kernels::patchify::Layout;
 use crate::nn::{LayerNorm, Linear, PatchConv, Weights};
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
@@ -36,30 +34,12 @@ struct ResBlock {
 }
 
 pub struct ClipVit {
-    conv1: PatchConv,
-    class_embedding: Tensor,      // [1, W]
-    positional_embedding: Tensor, // [1 + g², W]
+    /// conv1 (no bias), class_embedding, positional_embedding.
+    embedding: PatchEmbedding,
     ln_pre: LayerNorm,
     resblocks: Vec<ResBlock>,
     ln_post: LayerNorm,
     pub cfg: ClipConfig,
-    /// Patches per side of the input.
-    grid: usize,
-}
-
-/// Self-attention over `b` sequences of `t` tokens whose rows hold [q | k | v] (each `heads` ×
-/// head_dim): qkv [b·t, 3D] → [b·t, D], softmax(q kᵀ · head_dim^-0.5) v.
-pub(crate) fn fused_self_attention(qkv: &Tensor, b: usize, t: usize, heads: usize) -> Result<Tensor> {
-    let d = qkv.last_dim() / 3;
-    if heads == 0 || !d.is_multiple_of(heads) || qkv.shape() != [b * t, 3 * d] {
-        return Err(Error::Shape(format!("self-attention: qkv {:?} for {b}x{t} tokens, {heads} heads", qkv.shape())));
-    }
-    let hd = d / heads;
-    let mut o = Tensor::empty(&qkv.device(), &[b * t, d])?;
-    let s = Strided { offset: 0, row: 3 * d, batch: t * 3 * d };
-    let a = Attn { batch: b, q_len: t, kv_len: t, n_heads: heads, n_kv_heads: heads, head_dim: hd, causal: false, q_pos0: 0, scale: (hd as f32).powf(-0.5) };
-    attention_into(&mut o, Strided { offset: 0, row: d, batch: t * d }, qkv, s, qkv, Strided { offset: d, ..s }, qkv, Strided { offset: 2 * d, ..s }, &a)?;
-    Ok(o)
 }
 
 impl ClipVit {
@@ -111,42 +91,30 @@ impl ClipVit {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(ClipVit {
-            conv1: PatchConv::load(&v.pp("conv1"), width, 3, p, false)?,
-            class_embedding: v.tensor("class_embedding", &[width])?.reshape(&[1, width])?,
-            // no interpolation upstream: the table must fit the input grid
-            positional_embedding: v.tensor("positional_embedding", &[1 + grid * grid, width])?,
+            embedding: PatchEmbedding {
+                conv: PatchConv::load(&v.pp("conv1"), width, 3, p, false)?,
+                class: v.tensor("class_embedding", &[width])?.reshape(&[1, width])?,
+                // no interpolation upstream: the table must fit the input grid
+                pos: v.tensor("positional_embedding", &[1 + grid * grid, width])?,
+                grid,
+            },
             ln_pre: LayerNorm::load(&v.pp("ln_pre"), width, eps)?,
             resblocks,
             ln_post: LayerNorm::load(&v.pp("ln_post"), width, eps)?,
             cfg: cfg.clone(),
-            grid,
         })
     }
 
     /// Tokens per view: class + grid².
     pub fn tokens(&self) -> usize {
-        1 + self.grid * self.grid
+        self.embedding.tokens()
     }
 
     /// views: each [3, side, side] (CLIP-normalised) → ln_post of every token, [views · tokens, W].
     pub fn forward(&self, device: &Device, views: &[ImageTensor]) -> Result<Tensor> {
-        let (d, t, b) = (self.cfg.width, self.tokens(), views.len());
-        let side = self.grid * self.cfg.patch_size;
-        let mut x = Tensor::empty(device, &[b * t, d])?;
-        for (i, v) in views.iter().enumerate() {
-            let img = Tensor::from_slice(device, &[3, side, side], v.data())?;
-            let patches = self.conv1.forward(&img, Layout::Chw)?; // [grid², W], row-major patches
-            copy2d(&mut x, Strided::rows((i * t + 1) * d, d), &patches, Strided::rows(0, d), 1, t - 1, d)?;
-        }
-        // class token first, then + positional_embedding for every view (batch stride 0 repeats it)
-        copy2d(&mut x, Strided { offset: 0, row: d, batch: t * d }, &self.class_embedding, Strided::default(), b, 1, d)?;
-        let mut pos = Tensor::empty(device, &[b * t, d])?;
-        copy2d(&mut pos, Strided { offset: 0, row: d, batch: t * d }, &self.positional_embedding, Strided { offset: 0, row: d, batch: 0 }, b, t, d)?;
-        add_(&mut x, &pos, None)?;
-        drop(pos);
-        let embeddings = x;
-        let mut x = self.ln_pre.forward(&embeddings)?;
-        drop(embeddings);
+        let (t, b) = (self.tokens(), views.len());
+        let x = self.embedding.forward(device, views)?;
+        let mut x = self.ln_pre.forward(&x)?;
         for blk in &self.resblocks {
             // x += out_proj(MHA(ln_1(x)))
             let qkv = blk.attn.in_proj.forward(&blk.ln_1.forward(&x)?)?; // [b·t, 3W] = (3, heads, hd) per row

@@ -6,9 +6,9 @@ use crate::config::Dinov2Config;
 use crate::image::ImageTensor;
 use crate::kernels::add::add_;
 use crate::kernels::attention::{attention_into, Attn};
-use crate::kernels::copy2d::{copy2d, Strided};
-use crate::kernels::patchify::Layout;
+use crate::kernels::copy2d::Strided;
 use crate::kernels::swiglu::swiglu;
+use super::vit::PatchEmbedding;
 use crate::nn::{LayerNorm, Linear, PatchConv, Weights};
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
@@ -25,16 +25,13 @@ struct Block {
 }
 
 pub struct Dinov2 {
-    patch_embed: PatchConv,
-    cls_token: Tensor, // [1, D]
+    /// patch_embed, cls_token, pos_embed interpolated to the input grid.
+    embedding: PatchEmbedding,
     /// Position embedding interpolated to the input grid, [1 + g², D] (host copy for traces).
     pub pos_embed: Vec<f32>,
-    pos: Tensor,
     blocks: Vec<Block>,
     norm: LayerNorm,
     pub cfg: Dinov2Config,
-    /// Patches per side of the input.
-    grid: usize,
 }
 
 impl Dinov2 {
@@ -73,40 +70,30 @@ impl Dinov2 {
             .collect::<Result<Vec<_>>>()?;
         let dev = w.device();
         Ok(Dinov2 {
-            patch_embed: PatchConv::load(&w.pp("patch_embed").pp("proj"), d, 3, p, true)?,
-            cls_token: w.tensor("cls_token", &[1, 1, d])?.reshape(&[1, d])?,
-            pos: Tensor::from_slice(dev, &[1 + grid * grid, d], &pos_embed)?,
+            embedding: PatchEmbedding {
+                conv: PatchConv::load(&w.pp("patch_embed").pp("proj"), d, 3, p, true)?,
+                class: w.tensor("cls_token", &[1, 1, d])?.reshape(&[1, d])?,
+                pos: Tensor::from_slice(dev, &[1 + grid * grid, d], &pos_embed)?,
+                grid,
+            },
             pos_embed,
             blocks,
             norm: LayerNorm::load(&w.pp("norm"), d, cfg.norm_eps)?,
             cfg: cfg.clone(),
-            grid,
         })
     }
 
     /// Tokens per view: cls + grid².
     pub fn tokens(&self) -> usize {
-        1 + self.grid * self.grid
+        self.embedding.tokens()
     }
 
     /// views: each [3, side, side] (already DINOv2-normalised) → [views · tokens, D].
     pub fn forward(&self, device: &Device, views: &[ImageTensor]) -> Result<Tensor> {
         let d = self.cfg.embed_dim;
         let t = self.tokens();
-        let side = self.grid * self.cfg.patch_size;
         let b = views.len();
-        let mut x = Tensor::empty(device, &[b * t, d])?;
-        for (i, v) in views.iter().enumerate() {
-            let img = Tensor::from_slice(device, &[3, side, side], v.data())?;
-            let patches = self.patch_embed.forward(&img, Layout::Chw)?; // [grid², D]
-            copy2d(&mut x, Strided::rows((i * t + 1) * d, d), &patches, Strided::rows(0, d), 1, t - 1, d)?;
-        }
-        // cls rows, then + pos for every view (source batch stride 0 repeats it)
-        copy2d(&mut x, Strided { offset: 0, row: d, batch: t * d }, &self.cls_token, Strided::default(), b, 1, d)?;
-        let mut pos = Tensor::empty(device, &[b * t, d])?;
-        copy2d(&mut pos, Strided { offset: 0, row: d, batch: t * d }, &self.pos, Strided { offset: 0, row: d, batch: 0 }, b, t, d)?;
-        add_(&mut x, &pos, None)?;
-        drop(pos);
+        let mut x = self.embedding.forward(device, views)?;
         let heads = self.cfg.num_heads;
         let hd = d / heads;
         for blk in &self.blocks {

@@ -8,8 +8,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{ConvNextConfig, LlmConfig, ModelConfig};
-use crate::image::ViewLayout;
+use crate::config::{ConvNextConfig, LlamaType, LlmConfig, ModelConfig};
 use crate::models::convnext::mlp_chunk_rows;
 use crate::runtime::size_class;
 
@@ -176,7 +175,7 @@ fn vit(p: &mut Pool, b: usize, side: usize, patch: usize, d: usize, hidden: usiz
 fn encode_image(p: &mut Pool, config: &ModelConfig) -> Buf {
     let (v, dim) = (&config.vision, config.llm.dim);
     let (layout, t) = views_of(config);
-    let (nv, dino) = (layout.tiles(), &v.dinov2);
+    let (nv, dino) = (layout.views(), &v.dinov2);
     let mut nq = 0;
     let mut held = Vec::new();
     let mut width = 0;
@@ -238,9 +237,8 @@ fn decoder(p: &mut Pool, llm: &LlmConfig, l: usize, x: Buf) {
 }
 
 /// The view layout of the configuration's variant and the DINOv2 tokens of one view (257).
-fn views_of(config: &ModelConfig) -> (ViewLayout, usize) {
-    // LlamaType::name() is always one of the four names from_llama_type knows
-    let layout = ViewLayout::from_llama_type(config.llama_type.name()).expect("every llama_type has a view layout");
+fn views_of(config: &ModelConfig) -> (LlamaType, usize) {
+    let layout = config.llama_type;
     (layout, 1 + (layout.dinov2_size() / config.vision.dinov2.patch_size.max(1)).pow(2))
 }
 
@@ -254,7 +252,7 @@ pub fn kv_cache_bytes(llm: &LlmConfig, positions: usize, f16: bool) -> u64 {
 pub fn image_words(config: &ModelConfig) -> usize {
     let (layout, t) = views_of(config);
     let nq = config.vision.qformer.as_ref().map_or(0, |q| q.num_query_tokens);
-    layout.tiles() * (nq + t + 2)
+    layout.views() * (nq + t + 2)
 }
 
 /// (The most bytes beside the weights a run holds while encoding its image — the KV cache does
@@ -280,7 +278,6 @@ pub fn run_peaks(config: &ModelConfig, text: usize, image: bool) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LlamaType;
 
     /// SPHINX-Tiny-1k's image: ConvNeXt-XXL's first stage on a 512 px view dominates (its map, norm,
     /// the dwconv/output buffer, two 8192-row MLP passes of 48 MiB, the stem's image and patches).

@@ -8,3 +8,4 @@ pub mod memory;
 pub mod params;
 pub mod qformer;
 pub mod sphinx;
+pub mod vit;

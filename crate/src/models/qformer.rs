@@ -3,14 +3,13 @@
 //! ViT-g image tower (`Blip2VisionModel`) feeding the Q-Former's cross-attention (`Blip2QFormerModel`)
 //! over the learned `query_tokens` (spec §3, §3.1). No masks, no text input, dropout inactive.
 
-use super::clip_vit::fused_self_attention;
+use super::vit::{fused_self_attention, PatchEmbedding};
 use crate::config::{BlipVisionConfig, QFormerConfig};
 use crate::image::ImageTensor;
 use crate::kernels::add::add_;
 use crate::kernels::attention::{attention_into, Attn};
 use crate::kernels::copy2d::{copy2d, Strided};
 use crate::kernels::gelu::gelu_;
-use crate::kernels::patchify::Layout;
 use crate::nn::{LayerNorm, Linear, PatchConv, Weights};
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
@@ -35,13 +34,11 @@ struct EncoderLayer {
 
 /// `Blip2VisionModel`: embeddings → encoder → post_layernorm.
 struct VisionModel {
-    patch_embedding: PatchConv,
-    class_embedding: Tensor,    // [1, W]
-    position_embedding: Tensor, // [1 + g², W]
+    /// embeddings: patch_embedding, class_embedding, position_embedding.
+    embedding: PatchEmbedding,
     layers: Vec<EncoderLayer>,
     post_layernorm: LayerNorm,
     cfg: BlipVisionConfig,
-    grid: usize,
 }
 
 /// `Blip2QFormerMultiHeadAttention` (self or cross).
@@ -152,32 +149,23 @@ impl VisionModel {
             .collect::<Result<Vec<_>>>()?;
         let t = 1 + grid * grid;
         Ok(VisionModel {
-            patch_embedding: PatchConv::load(&e.pp("patch_embedding"), width, 3, p, true)?,
-            class_embedding: e.tensor("class_embedding", &[1, 1, width])?.reshape(&[1, width])?,
-            // the 224 input uses the table as is (no interpolation)
-            position_embedding: e.tensor("position_embedding", &[1, t, width])?.reshape(&[t, width])?,
+            embedding: PatchEmbedding {
+                conv: PatchConv::load(&e.pp("patch_embedding"), width, 3, p, true)?,
+                class: e.tensor("class_embedding", &[1, 1, width])?.reshape(&[1, width])?,
+                // the 224 input uses the table as is (no interpolation)
+                pos: e.tensor("position_embedding", &[1, t, width])?.reshape(&[t, width])?,
+                grid,
+            },
             layers,
             post_layernorm: LayerNorm::load(&w.pp("post_layernorm"), width, eps)?,
             cfg: cfg.clone(),
-            grid,
         })
     }
 
     /// views [3, side, side] → post_layernorm of every token, [views · (1 + g²), W].
     fn forward(&self, device: &Device, views: &[ImageTensor]) -> Result<Tensor> {
-        let (d, t, b) = (self.cfg.hidden_size, 1 + self.grid * self.grid, views.len());
-        let side = self.grid * self.cfg.patch_size;
-        let mut x = Tensor::empty(device, &[b * t, d])?;
-        for (i, v) in views.iter().enumerate() {
-            let img = Tensor::from_slice(device, &[3, side, side], v.data())?;
-            let patches = self.patch_embedding.forward(&img, Layout::Chw)?; // [g², W]
-            copy2d(&mut x, Strided::rows((i * t + 1) * d, d), &patches, Strided::rows(0, d), 1, t - 1, d)?;
-        }
-        copy2d(&mut x, Strided { offset: 0, row: d, batch: t * d }, &self.class_embedding, Strided::default(), b, 1, d)?;
-        let mut pos = Tensor::empty(device, &[b * t, d])?;
-        copy2d(&mut pos, Strided { offset: 0, row: d, batch: t * d }, &self.position_embedding, Strided { offset: 0, row: d, batch: 0 }, b, t, d)?;
-        add_(&mut x, &pos, None)?;
-        drop(pos);
+        let (t, b) = (self.embedding.tokens(), views.len());
+        let mut x = self.embedding.forward(device, views)?;
         for l in &self.layers {
             // x += projection(attn(layer_norm1(x))), qkv rows = (3, heads, head_dim)
             let qkv = l.self_attn.qkv.forward(&l.layer_norm1.forward(&x)?)?; // [b·t, 3W]
@@ -306,7 +294,7 @@ impl Blip2QFormer {
 
     /// Tokens per view of the vision tower (1 + g²).
     pub fn vision_tokens(&self) -> usize {
-        1 + self.vision_model.grid * self.vision_model.grid
+        self.vision_model.embedding.tokens()
     }
 
     /// views [3, 224, 224] (CLIP-normalised) → (vision tower output [views · T, Wv] — the

@@ -12,7 +12,7 @@ use super::dinov2::Dinov2;
 use super::llama::{KvCache, Llama};
 use super::qformer::Blip2QFormer;
 use crate::config::{LlamaType, ModelConfig};
-use crate::image::{views_for, ImageTensor, ViewLayout};
+use crate::image::{views_for, ImageTensor};
 use crate::kernels::copy2d::{concat_cols, copy2d, Strided};
 use crate::nn::{LayerNorm, Linear, Weights};
 use crate::tensor::{Device, Tensor};
@@ -165,7 +165,7 @@ impl Sphinx {
     /// Runs one vision tower alone on the views of `padded` (for benchmarks): its output features.
     pub fn encode_tower(&self, padded: &ImageTensor, tower: &str) -> Result<Tensor> {
         let dev = self.device();
-        let views = views_for(ViewLayout::from_llama_type(self.llama_type().name())?, padded)?;
+        let views = views_for(self.llama_type(), padded)?;
         match (tower, &self.ens) {
             ("convnext", _) => self.convnext_tokens(&views.convnext),
             ("dinov2", _) => self.dinov2.forward(&dev, &views.dinov2),
@@ -185,7 +185,7 @@ impl Sphinx {
 
     fn encode_views(&self, padded: &ImageTensor, keep_intermediates: bool) -> Result<ImageEncoding> {
         let dev = self.device();
-        let layout = ViewLayout::from_llama_type(self.llama_type().name())?;
+        let layout = self.llama_type();
         let views = views_for(layout, padded)?;
         let nv = views.convnext.len();
         let t = self.view_tokens();
