@@ -2,7 +2,7 @@
 //! the upstream PyTorch reference tensor for tensor, within the tolerances of `reference.json`, with
 //! identical greedy ids — on the GPU (lavapipe in CI) and on the CPU path.
 
-use sphinx::image::{bicubic_fp16, decode, padded_resize, quadrants, views_for, ViewLayout};
+use sphinx::image::{bicubic_fp16, decode, padded_resize, quadrants, views_for};
 use sphinx::config::ModelConfig;
 use sphinx::load::{load_model, load_model_with, open, LoadOptions, DEFAULT_MAX_SEQ_LEN};
 use sphinx::nn::{Precision, PrecisionChoice};
@@ -85,8 +85,8 @@ fn check_cases(golden: &Path, model: &Sphinx, label: &str) {
         // before re-normalisation (llama_ens5_light)
         let name = format!("{case}.view_global_224");
         if let (Some(p), Some(_)) = (&padded, reference["tensors"].get(&name)) {
-            let layout = ViewLayout::from_llama_type(model.llama_type().name()).unwrap();
-            let view = if layout.has_clip() { views_for(layout, p).unwrap().clip.swap_remove(0) } else { bicubic_fp16(p, 224, 224).unwrap() };
+            let layout = model.llama_type();
+            let view = if layout.has_clip_qformer() { views_for(layout, p).unwrap().clip.swap_remove(0) } else { bicubic_fp16(p, 224, 224).unwrap() };
             let want = read_safetensor(&ref_file, &name).unwrap();
             report.check(&name, &name, view.data(), &want.data);
         }
