@@ -109,6 +109,16 @@ export interface ModelInfo {
     vocabSize: number;
     maxSeqLen: number;
     precision: 'f32' | 'f16';
+    /** What the engine refuses past; the package checks requests against these before any work. */
+    limits: {
+      maxImageSide: number;
+      maxImagePixels: number;
+      maxImageFileBytes: number;
+      /** The most tokens an answer may ask for (the engine's longest context). */
+      maxTokens: number;
+      maxStopTexts: number;
+      maxStopTextBytes: number;
+    };
   };
   load: {
     totalBytes: number;
@@ -156,7 +166,7 @@ export interface ChatOptions {
   /** Alternating turns starting with the user's, ending with the user's question. */
   messages: ChatMessage[];
   /** Strings that end the answer where they first appear (they are not part of the text); the
-   *  finish is then 'stop'. */
+   *  finish is then 'stop'. At most 4, each non-empty and at most 256 bytes (the engine's rule). */
   stop?: string[];
   image?: SphinxImage;
   /** Default 512; at most 65536 (the engine's longest context). */

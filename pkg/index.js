@@ -5,7 +5,7 @@
 
 import { CACHE_DIR, cacheFolder, cacheKey } from './cache.js';
 import { NO_WEBGPU } from './errors.js';
-import { MAX_TOKENS, openaiApi } from './openai.js';
+import { openaiApi } from './openai.js';
 import { parseAnswer } from './tasks.js';
 
 export { TASKS, taskPrompt, regionText, parseAnswer, taskIds } from './tasks.js';
@@ -257,10 +257,12 @@ class SphinxModel {
       }
     }
     if (system !== undefined && typeof system !== 'string') throw new TypeError('chat: system must be a string');
-    if (!Array.isArray(stop) || !stop.every((s) => typeof s === 'string' && s.length > 0)) throw new TypeError('chat: stop must be an array of non-empty strings');
+    // how many and how long: the engine's rule (crate/src/text/stop.rs), which rejects the call
+    if (!Array.isArray(stop) || !stop.every((s) => typeof s === 'string')) throw new TypeError('chat: stop must be an array of strings');
     if (image && image.model !== this) throw new TypeError('chat: the image was encoded by another model');
-    if (!Number.isSafeInteger(maxTokens) || maxTokens < 1 || maxTokens > MAX_TOKENS) {
-      throw new TypeError(`chat: maxTokens must be a whole number from 1 to ${MAX_TOKENS} (the longest context), not ${maxTokens}`);
+    const most = this.info.model.limits.maxTokens;
+    if (!Number.isSafeInteger(maxTokens) || maxTokens < 1 || maxTokens > most) {
+      throw new TypeError(`chat: maxTokens must be a whole number from 1 to ${most} (the longest context), not ${maxTokens}`);
     }
     if (!Number.isSafeInteger(seed) || seed < 0) throw new TypeError('chat: seed must be a non-negative integer');
     if (!(temperature >= 0 && temperature < Infinity) || !(topP > 0 && topP <= 1)) throw new TypeError('chat: temperature must be a finite number >= 0 and topP in (0, 1]');

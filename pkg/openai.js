@@ -12,10 +12,7 @@
 // is `context_length_exceeded`), 404 `model_not_found` once the model is disposed, 500 only for a
 // failure of the engine itself — code that retries on 5xx retries only what may succeed again.
 
-/** The most tokens an answer may ask for (model.chat's bound): the engine's longest context. */
 import { decodeImage, pixelsOf } from './pixels.js';
-
-export const MAX_TOKENS = 65536;
 
 /** The SDK's class names of the statuses given here. */
 const NAMES = { 400: 'BadRequestError', 404: 'NotFoundError' };
@@ -89,16 +86,18 @@ export function toSphinxChat(messages) {
 }
 
 /** The sampling options of an OpenAI request as model.chat's. Defaults are SPHINX's (temperature
- *  0.1, top_p 0.5, 512 tokens), not OpenAI's. */
-export function toSphinxOptions(request) {
+ *  0.1, top_p 0.5, 512 tokens), not OpenAI's. `limits`: the engine's (`model.info.model.limits`). */
+export function toSphinxOptions(request, limits) {
   for (const k of UNSUPPORTED) if (request[k] != null) throw invalid(`${k} is not supported by SPHINX`, k, 'unsupported_parameter');
   if (request.n != null && request.n !== 1) throw invalid('n must be 1', 'n', 'unsupported_value');
   if (request.logprobs) throw invalid('logprobs are not supported', 'logprobs', 'unsupported_value');
   const format = request.response_format?.type;
   if (format != null && format !== 'text') throw invalid(`response_format ${format} is not supported`, 'response_format', 'unsupported_value');
-  const maxTokens = numberIn(request, 'max_completion_tokens', 1, MAX_TOKENS, { integer: true }) ?? numberIn(request, 'max_tokens', 1, MAX_TOKENS, { integer: true });
+  const most = limits.maxTokens;
+  const maxTokens = numberIn(request, 'max_completion_tokens', 1, most, { integer: true }) ?? numberIn(request, 'max_tokens', 1, most, { integer: true });
   const stop = request.stop == null ? [] : Array.isArray(request.stop) ? request.stop : [request.stop];
-  if (stop.length > 4 || !stop.every((s) => typeof s === 'string' && s.length > 0)) throw invalid('stop must be a non-empty string or up to 4 of them', 'stop');
+  // how many and how long: the engine's rule (crate/src/text/stop.rs), answered as a 400 below
+  if (!stop.every((s) => typeof s === 'string')) throw invalid('stop must be a string or an array of strings', 'stop');
   return {
     maxTokens: maxTokens ?? 512,
     temperature: numberIn(request, 'temperature', 0, 2) ?? 0.1,
@@ -108,18 +107,16 @@ export function toSphinxOptions(request) {
   };
 }
 
-// The engine's image limits (crate/src/image/mod.rs MAX_IMAGE_SIDE / MAX_IMAGE_PIXELS and
-// decode.rs MAX_IMAGE_FILE_BYTES, kept equal by a test there), checked before a canvas of the
-// decoded size is allocated, and before a data: URL or a fetched image is decoded.
-const MAX_IMAGE_SIDE = 16384;
-const MAX_IMAGE_PIXELS = 67108864;
-const MAX_IMAGE_FILE_BYTES = 134217728;
+// The engine's image limits (`model.info.model.limits`: maxImageSide, maxImagePixels,
+// maxImageFileBytes, from crate/src/image) are checked before a canvas of the decoded size is
+// allocated, and before a data: URL or a fetched image is decoded.
+
 /** The longest data: URL read: base64 of the largest image file, and room for its header. */
-const MAX_DATA_URL_CHARS = 4 * Math.ceil(MAX_IMAGE_FILE_BYTES / 3) + 256;
+const maxDataUrlChars = (limits) => 4 * Math.ceil(limits.maxImageFileBytes / 3) + 256;
 /** Base64 characters decoded per step (a multiple of 4). */
 const BASE64_STEP = 1 << 20;
 
-const tooLarge = (what) => invalid(`image_url: ${what}; the limit is ${MAX_IMAGE_FILE_BYTES} bytes of image file (${MAX_DATA_URL_CHARS} characters of data: URL)`, 'image_url');
+const tooLarge = (what, limits) => invalid(`image_url: ${what}; the limit is ${limits.maxImageFileBytes} bytes of image file (${maxDataUrlChars(limits)} characters of data: URL)`, 'image_url');
 
 /** The bytes of base64 `text` as Blob parts, decoded a step at a time (no string of the whole). */
 function base64Parts(text) {
@@ -144,8 +141,8 @@ function percentParts(text) {
 }
 
 /** A data: URL as a Blob: its length checked before anything is decoded. */
-function blobOfDataUrl(url) {
-  if (url.length > MAX_DATA_URL_CHARS) throw tooLarge(`the data: URL is ${url.length} characters`);
+function blobOfDataUrl(url, limits) {
+  if (url.length > maxDataUrlChars(limits)) throw tooLarge(`the data: URL is ${url.length} characters`, limits);
   const comma = url.indexOf(',');
   if (comma < 0) throw invalid('image_url: not a valid data: URL (no comma)', 'image_url');
   const header = url.slice(5, comma);
@@ -154,11 +151,11 @@ function blobOfDataUrl(url) {
   return new Blob(parts, { type: header.split(';')[0] || 'application/octet-stream' });
 }
 
-/** Pixels of an image URL (data:, blob: or same-origin), decoded on this thread. */
-export async function pixelsOfUrl(url, signal) {
+/** Pixels of an image URL (data:, blob: or same-origin), decoded on this thread within `limits`. */
+async function pixelsOfUrl(url, signal, limits) {
   let blob;
   if (url.startsWith('data:')) {
-    blob = blobOfDataUrl(url);
+    blob = blobOfDataUrl(url, limits);
   } else {
     const u = new URL(url, globalThis.location?.href);
     if (u.protocol !== 'blob:' && u.origin !== globalThis.location?.origin) {
@@ -167,13 +164,13 @@ export async function pixelsOfUrl(url, signal) {
     const resp = await fetch(u, { signal });
     if (!resp.ok) throw invalid(`image_url: HTTP ${resp.status} from ${u.href}`, 'image_url');
     const length = Number(resp.headers.get('Content-Length') ?? 0);
-    if (length > MAX_IMAGE_FILE_BYTES) {
+    if (length > limits.maxImageFileBytes) {
       resp.body?.cancel().catch(() => {});
-      throw tooLarge(`${u.href} is ${length} bytes`);
+      throw tooLarge(`${u.href} is ${length} bytes`, limits);
     }
     blob = await resp.blob();
   }
-  if (blob.size > MAX_IMAGE_FILE_BYTES) throw tooLarge(`the image is ${blob.size} bytes`);
+  if (blob.size > limits.maxImageFileBytes) throw tooLarge(`the image is ${blob.size} bytes`, limits);
   let bitmap;
   try {
     bitmap = await decodeImage(blob);
@@ -181,9 +178,10 @@ export async function pixelsOfUrl(url, signal) {
     throw invalid(`image_url: the image could not be decoded (${e.message})`, 'image_url', 'invalid_image_format');
   }
   const { width, height } = bitmap;
-  if (width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE || width * height > MAX_IMAGE_PIXELS) {
+  const { maxImageSide: side, maxImagePixels: most } = limits;
+  if (width > side || height > side || width * height > most) {
     bitmap.close();
-    throw invalid(`image_url: image too large (${width}×${height}); the limit is ${MAX_IMAGE_SIDE} pixels per side and ${MAX_IMAGE_PIXELS} pixels in all`, 'image_url', 'invalid_image_format');
+    throw invalid(`image_url: image too large (${width}×${height}); the limit is ${side} pixels per side and ${most} pixels in all`, 'image_url', 'invalid_image_format');
   }
   const pixels = pixelsOf(bitmap);
   bitmap.close();
@@ -201,6 +199,7 @@ function asOpenAIError(e, model, request) {
     const words = `This model's maximum context length is ${max} tokens. However, your messages resulted in ${text + image} tokens${parts}. Please reduce the length of the messages.`;
     return new OpenAIError(400, words, { param: 'messages', code: 'context_length_exceeded' });
   }
+  if (/stop must be a non-empty string/.test(message)) return new OpenAIError(400, message, { param: 'stop' });
   if (model.disposed) {
     const name = request.model ?? model.info.model.release;
     return new OpenAIError(404, `The model \`${name}\` does not exist: it was disposed (model.dispose()). Load it again with loadSphinx; its weights stay stored.`, { param: 'model', code: 'model_not_found' });
@@ -211,99 +210,109 @@ function asOpenAIError(e, model, request) {
 
 const completionId = () => `chatcmpl-${crypto.getRandomValues(new Uint32Array(3)).reduce((s, v) => s + v.toString(36), '')}`;
 
-/** The `openai` namespace of a model: `{chat: {completions: {create}}}`. */
-export function openaiApi(model) {
-  let cached = null; // {url, image}: the last conversation's image, kept encoded
-  async function imageFor(url, signal) {
+/** The last conversation's image, kept encoded: a follow-up question about it is not encoded again. */
+class ImageCache {
+  #model;
+  #cached = null; // {url, image}
+  constructor(model) {
+    this.#model = model;
+  }
+  async imageFor(url, signal) {
     if (!url) return undefined;
-    if (cached?.url === url) return cached.image;
-    const image = await model.encodeImage(await pixelsOfUrl(url, signal), { signal });
-    const old = cached;
-    cached = { url, image };
+    if (this.#cached?.url === url) return this.#cached.image;
+    const image = await this.#model.encodeImage(await pixelsOfUrl(url, signal, this.#model.info.model.limits), { signal });
+    const old = this.#cached;
+    this.#cached = { url, image };
     old?.image.dispose().catch(() => {});
     return image;
   }
+}
 
-  async function* run(request, { signal } = {}) {
-    const chat = toSphinxChat(request.messages);
-    const options = toSphinxOptions(request);
-    try {
-      const image = await imageFor(chat.imageUrl, signal);
-      const it = model.chat({ system: chat.system, messages: chat.messages, image, ...options, signal });
-      for (;;) {
-        const { value, done } = await it.next();
-        if (done) {
-          // The prompt as the model reads it: the text's tokens and the image's positions.
-          const promptTokens = value.promptTokens + (image ? model.info.model.imageWords : 0);
-          const usage = { prompt_tokens: promptTokens, completion_tokens: value.tokens, total_tokens: promptTokens + value.tokens };
-          return { finish: value.finish, usage };
-        }
-        if (value.text) yield { text: value.text };
-      }
-    } catch (e) {
-      throw asOpenAIError(e, model, request);
-    }
-  }
-
-  async function complete(request, options) {
-    const id = completionId();
-    const created = Math.floor(Date.now() / 1000);
-    const name = request.model ?? model.info.model.release;
-    const it = run(request, options);
-    let content = '';
+/** model.chat for an OpenAI request: yields {text}, returns {finish, usage}; errors in OpenAI's shape. */
+async function* answer(model, images, request, { signal } = {}) {
+  const chat = toSphinxChat(request.messages);
+  const options = toSphinxOptions(request, model.info.model.limits);
+  try {
+    const image = await images.imageFor(chat.imageUrl, signal);
+    const it = model.chat({ system: chat.system, messages: chat.messages, image, ...options, signal });
     for (;;) {
       const { value, done } = await it.next();
       if (done) {
-        return {
-          id,
-          object: 'chat.completion',
-          created,
-          model: name,
-          choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, finish_reason: value.finish, logprobs: null }],
-          usage: value.usage,
-        };
+        // The prompt as the model reads it: the text's tokens and the image's positions.
+        const promptTokens = value.promptTokens + (image ? model.info.model.imageWords : 0);
+        const usage = { prompt_tokens: promptTokens, completion_tokens: value.tokens, total_tokens: promptTokens + value.tokens };
+        return { finish: value.finish, usage };
       }
-      content += value.text;
+      if (value.text) yield { text: value.text };
+    }
+  } catch (e) {
+    throw asOpenAIError(e, model, request);
+  }
+}
+
+/** A `chat.completion` of the whole answer `it` (an `answer` run) for model `name`. */
+async function complete(it, name) {
+  const id = completionId();
+  const created = Math.floor(Date.now() / 1000);
+  let content = '';
+  for (;;) {
+    const { value, done } = await it.next();
+    if (done) {
+      return {
+        id,
+        object: 'chat.completion',
+        created,
+        model: name,
+        choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, finish_reason: value.finish, logprobs: null }],
+        usage: value.usage,
+      };
+    }
+    content += value.text;
+  }
+}
+
+/** The `chat.completion.chunk`s of `start(signal)` (an `answer` run), as an async iterable with
+ *  the `controller` that aborts it. */
+function stream(start, name, request, options) {
+  const id = completionId();
+  const created = Math.floor(Date.now() / 1000);
+  const includeUsage = !!request.stream_options?.include_usage;
+  const controller = new AbortController();
+  const signal = options?.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+  const chunk = (delta, finish, usage) => ({ id, object: 'chat.completion.chunk', created, model: name, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...(usage !== undefined ? { usage } : {}) });
+  async function* chunks() {
+    const it = start(signal);
+    yield chunk({ role: 'assistant', content: '' }, null, includeUsage ? null : undefined);
+    for (;;) {
+      const { value, done } = await it.next();
+      if (done) {
+        yield chunk({}, value.finish, includeUsage ? null : undefined);
+        if (includeUsage) yield { id, object: 'chat.completion.chunk', created, model: name, choices: [], usage: value.usage };
+        return;
+      }
+      yield chunk({ content: value.text }, null, includeUsage ? null : undefined);
     }
   }
+  const gen = chunks();
+  return { controller, [Symbol.asyncIterator]: () => gen };
+}
 
-  function stream(request, options) {
-    const id = completionId();
-    const created = Math.floor(Date.now() / 1000);
-    const name = request.model ?? model.info.model.release;
-    const includeUsage = !!request.stream_options?.include_usage;
-    const controller = new AbortController();
-    const signal = options?.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
-    const chunk = (delta, finish, usage) => ({ id, object: 'chat.completion.chunk', created, model: name, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }], ...(usage !== undefined ? { usage } : {}) });
-    async function* chunks() {
-      const it = run(request, { signal });
-      yield chunk({ role: 'assistant', content: '' }, null, includeUsage ? null : undefined);
-      for (;;) {
-        const { value, done } = await it.next();
-        if (done) {
-          yield chunk({}, value.finish, includeUsage ? null : undefined);
-          if (includeUsage) yield { id, object: 'chat.completion.chunk', created, model: name, choices: [], usage: value.usage };
-          return;
-        }
-        yield chunk({ content: value.text }, null, includeUsage ? null : undefined);
-      }
-    }
-    const gen = chunks();
-    return { controller, [Symbol.asyncIterator]: () => gen };
-  }
-
+/** The `openai` namespace of a model: `{chat: {completions: {create}}}`. */
+export function openaiApi(model) {
+  const images = new ImageCache(model);
   return {
     chat: {
       completions: {
         /** OpenAI's `chat.completions.create`: `request` as OpenAI's; `options.signal` aborts. */
         async create(request, options = {}) {
           if (!request || typeof request !== 'object') throw invalid('the request must be an object', null);
+          const name = request.model ?? model.info.model.release;
           if (request.stream) {
             toSphinxChat(request.messages);
-            toSphinxOptions(request);
-            return stream(request, options);
+            toSphinxOptions(request, model.info.model.limits);
+            return stream((signal) => answer(model, images, request, { signal }), name, request, options);
           }
-          return complete(request, options);
+          return complete(answer(model, images, request, options), name);
         },
       },
     },

@@ -12,7 +12,6 @@
 
 import { CACHE_DIR, cacheFolder, formatBytes } from './cache.js';
 import { NO_WEBGPU } from './errors.js';
-import { StopFilter } from './stop.js';
 
 /** Attempts at one file after a SHA-256 mismatch. */
 const MAX_DOWNLOADS = 3;
@@ -203,80 +202,100 @@ function checkStatus(resp, pos, entry, where) {
 async function download(dir, entry, url, signal, onBytes, onVerify, emitNote) {
   const part = `${entry.sha256}.part`;
   const where = `${entry.file} (${url})`;
-  let received = 0;
-  let failures = 0;
+  const ctx = { entry, url, where, signal, onBytes, onVerify, emitNote, received: 0, failures: 0 };
   for (let attempt = 1; ; attempt++) {
     const fileHandle = await dir.getFileHandle(part, { create: true });
-    let access;
-    try {
-      access = await fileHandle.createSyncAccessHandle();
-    } catch (e) {
-      throw new Error(`${where}: cannot open the cached file (${e.message}); is the model loading in another tab?`);
-    }
-    let hasher = new api.Sha256();
-    let digest = null;
-    try {
-      let pos = access.getSize();
-      if (pos > entry.bytes) {
-        access.truncate(0);
-        pos = 0;
-      }
-      if (pos > 0) hashStored(access, pos, hasher, (n) => onVerify(entry.file, n, pos));
-      while (pos < entry.bytes) {
-        signal.throwIfAborted();
-        let resp = null;
-        try {
-          resp = await fetch(url, { headers: { Range: `bytes=${pos}-` }, cache: 'no-store', signal });
-          if (checkStatus(resp, pos, entry, where)) {
-            // The server ignored the range and sends the whole file: start over with it.
-            access.truncate(0);
-            pos = 0;
-            hasher.free();
-            hasher = new api.Sha256();
-          }
-          const reader = resp.body.getReader();
-          for (;;) {
-            const { done, value } = await reader.read();
-            if (done) break;
-            if (pos + value.length > entry.bytes) {
-              throw new FatalHttpError(`${where}: the server sent more than the ${entry.bytes} bytes the manifest lists`);
-            }
-            writeAt(access, value, pos, entry);
-            hasher.update(value);
-            pos += value.length;
-            received += value.length;
-            onBytes(entry.file, value.length, pos);
-          }
-          if (pos < entry.bytes) throw new Error(`${where}: the response ended at byte ${pos} of ${entry.bytes}`);
-        } catch (e) {
-          resp?.body?.cancel().catch(() => {});
-          if (signal.aborted) throw signal.reason;
-          if (e instanceof FatalHttpError || e instanceof StorageFullError) throw e;
-          const why = e.message.startsWith(where) ? e.message.slice(where.length + 2) : e.message;
-          if (++failures > MAX_RETRIES) throw new Error(`${where}: download failed: ${failures} requests failed, the last with: ${why}`);
-          emitNote(`${entry.file}: ${why}; resuming at byte ${pos} (attempt ${failures + 1} of ${MAX_RETRIES + 1})`);
-          await sleep(200 * 2 ** failures, signal);
-        }
-      }
-      access.flush();
-      digest = hasher.finish();
-      hasher = null;
-      if (digest !== entry.sha256) access.truncate(0);
-    } finally {
-      hasher?.free();
-      try {
-        access.flush();
-      } catch {}
-      access.close();
-    }
+    const digest = await fillPart(fileHandle, ctx);
     if (digest === entry.sha256) {
       await fileHandle.move(entry.sha256);
-      return received;
+      return ctx.received;
     }
     await dir.removeEntry(part);
     const msg = `${where}: SHA-256 mismatch (got ${digest}, the manifest says ${entry.sha256})`;
     if (attempt >= MAX_DOWNLOADS) throw new Error(`${msg} in ${attempt} downloads; the copy on the server is corrupt`);
     emitNote(`${msg}; discarded, downloading it again`);
+  }
+}
+
+/** Fills the `.part` file to the entry's size (its stored bytes hashed first, then requests for the
+ *  rest, retried) and returns its SHA-256; a file whose digest is wrong is emptied. */
+async function fillPart(fileHandle, ctx) {
+  const { entry, where, signal } = ctx;
+  let access;
+  try {
+    access = await fileHandle.createSyncAccessHandle();
+  } catch (e) {
+    throw new Error(`${where}: cannot open the cached file (${e.message}); is the model loading in another tab?`);
+  }
+  ctx.access = access;
+  ctx.hasher = new api.Sha256();
+  try {
+    ctx.pos = access.getSize();
+    if (ctx.pos > entry.bytes) {
+      access.truncate(0);
+      ctx.pos = 0;
+    }
+    const stored = ctx.pos;
+    if (stored > 0) hashStored(access, stored, ctx.hasher, (n) => ctx.onVerify(entry.file, n, stored));
+    while (ctx.pos < entry.bytes) {
+      signal.throwIfAborted();
+      try {
+        await requestRest(ctx);
+      } catch (e) {
+        if (signal.aborted) throw signal.reason;
+        if (e instanceof FatalHttpError || e instanceof StorageFullError) throw e;
+        const why = e.message.startsWith(where) ? e.message.slice(where.length + 2) : e.message;
+        if (++ctx.failures > MAX_RETRIES) throw new Error(`${where}: download failed: ${ctx.failures} requests failed, the last with: ${why}`);
+        ctx.emitNote(`${entry.file}: ${why}; resuming at byte ${ctx.pos} (attempt ${ctx.failures + 1} of ${MAX_RETRIES + 1})`);
+        await sleep(200 * 2 ** ctx.failures, signal);
+      }
+    }
+    access.flush();
+    const digest = ctx.hasher.finish();
+    ctx.hasher = null;
+    if (digest !== entry.sha256) access.truncate(0);
+    return digest;
+  } finally {
+    ctx.hasher?.free();
+    try {
+      access.flush();
+    } catch {}
+    access.close();
+  }
+}
+
+/** One request for the file's bytes from `ctx.pos` on, written and hashed as they come (`ctx.pos`
+ *  follows them, so a failed request's bytes are kept); a server that ignores the range restarts
+ *  the file. */
+async function requestRest(ctx) {
+  const { access, entry, url, where, signal } = ctx;
+  let resp = null;
+  try {
+    resp = await fetch(url, { headers: { Range: `bytes=${ctx.pos}-` }, cache: 'no-store', signal });
+    if (checkStatus(resp, ctx.pos, entry, where)) {
+      // The server ignored the range and sends the whole file: start over with it.
+      access.truncate(0);
+      ctx.pos = 0;
+      ctx.hasher.free();
+      ctx.hasher = new api.Sha256();
+    }
+    const reader = resp.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (ctx.pos + value.length > entry.bytes) {
+        throw new FatalHttpError(`${where}: the server sent more than the ${entry.bytes} bytes the manifest lists`);
+      }
+      writeAt(access, value, ctx.pos, entry);
+      ctx.hasher.update(value);
+      ctx.pos += value.length;
+      ctx.received += value.length;
+      ctx.onBytes(entry.file, value.length, ctx.pos);
+    }
+    if (ctx.pos < entry.bytes) throw new Error(`${where}: the response ended at byte ${ctx.pos} of ${entry.bytes}`);
+  } catch (e) {
+    resp?.body?.cancel().catch(() => {});
+    throw e;
   }
 }
 
@@ -609,23 +628,17 @@ const OPS = {
     alive();
     const t0 = performance.now();
     let firstTokenMs = null;
-    const filter = stop?.length ? new StopFilter(stop) : null;
-    let stopped = false;
+    // the engine ends the answer before a stop text and holds back what may become one
     const result = JSON.parse(
-      await session.chat(JSON.stringify({ system, messages, image, maxTokens, temperature, topP, seed }), (tokenId, delta) => {
+      await session.chat(JSON.stringify({ system, messages, image, maxTokens, temperature, topP, seed, stop: stop ?? [] }), (tokenId, text) => {
         if (signal.aborted) return false;
         firstTokenMs ??= performance.now() - t0;
-        let text = delta;
-        if (filter) ({ text, stopped } = filter.push(delta));
         if (tokenId >= 0 || text) emit({ tokenId: tokenId >= 0 ? tokenId : null, text });
-        return !stopped;
+        return true;
       }),
     );
     signal.throwIfAborted();
-    const tail = stopped ? '' : filter?.flush();
-    if (tail) emit({ tokenId: null, text: tail });
-    const finish = stopped ? 'stop' : result.finish;
-    return { ...result, finish, firstTokenMs, totalMs: performance.now() - t0 };
+    return { ...result, firstTokenMs, totalMs: performance.now() - t0 };
   },
 
   async dispose() {

@@ -10,7 +10,7 @@ use sphinx::io::converted::{verify_folder, ConvertedSource, Manifest, QuantChoic
 use sphinx::io::quant::Quant;
 use sphinx::load::{load_model, open, DEFAULT_MAX_SEQ_LEN};
 use sphinx::models::sphinx::Sphinx;
-use sphinx::nn::TensorSource;
+use sphinx::io::TensorSource;
 use sphinx::tensor::Device;
 use sphinx::testing::{golden_check, golden_dir, json_ids, reference_json};
 use sphinx::trace::{forced_logits, trace, TraceData};

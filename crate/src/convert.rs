@@ -6,7 +6,7 @@ use crate::io::converted::{matrix_of, Manifest, ModelWriter, QuantChoice};
 use crate::io::quant::{Packed, Quant};
 use crate::load::ModelDir;
 use crate::models::params::parameter_shapes;
-use crate::nn::TensorSource;
+use crate::io::TensorSource;
 use crate::{Error, Result};
 use std::path::Path;
 

@@ -137,7 +137,7 @@ pub struct Generation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Finish {
-    /// EOS or the conversation's stop sequence.
+    /// EOS, the conversation's stop sequence or one of the caller's stop texts.
     Stop(StopReason),
     /// The token budget (max_tokens, or max_seq_len) ran out.
     Length,
@@ -145,7 +145,8 @@ pub enum Finish {
     Cancelled,
 }
 
-/// Generates an answer to `prompt_ids` (BOS first) with an optional encoded image.
+/// Generates an answer to `prompt_ids` (BOS first) with an optional encoded image; the answer also
+/// ends before the first of the caller's `stop` texts (OpenAI's `stop`, [`StopCriteria::with_texts`]).
 /// `on_text(id, delta)` receives each id with the text it makes final; returning false cancels.
 pub async fn generate(
     model: &Sphinx,
@@ -153,6 +154,7 @@ pub async fn generate(
     prompt_ids: &[u32],
     image: Option<&Tensor>,
     params: SamplingParams,
+    stop: &[String],
     mut on_text: impl FnMut(u32, &str) -> bool,
 ) -> Result<Generation> {
     let image_words = image.map_or(0, |t| t.rows());
@@ -167,7 +169,7 @@ pub async fn generate(
     let budget = params.max_tokens.min(max_seq - used);
     let mut cache = model.llm.new_cache(used + budget)?;
     let mut sampler = Sampler::new(params);
-    let mut stream = StopStream::new(tokenizer, StopCriteria::upstream(tokenizer)?);
+    let mut stream = StopStream::new(tokenizer, StopCriteria::upstream(tokenizer)?.with_texts(stop)?);
     let mut text = String::new();
     let mut ids = Vec::new();
     let mut logits = model.prefill(&mut cache, prompt_ids, image)?;

@@ -599,6 +599,8 @@ test('B2–B5: a manifest cut short, huge and lying arguments, a prompt past the
         const create = (r) => model.openai.chat.completions.create({ temperature: 0, max_tokens: 2, ...r });
         const long = await errorOf(create({ messages: [{ role: 'user', content: 'word '.repeat(5000) }] }));
         const many = await errorOf(create({ messages: Array.from({ length: 999 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: `message ${i}` })) }));
+        // Stop texts past the engine's rule (at most 4): a 400 on `stop`, from the engine's check.
+        const stops = await errorOf(create({ stop: ['a', 'b', 'c', 'd', 'e'], messages: [{ role: 'user', content: 'Hi' }] }));
         // B2: a 200 MB data: URL is refused before it is decoded.
         const bigUrl = `data:image/png;base64,${'A'.repeat(200_000_000)}`;
         const big = await errorOf(create({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: bigUrl } }, { type: 'text', text: question }] }] }));
@@ -609,13 +611,15 @@ test('B2–B5: a manifest cut short, huge and lying arguments, a prompt past the
         await model.dispose();
         const disposed = await errorOf(create({ messages: [{ role: 'user', content: 'Hi' }] }));
         const disposedStream = await errorOf(create({ stream: true, messages: [{ role: 'user', content: 'Hi' }] }).then(async (s) => { for await (const _ of s); }));
-        return { huge, lone, replaced, long, many, big, withImage: withImage.usage, textOnly: textOnly.usage, imageWords, disposed, disposedStream };
+        return { huge, lone, replaced, long, many, stops, big, withImage: withImage.usage, textOnly: textOnly.usage, imageWords, disposed, disposedStream };
       },
       { dataUrl, question: questionOf(c) },
     );
     assert.equal(got.huge?.name, 'TypeError', JSON.stringify(got.huge));
     assert.equal(got.huge.message, 'chat: maxTokens must be a whole number from 1 to 65536 (the longest context), not 1099511627776');
     assert.deepEqual(got.lone, got.replaced, 'a lone surrogate reads as U+FFFD');
+    assert.deepEqual([got.stops?.status, got.stops?.error?.param], [400, 'stop'], JSON.stringify(got.stops));
+    assert.match(got.stops.error.message, /up to 4 of them/);
     for (const [e, tokens] of [[got.long, /resulted in \d{4,} tokens\. Please reduce/], [got.many, /resulted in \d{4,} tokens\. Please reduce/]]) {
       assert.equal(e?.status, 400, JSON.stringify(e));
       assert.equal(e.name, 'BadRequestError');

@@ -140,6 +140,9 @@ struct ChatRequest {
     temperature: f32,
     top_p: f32,
     seed: u64,
+    /// OpenAI's `stop`: texts that end the answer before them (checked by the engine).
+    #[serde(default)]
+    stop: Vec<String>,
 }
 
 struct Inner {
@@ -267,6 +270,19 @@ impl Session {
             image_words: usize,
             vocab_size: usize,
             max_seq_len: usize,
+            limits: Limits,
+        }
+        /// What the engine refuses past (the package checks requests against these before work).
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Limits {
+            max_image_side: usize,
+            max_image_pixels: usize,
+            max_image_file_bytes: u64,
+            /// The most tokens an answer may ask for: the longest context.
+            max_tokens: usize,
+            max_stop_texts: usize,
+            max_stop_text_bytes: usize,
         }
         let (m, t) = (&self.inner.model, self.inner.model.llama_type());
         let info = ModelInfo {
@@ -278,6 +294,14 @@ impl Session {
             image_words: m.image_words(),
             vocab_size: m.config.llm.vocab_size,
             max_seq_len: m.llm.max_seq_len,
+            limits: Limits {
+                max_image_side: sphinx::image::MAX_IMAGE_SIDE,
+                max_image_pixels: sphinx::image::MAX_IMAGE_PIXELS,
+                max_image_file_bytes: sphinx::image::MAX_IMAGE_FILE_BYTES,
+                max_tokens: sphinx::models::llama::MAX_SEQ_LEN,
+                max_stop_texts: sphinx::text::stop::MAX_STOP_TEXTS,
+                max_stop_text_bytes: sphinx::text::stop::MAX_STOP_TEXT_BYTES,
+            },
         };
         serde_json::to_string(&info).unwrap_or_default()
     }
@@ -337,7 +361,7 @@ impl Session {
     }
 
     /// Answers a chat. `request_json`: `{system?, messages: [{role: "user"|"assistant", content}], image (0:
-    /// none), maxTokens, temperature, topP, seed}`; the upstream conversation template, the image
+    /// none), maxTokens, temperature, topP, seed, stop?: [text]}`; the upstream conversation template, the image
     /// after BOS. `on_token(id, text)` receives each generated id with the text it makes final (id
     /// -1: the final flush); returning `false` cancels. Resolves to JSON `{finish:
     /// "stop"|"length"|"cancelled", tokens, promptTokens}`.
@@ -346,7 +370,7 @@ impl Session {
         let request: Result<ChatRequest, JsValue> =
             serde_json::from_str(request_json).map_err(|e| JsError::new(&format!("chat request: {e}")).into());
         future_to_promise(async move {
-            let ChatRequest { system, messages, image, max_tokens, temperature, top_p, seed } = request?;
+            let ChatRequest { system, messages, image, max_tokens, temperature, top_p, seed, stop } = request?;
             inner.check_gpu()?;
             let mut template = Template::v1_2();
             if let Some(system) = system {
@@ -363,7 +387,7 @@ impl Session {
             let tokens = tokens.as_deref();
             let params = SamplingParams { temperature, top_p, seed, max_tokens };
             let mut callback_error = None;
-            let g = generate(&inner.model, &inner.tokenizer, &ids, tokens, params, |id, delta| {
+            let g = generate(&inner.model, &inner.tokenizer, &ids, tokens, params, &stop, |id, delta| {
                 let id = if id == u32::MAX { JsValue::from(-1) } else { JsValue::from(id) };
                 match on_token.call2(&JsValue::NULL, &id, &JsValue::from_str(delta)) {
                     Ok(v) => v.as_bool() != Some(false),

@@ -5,8 +5,9 @@
 //! test asserts on them.
 
 use crate::image::ImageTensor;
-use crate::kernels::attention::{attention_into, Attn};
-use crate::kernels::copy2d::Strided;
+use crate::kernels::attention::attention_into;
+use crate::shapes::Attn;
+use crate::shapes::Strided;
 use crate::kernels::tune::{self, median, TuneReport, TuningOf};
 use crate::io::quant::{Packed, Quant};
 use crate::models::sphinx::Sphinx;
@@ -196,7 +197,7 @@ pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: &Be
     let mut encode_gflop = None;
     if let Some(p) = padded {
         let mut times = Vec::new();
-        let flops0 = crate::kernels::flops();
+        let flops0 = crate::flops::total();
         for _ in 0..reps {
             let (ms, enc) = timed(&device, || model.encode_image(p, false)).await?;
             times.push(ms);
@@ -204,7 +205,7 @@ pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: &Be
         }
         let words = image.as_ref().map_or(0, |t| t.rows());
         let ms = median(times);
-        let gflop = (crate::kernels::flops() - flops0) as f64 / reps as f64 / 1e9;
+        let gflop = (crate::flops::total() - flops0) as f64 / reps as f64 / 1e9;
         let detail = format!("{words} image tokens, {gflop:.1} GFLOP in matrix products and attention: {:.1} GFLOP/s", gflop / (ms / 1e3));
         encode_gflop = Some(gflop);
         phases.push(Phase { name: "encode".into(), ms, detail });
@@ -219,9 +220,9 @@ pub async fn model_bench(model: &Sphinx, padded: Option<&ImageTensor>, plan: &Be
     for rep in 0..=reps {
         let steps = if rep == 0 { plan.tokens.min(1) } else { plan.tokens };
         let mut cache = model.llm.new_cache(ids.len() + image.as_ref().map_or(0, |t| t.rows()) + plan.tokens + 1)?;
-        let flops0 = crate::kernels::flops();
+        let flops0 = crate::flops::total();
         let (ms, logits) = timed(&device, || model.prefill(&mut cache, ids, image.as_ref())).await?;
-        flops = crate::kernels::flops() - flops0;
+        flops = crate::flops::total() - flops0;
         prefill.push(ms);
         positions = cache.len;
         let mut id = crate::generate::argmax(&logits.to_vec().await?);

@@ -5,8 +5,8 @@
 //! key. No copy of the inputs is made (the KV cache is read in place).
 
 use super::{par_ranges, Out};
-use crate::kernels::attention::Attn;
-use crate::kernels::copy2d::Strided;
+use crate::shapes::Attn;
+use crate::shapes::Strided;
 
 /// Query rows per task.
 const QB: usize = 16;
@@ -15,7 +15,7 @@ const QB: usize = 16;
 /// `kernels::attention::attention_cpu` (the oracle) takes them, already checked by the caller.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(o: &mut [f32], os: Strided, q: &[f32], qs: Strided, k: &[f32], ks: Strided, v: &[f32], vs: Strided, a: &Attn) {
-    crate::kernels::count(a.flops());
+    crate::flops::count(a.flops());
     let group = a.n_heads / a.n_kv_heads;
     let qblocks = a.q_len.div_ceil(QB);
     let tasks = a.batch * a.n_kv_heads * qblocks;

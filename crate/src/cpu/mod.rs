@@ -91,24 +91,6 @@ pub fn hold(w: Packed) -> Packed {
     }
 }
 
-/// `len` zero bytes for a weight the CPU kernels stream: on Linux advised onto transparent huge
-/// pages before the first write (a decode step reads every weight once: with 4 KiB pages each page
-/// is a TLB miss and a stop for the hardware prefetcher). Elsewhere, or where the kernel declines,
-/// plain pages.
-pub fn huge_zeroed(len: usize) -> Vec<u8> {
-    let v = vec![0u8; len];
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let (start, end) = ((v.as_ptr() as usize).next_multiple_of(HUGE), (v.as_ptr() as usize + len) / HUGE * HUGE);
-        if end > start {
-            // SAFETY: [start, end) lies inside v's allocation; advice changes no contents.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-        }
-    }
-    v
-}
-
 /// Threads the CPU kernels split work over.
 pub fn threads() -> usize {
     #[cfg(feature = "parallel")]
@@ -142,17 +124,12 @@ pub fn reference() -> bool {
     REFERENCE.with(|r| r.get()).unwrap_or_else(|| *DEFAULT.get_or_init(|| std::env::var("SPHINX_CPU_REFERENCE").is_ok_and(|v| v == "1")))
 }
 
-use crate::kernels::count;
-
 /// y[r, y_col + j] = Σ_k x[r, k] w[j, k] + b[j] for a stored weight w [n, k] (any format) and m
-/// activation rows: the fast kernel of its format, or the scalar twin under [`set_reference`].
+/// activation rows: the fast kernel of its format. The scalar twins in `crate::kernels` are the
+/// oracle; the kernels' CPU path takes them instead under [`set_reference`] (and counts the work).
 #[allow(clippy::too_many_arguments)]
 pub fn linear_packed(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: usize, w: &Packed, b: Option<&[f32]>) {
     let (n, k) = (w.rows, w.cols);
-    count(2 * m * n * k);
-    if reference() {
-        return crate::kernels::qlinear::qlinear_cpu(y, ny, y_col, x, w, b, m);
-    }
     match w.quant {
         Quant::Q8 | Quant::Q4 => qdot::qmatmul(isa(), y, ny, y_col, x, m, w, b),
         Quant::F16 => gemm::matmul(y, ny, y_col, x, m, gemm::Weights::F16(&w.bytes), n, k, b),
@@ -169,14 +146,11 @@ pub fn linear_packed(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: usize
 pub fn linear_packed_many(y: &mut [f32], ny: usize, x: &[f32], m: usize, parts: &[(&Packed, usize, Option<&[f32]>)]) {
     let Some(&(first, _, _)) = parts.first() else { return };
     let shared = first.quant.is_block() && parts.iter().all(|(w, _, _)| w.quant == first.quant && w.cols == first.cols);
-    if reference() || !shared {
+    if !shared {
         for &(w, col, b) in parts {
             linear_packed(y, ny, col, x, m, w, b);
         }
         return;
-    }
-    for (w, _, _) in parts {
-        count(2 * m * w.rows * w.cols);
     }
     let parts: Vec<qdot::Part> = parts.iter().map(|&(w, y_col, bias)| qdot::Part { w, y_col, bias }).collect();
     qdot::qmatmul_many(isa(), y, ny, x, m, &parts);
@@ -185,10 +159,6 @@ pub fn linear_packed_many(y: &mut [f32], ny: usize, x: &[f32], m: usize, parts: 
 /// [`linear_packed`] for f32 weight values.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_f32(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: Option<&[f32]>) {
-    count(2 * m * n * k);
-    if reference() {
-        return crate::kernels::linear::linear_cpu(y, ny, y_col, x, w, b, m, n, k);
-    }
     gemm::matmul(y, ny, y_col, x, m, gemm::Weights::F32(w), n, k, b)
 }
 

@@ -316,15 +316,7 @@ fn bad_inputs_are_refused_with_clear_errors() {
 }
 
 #[test]
-fn the_browser_checks_the_same_image_limits() {
-    let js = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../pkg/openai.js")).expect("pkg/openai.js");
-    for line in [
-        format!("const MAX_IMAGE_SIDE = {MAX_IMAGE_SIDE};"),
-        format!("const MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS};"),
-        format!("const MAX_IMAGE_FILE_BYTES = {MAX_IMAGE_FILE_BYTES};"),
-    ] {
-        assert!(js.contains(&line), "pkg/openai.js lacks {line:?}");
-    }
+fn images_past_the_pixel_limit_are_refused_with_its_name() {
     let e = from_rgba(&[], 8193, 8193).unwrap_err().to_string();
     assert!(e.contains("image too large (8193×8193)") && e.contains("MAX_IMAGE_PIXELS"), "{e}");
 }

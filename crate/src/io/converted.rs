@@ -4,7 +4,7 @@
 
 use super::quant::{Packed, Quant};
 use crate::config::ModelConfig;
-use crate::nn::TensorSource;
+use crate::io::TensorSource;
 use crate::{Error, Result};
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use serde::{Deserialize, Serialize};

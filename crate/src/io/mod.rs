@@ -9,6 +9,9 @@ pub mod outputs;
 pub mod pickle;
 pub mod pth;
 pub mod quant;
+mod source;
+
+pub use source::TensorSource;
 
 pub use pickle::DType;
 pub use pth::{split_rule, MergedInfo, PthFile, Split, TensorInfo, UpstreamCheckpoint};

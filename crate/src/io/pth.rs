@@ -60,6 +60,9 @@ impl TensorInfo {
 /// Largest `data.pkl` read (a state dict of 10,000 tensors pickles to about 2 MB).
 pub const MAX_PICKLE_BYTES: u64 = 64 << 20;
 
+/// A checkpoint archive being opened.
+type Zip = zip::ZipArchive<BufReader<File>>;
+
 /// Where a stored entry's bytes lie in the file, and their CRC-32 from the zip directory.
 #[derive(Debug, Clone, Copy)]
 struct Span {
@@ -160,36 +163,8 @@ impl PthFile {
         check_central_directory(&mut file, file_len).map_err(|e| Error::format(&shown, format!("not a torch.save zip archive: {e}")))?;
         let mut zip = zip::ZipArchive::new(BufReader::new(file))
             .map_err(|e| Error::format(&shown, format!("not a torch.save zip archive: {e}")))?;
-
-        // The archive root is the file name without `.pth` upstream; find it from `<root>/data.pkl` instead.
-        let names: Vec<String> = zip
-            .file_names()
-            .map(|n| n.map(|n| n.into_owned()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::format(&shown, e))?;
-        let pkls: Vec<&String> =
-            names.iter().filter(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1).collect();
-        let root = match pkls.as_slice() {
-            [one] => one.trim_end_matches("data.pkl").to_string(),
-            [] => return Err(Error::format(&shown, "no <root>/data.pkl entry (not a torch.save zip checkpoint)")),
-            many => return Err(Error::format(&shown, format!("several data.pkl entries: {many:?}"))),
-        };
-        let read_entry = |zip: &mut zip::ZipArchive<BufReader<File>>, name: &str| -> Result<Option<Vec<u8>>> {
-            let Some(i) = zip.index_for_name(name) else { return Ok(None) };
-            let mut v = Vec::new();
-            let mut f = zip.by_index(i).map_err(|e| Error::format(&shown, format!("{name}: {e}")))?;
-            if f.size() > MAX_PICKLE_BYTES {
-                let msg = format!("{name}: {} bytes (the limit is {MAX_PICKLE_BYTES})", f.size());
-                return Err(Error::format(&shown, msg));
-            }
-            // The zip reader checks the CRC-32 at the end; `take` bounds a lying size field.
-            (&mut f).take(MAX_PICKLE_BYTES + 1).read_to_end(&mut v).map_err(|e| Error::format(&shown, format!("{name}: {e}")))?;
-            if v.len() as u64 > MAX_PICKLE_BYTES {
-                return Err(Error::format(&shown, format!("{name}: more than {MAX_PICKLE_BYTES} bytes")));
-            }
-            Ok(Some(v))
-        };
-        if let Some(order) = read_entry(&mut zip, &format!("{root}byteorder"))? {
+        let root = archive_root(&zip, &shown)?;
+        if let Some(order) = read_small_entry(&mut zip, &format!("{root}byteorder"), &shown)? {
             if order != b"little" {
                 return Err(Error::format(
                     &shown,
@@ -198,80 +173,106 @@ impl PthFile {
             }
         }
         let pkl_name = format!("{root}data.pkl");
-        let pkl = read_entry(&mut zip, &pkl_name)?.unwrap_or_default();
+        let pkl = read_small_entry(&mut zip, &pkl_name, &shown)?.unwrap_or_default();
         let pickled = pickle::read_state_dict(&pkl, &format!("{shown} ({pkl_name})"))?;
 
         let mut storages = HashMap::new();
         let mut tensors = Vec::with_capacity(pickled.len());
         for (name, t) in pickled {
             let at = |msg: String| Error::format(&shown, format!("tensor {name}: {msg}"));
-            let dtype = t.storage.dtype.ok_or_else(|| {
-                at(format!(
-                    "unsupported dtype torch.{} (only BFloat16, Half and Float storages are read)",
-                    t.storage.class
-                ))
-            })?;
-            let key = &t.storage.key;
-            if !storages.contains_key(key) {
-                let entry = format!("{root}data/{key}");
-                let i = zip.index_for_name(&entry).ok_or_else(|| at(format!("storage entry {entry} is missing")))?;
-                let f = zip.by_index_raw(i).map_err(|e| at(format!("storage entry {entry}: {e}")))?;
-                if f.compression() != zip::CompressionMethod::Stored {
-                    return Err(at(format!(
-                        "storage entry {entry} is compressed ({:?}); torch.save stores entries",
-                        f.compression()
-                    )));
-                }
-                let start = f.data_start().ok_or_else(|| at(format!("storage entry {entry}: no data offset")))?;
-                let len = f.size();
-                if start.checked_add(len).is_none_or(|end| end > file_len || f.compressed_size() != len) {
-                    return Err(at(format!(
-                        "storage entry {entry} claims {len} bytes at offset {start}, past the end of the {file_len}-byte file"
-                    )));
-                }
-                storages.insert(key.clone(), Span { start, len, crc32: f.crc32() });
+            let key = t.storage.key.clone();
+            if !storages.contains_key(&key) {
+                storages.insert(key.clone(), storage_span(&mut zip, &format!("{root}data/{key}"), file_len, &at)?);
             }
-            let span = storages[key];
-            // The storage entry must hold what the pickle says, and the view must lie inside it.
-            let want = (t.storage.numel as u64).checked_mul(dtype.size() as u64);
-            if want != Some(span.len) {
-                return Err(at(format!(
-                    "storage data/{key} holds {} bytes, but the pickle says {} {} elements (truncated or corrupt file)",
-                    span.len,
-                    t.storage.numel,
-                    dtype.name()
-                )));
-            }
-            let info = TensorInfo {
-                name: name.clone(),
-                dtype,
-                shape: t.shape,
-                strides: t.strides,
-                storage_key: key.clone(),
-                storage_offset: t.storage_offset,
-            };
-            let numel = info.shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
-            let end = numel.and(info.extent()).and_then(|e| e.checked_add(info.storage_offset));
-            if end.is_none_or(|end| numel != Some(0) && end > t.storage.numel) {
-                return Err(at(format!(
-                    "shape {:?} strides {:?} at offset {} reaches past its storage data/{key} of {} elements",
-                    info.shape, info.strides, info.storage_offset, t.storage.numel
-                )));
-            }
-            // An expanded (stride 0) view may repeat its storage, but not beyond the file's size.
-            let view_bytes = numel.and_then(|n| n.checked_mul(dtype.size())).map(|b| b as u64);
-            if view_bytes.is_none_or(|b| b > file_len) {
-                return Err(at(format!(
-                    "shape {:?} of {} is larger than the {file_len}-byte file",
-                    info.shape,
-                    dtype.name()
-                )));
-            }
-            tensors.push(info);
+            tensors.push(checked_tensor(name.clone(), t, storages[&key], file_len, &at)?);
         }
         let index = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         Ok(PthFile { path, tensors, index, storages, root, crc_checked: RefCell::default() })
     }
+}
+
+/// The archive root: the folder of the one `<root>/data.pkl` entry (upstream names it after the
+/// file, without `.pth`).
+fn archive_root(zip: &Zip, shown: &str) -> Result<String> {
+    let names: Vec<String> = zip
+        .file_names()
+        .map(|n| n.map(|n| n.into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::format(shown, e))?;
+    let pkls: Vec<&String> = names.iter().filter(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1).collect();
+    match pkls.as_slice() {
+        [one] => Ok(one.trim_end_matches("data.pkl").to_string()),
+        [] => Err(Error::format(shown, "no <root>/data.pkl entry (not a torch.save zip checkpoint)")),
+        many => Err(Error::format(shown, format!("several data.pkl entries: {many:?}"))),
+    }
+}
+
+/// A small entry (the pickle, the byte order) read whole, at most [`MAX_PICKLE_BYTES`]; None if absent.
+fn read_small_entry(zip: &mut Zip, name: &str, shown: &str) -> Result<Option<Vec<u8>>> {
+    let Some(i) = zip.index_for_name(name) else { return Ok(None) };
+    let mut v = Vec::new();
+    let mut f = zip.by_index(i).map_err(|e| Error::format(shown, format!("{name}: {e}")))?;
+    if f.size() > MAX_PICKLE_BYTES {
+        let msg = format!("{name}: {} bytes (the limit is {MAX_PICKLE_BYTES})", f.size());
+        return Err(Error::format(shown, msg));
+    }
+    // The zip reader checks the CRC-32 at the end; `take` bounds a lying size field.
+    (&mut f).take(MAX_PICKLE_BYTES + 1).read_to_end(&mut v).map_err(|e| Error::format(shown, format!("{name}: {e}")))?;
+    if v.len() as u64 > MAX_PICKLE_BYTES {
+        return Err(Error::format(shown, format!("{name}: more than {MAX_PICKLE_BYTES} bytes")));
+    }
+    Ok(Some(v))
+}
+
+/// Where a storage entry's bytes lie in the file: stored (not compressed), inside the file.
+fn storage_span(zip: &mut Zip, entry: &str, file_len: u64, at: &dyn Fn(String) -> Error) -> Result<Span> {
+    let i = zip.index_for_name(entry).ok_or_else(|| at(format!("storage entry {entry} is missing")))?;
+    let f = zip.by_index_raw(i).map_err(|e| at(format!("storage entry {entry}: {e}")))?;
+    if f.compression() != zip::CompressionMethod::Stored {
+        return Err(at(format!("storage entry {entry} is compressed ({:?}); torch.save stores entries", f.compression())));
+    }
+    let start = f.data_start().ok_or_else(|| at(format!("storage entry {entry}: no data offset")))?;
+    let len = f.size();
+    if start.checked_add(len).is_none_or(|end| end > file_len || f.compressed_size() != len) {
+        return Err(at(format!("storage entry {entry} claims {len} bytes at offset {start}, past the end of the {file_len}-byte file")));
+    }
+    Ok(Span { start, len, crc32: f.crc32() })
+}
+
+/// A pickled tensor whose storage entry holds what the pickle says and whose view lies inside it
+/// (an expanded, stride-0 view may repeat its storage, but not beyond the file's size).
+fn checked_tensor(name: String, t: pickle::PickledTensor, span: Span, file_len: u64, at: &dyn Fn(String) -> Error) -> Result<TensorInfo> {
+    let key = &t.storage.key;
+    let dtype = t
+        .storage
+        .dtype
+        .ok_or_else(|| at(format!("unsupported dtype torch.{} (only BFloat16, Half and Float storages are read)", t.storage.class)))?;
+    let want = (t.storage.numel as u64).checked_mul(dtype.size() as u64);
+    if want != Some(span.len) {
+        return Err(at(format!(
+            "storage data/{key} holds {} bytes, but the pickle says {} {} elements (truncated or corrupt file)",
+            span.len,
+            t.storage.numel,
+            dtype.name()
+        )));
+    }
+    let info = TensorInfo { name, dtype, shape: t.shape, strides: t.strides, storage_key: key.clone(), storage_offset: t.storage_offset };
+    let numel = info.shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+    let end = numel.and(info.extent()).and_then(|e| e.checked_add(info.storage_offset));
+    if end.is_none_or(|end| numel != Some(0) && end > t.storage.numel) {
+        return Err(at(format!(
+            "shape {:?} strides {:?} at offset {} reaches past its storage data/{key} of {} elements",
+            info.shape, info.strides, info.storage_offset, t.storage.numel
+        )));
+    }
+    let view_bytes = numel.and_then(|n| n.checked_mul(dtype.size())).map(|b| b as u64);
+    if view_bytes.is_none_or(|b| b > file_len) {
+        return Err(at(format!("shape {:?} of {} is larger than the {file_len}-byte file", info.shape, dtype.name())));
+    }
+    Ok(info)
+}
+
+impl PthFile {
 
     pub fn path(&self) -> &Path {
         &self.path
@@ -469,42 +470,86 @@ fn shard_name(file: &str) -> Option<(usize, usize)> {
     Some((two(rr)?, two(nn)?))
 }
 
+/// The checkpoint's `consolidated.RR-of-NN.model.pth` files, by rank: all NN of them, no more.
+fn rank_files(dir: &Path) -> Result<Vec<String>> {
+    let shown = dir.display().to_string();
+    let mut found: Vec<(usize, usize, String)> = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let file = e.file_name().to_string_lossy().into_owned();
+        if file.starts_with("consolidated.") && file.ends_with(".model.pth") {
+            let (r, n) = shard_name(&file).ok_or_else(|| {
+                Error::format(&shown, format!("{file}: expected consolidated.RR-of-NN.model.pth"))
+            })?;
+            found.push((r, n, file));
+        }
+    }
+    found.sort();
+    let Some(&(_, mp, _)) = found.first() else {
+        return Err(Error::format(&shown, "no consolidated.RR-of-NN.model.pth checkpoint files"));
+    };
+    if let Some((_, _, odd)) = found.iter().find(|(_, n, _)| *n != mp) {
+        let all: Vec<&str> = found.iter().map(|(_, _, f)| f.as_str()).collect();
+        return Err(Error::format(&shown, format!("{odd} disagrees on the model-parallel size: {all:?}")));
+    }
+    let missing: Vec<String> = (0..mp)
+        .filter(|r| !found.iter().any(|(fr, _, _)| fr == r))
+        .map(|r| format!("consolidated.{r:02}-of-{mp:02}.model.pth"))
+        .collect();
+    if mp == 0 || !missing.is_empty() {
+        return Err(Error::format(&shown, format!("model-parallel size {mp}: missing {missing:?}")));
+    }
+    if let Some((_, _, extra)) = found.iter().find(|(r, _, _)| *r >= mp) {
+        return Err(Error::format(&shown, format!("{extra}: rank beyond the model-parallel size {mp}")));
+    }
+    Ok(found.into_iter().map(|(_, _, f)| f).collect())
+}
+
+/// Tensor `t` of rank 0 merged with the same tensor of the `others` ranks (its shape concatenated
+/// along the split dim), which must agree with it.
+fn merged(t: &TensorInfo, first: &PthFile, others: &[PthFile]) -> Result<MergedInfo> {
+    let split = split_rule(&t.name);
+    let mut shape = t.shape.clone();
+    if let Split::Concat(d) = split {
+        if d >= shape.len() {
+            let msg = format!("tensor {}: shape {shape:?} has no dim {d} to merge ranks along", t.name);
+            return Err(Error::format(first.path.display(), msg));
+        }
+    }
+    for s in others {
+        let o = s.info(&t.name)?;
+        let agrees = o.dtype == t.dtype
+            && match split {
+                Split::Replicated => o.shape == t.shape,
+                Split::Concat(d) => {
+                    o.shape.len() == t.shape.len()
+                        && (0..t.shape.len()).all(|i| i == d || o.shape[i] == t.shape[i])
+                }
+            };
+        if !agrees {
+            let msg = format!(
+                "tensor {} is {} {:?}, rank 0 has {} {:?} ({split:?})",
+                t.name,
+                o.dtype.name(),
+                o.shape,
+                t.dtype.name(),
+                t.shape
+            );
+            return Err(Error::format(s.path.display(), msg));
+        }
+        if let Split::Concat(d) = split {
+            shape[d] += o.shape[d];
+        }
+    }
+    Ok(MergedInfo { name: t.name.clone(), dtype: t.dtype, shape, split })
+}
+
 impl UpstreamCheckpoint {
     /// Finds every rank's file, checks the set is complete and consistent, and merges the tensor lists.
     pub fn open(dir: impl AsRef<Path>) -> Result<UpstreamCheckpoint> {
         let dir = dir.as_ref().to_path_buf();
-        let shown = dir.display().to_string();
-        let mut found: Vec<(usize, usize, String)> = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-            let e = e.map_err(|e| Error::io(&dir, e))?;
-            let file = e.file_name().to_string_lossy().into_owned();
-            if file.starts_with("consolidated.") && file.ends_with(".model.pth") {
-                let (r, n) = shard_name(&file).ok_or_else(|| {
-                    Error::format(&shown, format!("{file}: expected consolidated.RR-of-NN.model.pth"))
-                })?;
-                found.push((r, n, file));
-            }
-        }
-        found.sort();
-        let Some(&(_, mp, _)) = found.first() else {
-            return Err(Error::format(&shown, "no consolidated.RR-of-NN.model.pth checkpoint files"));
-        };
-        if let Some((_, _, odd)) = found.iter().find(|(_, n, _)| *n != mp) {
-            let all: Vec<&str> = found.iter().map(|(_, _, f)| f.as_str()).collect();
-            return Err(Error::format(&shown, format!("{odd} disagrees on the model-parallel size: {all:?}")));
-        }
-        let missing: Vec<String> = (0..mp)
-            .filter(|r| !found.iter().any(|(fr, _, _)| fr == r))
-            .map(|r| format!("consolidated.{r:02}-of-{mp:02}.model.pth"))
-            .collect();
-        if mp == 0 || !missing.is_empty() {
-            return Err(Error::format(&shown, format!("model-parallel size {mp}: missing {missing:?}")));
-        }
-        if let Some((_, _, extra)) = found.iter().find(|(r, _, _)| *r >= mp) {
-            return Err(Error::format(&shown, format!("{extra}: rank beyond the model-parallel size {mp}")));
-        }
-        let shards = found.iter().map(|(_, _, f)| PthFile::open(dir.join(f))).collect::<Result<Vec<_>>>()?;
-
+        let found = rank_files(&dir)?;
+        let shards = found.iter().map(|f| PthFile::open(dir.join(f))).collect::<Result<Vec<_>>>()?;
         // Every rank holds the same keys; split tensors agree off the split dim, replicated ones entirely.
         let first = &shards[0];
         for s in &shards[1..] {
@@ -519,43 +564,7 @@ impl UpstreamCheckpoint {
                 ));
             }
         }
-        let mut tensors = Vec::with_capacity(first.tensors.len());
-        for t in &first.tensors {
-            let split = split_rule(&t.name);
-            let mut shape = t.shape.clone();
-            if let Split::Concat(d) = split {
-                if d >= shape.len() {
-                    let msg = format!("tensor {}: shape {shape:?} has no dim {d} to merge ranks along", t.name);
-                    return Err(Error::format(first.path.display(), msg));
-                }
-            }
-            for s in &shards[1..] {
-                let o = s.info(&t.name)?;
-                let agrees = o.dtype == t.dtype
-                    && match split {
-                        Split::Replicated => o.shape == t.shape,
-                        Split::Concat(d) => {
-                            o.shape.len() == t.shape.len()
-                                && (0..t.shape.len()).all(|i| i == d || o.shape[i] == t.shape[i])
-                        }
-                    };
-                if !agrees {
-                    let msg = format!(
-                        "tensor {} is {} {:?}, rank 0 has {} {:?} ({split:?})",
-                        t.name,
-                        o.dtype.name(),
-                        o.shape,
-                        t.dtype.name(),
-                        t.shape
-                    );
-                    return Err(Error::format(s.path.display(), msg));
-                }
-                if let Split::Concat(d) = split {
-                    shape[d] += o.shape[d];
-                }
-            }
-            tensors.push(MergedInfo { name: t.name.clone(), dtype: t.dtype, shape, split });
-        }
+        let tensors = first.tensors.iter().map(|t| merged(t, first, &shards[1..])).collect::<Result<Vec<_>>>()?;
         let index = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         Ok(UpstreamCheckpoint { dir, shards, tensors, index })
     }

@@ -181,7 +181,7 @@ impl Packed {
         if !self.quant.is_block() || self.layout != Layout::Stored || !self.rows.is_multiple_of(8) {
             return self;
         }
-        let mut out = Packed { bytes: crate::cpu::huge_zeroed(self.bytes.len()), layout: Layout::Groups8, ..self };
+        let mut out = Packed { bytes: huge_zeroed(self.bytes.len()), layout: Layout::Groups8, ..self };
         let (nb, at, bb) = (padded_cols(out.cols) / BLOCK, self.scales_offset(), self.block_bytes());
         // word t of row i's block b to (g, b, t, i), its scale to (g, b, i): `code_at`, `scale_at`
         for (g, dst) in out.bytes[..at].chunks_exact_mut(nb * 8 * bb).enumerate() {
@@ -337,6 +337,24 @@ fn quantize_q4_block(block: &[f32; BLOCK], codes: &mut [u8]) -> f16 {
         codes[j] = code(block[j]) | (code(block[j + 16]) << 4);
     }
     d
+}
+
+/// `len` zero bytes for a weight the CPU kernels stream: on Linux advised onto transparent huge
+/// pages before the first write (a decode step reads every weight once: with 4 KiB pages each page
+/// is a TLB miss and a stop for the hardware prefetcher). Elsewhere, or where the kernel declines,
+/// plain pages.
+fn huge_zeroed(len: usize) -> Vec<u8> {
+    let v = vec![0u8; len];
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let (start, end) = ((v.as_ptr() as usize).next_multiple_of(HUGE), (v.as_ptr() as usize + len) / HUGE * HUGE);
+        if end > start {
+            // SAFETY: [start, end) lies inside v's allocation; advice changes no contents.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    v
 }
 
 #[cfg(test)]

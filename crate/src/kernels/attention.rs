@@ -2,9 +2,9 @@
 //! the end of the key sequence (LLaMA `Attention.forward`, DINOv2/CLIP/Q-Former attention);
 //! `attention.wgsl` + CPU twin.
 
-use super::copy2d::Strided;
 use super::{buf, cpu, gpu_of, u32_of};
 use crate::runtime::Kernel;
+use crate::shapes::{Attn, Strided};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
@@ -45,30 +45,6 @@ struct Params {
     k: [u32; 4],
     v: [u32; 4],
     o: [u32; 4],
-}
-
-/// Sizes of one attention call.
-#[derive(Clone, Copy, Debug)]
-pub struct Attn {
-    pub batch: usize,
-    pub q_len: usize,
-    pub kv_len: usize,
-    pub n_heads: usize,
-    pub n_kv_heads: usize,
-    pub head_dim: usize,
-    /// Causal mask: query row i (at position q_pos0 + i) sees keys 0..=q_pos0 + i.
-    pub causal: bool,
-    pub q_pos0: usize,
-    pub scale: f32,
-}
-
-impl Attn {
-    /// Operations of the scores and the weighted sum (2 per multiply-add), the causal keys a
-    /// query sees bounded by the last query's.
-    pub fn flops(&self) -> usize {
-        let keys = if self.causal { self.kv_len.min(self.q_pos0 + self.q_len) } else { self.kv_len };
-        4 * self.batch * self.q_len * keys * self.n_heads * self.head_dim
-    }
 }
 
 fn side(what: &str, s: Strided) -> Result<[u32; 4]> {
@@ -117,7 +93,7 @@ fn attention_kv(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor
     }
     match gpu_of("attention", &[&*o, q, k, v])? {
         Some(gpu) => {
-            super::count(a.flops());
+            crate::flops::count(a.flops());
             let p = Params {
                 q_len: u32_of("q_len", a.q_len)?,
                 kv_len: u32_of("kv_len", a.kv_len)?,

@@ -3,6 +3,7 @@
 
 use super::{buf, cpu, gpu_of, u32_of};
 use crate::runtime::Kernel;
+use crate::shapes::Strided;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
@@ -10,21 +11,6 @@ const KERNEL: Kernel = Kernel { name: "copy2d", source: concat!(include_str!("st
 /// Into f16 elements (the f16 KV cache).
 const TO_F16: Kernel = Kernel { name: "copy2d/f16", source: concat!(include_str!("store_f16.wgsl"), include_str!("copy2d.wgsl")) };
 const WG: u32 = 256;
-
-/// One side of a copy: element offset, then strides between rows and between batches.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Strided {
-    pub offset: usize,
-    pub row: usize,
-    pub batch: usize,
-}
-
-impl Strided {
-    /// Rows of width `row` starting at `offset`, one batch.
-    pub fn rows(offset: usize, row: usize) -> Strided {
-        Strided { offset, row, batch: 0 }
-    }
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

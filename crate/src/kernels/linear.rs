@@ -282,7 +282,7 @@ pub(super) fn dispatch(gpu: &Gpu, y: &Tensor, y_col: usize, x: &Tensor, w: &Weig
     if v.body == Body::Rows && matches!(w.format, WeightFormat::Q8 | WeightFormat::Q4) {
         bufs.push(w.buffer); // wv: the block formats' block_dot reads it 16 bytes at a time
     }
-    super::count(2 * m * n * k);
+    crate::flops::count(2 * m * n * k);
     gpu.dispatch(v.kernel(w.format), v.overrides, &p, &bufs, v.groups(gpu, m, n))
 }
 
@@ -320,7 +320,12 @@ pub fn linear_into_variant(y: &mut Tensor, y_col: usize, x: &Tensor, w: &Tensor,
         }
         None => {
             let out = y.cpu_mut().ok_or_else(|| Error::Shape("linear: output on the GPU, inputs on the CPU".into()))?;
-            crate::cpu::linear_f32(out, ny, y_col, cpu(x), m, cpu(w), n, k, b.map(cpu));
+            crate::flops::count(2 * m * n * k);
+            if crate::cpu::reference() {
+                linear_cpu(out, ny, y_col, cpu(x), cpu(w), b.map(cpu), m, n, k);
+            } else {
+                crate::cpu::linear_f32(out, ny, y_col, cpu(x), m, cpu(w), n, k, b.map(cpu));
+            }
             Ok(())
         }
     }

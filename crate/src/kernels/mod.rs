@@ -24,20 +24,6 @@ use crate::tensor::{Data, Tensor};
 use crate::{Error, Result};
 use std::sync::Arc;
 
-static FLOPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Floating-point (or integer multiply-add) operations the matrix products and attention have
-/// done (or, on a GPU, recorded) so far in this process, on either device (2 per multiply-add):
-/// the bench divides a phase's share by its time.
-pub fn flops() -> u64 {
-    FLOPS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Adds `ops` to [`flops`] (the CPU backend's products and attention, the GPU's dispatches).
-pub(crate) fn count(ops: usize) {
-    FLOPS.fetch_add(ops as u64, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// The GPU all `tensors` live on, `None` when all are on the CPU; an error when they are mixed.
 pub(crate) fn gpu_of(op: &str, tensors: &[&Tensor]) -> Result<Option<Arc<Gpu>>> {
     let mut gpu: Option<Arc<Gpu>> = None;

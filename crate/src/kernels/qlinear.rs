@@ -90,10 +90,38 @@ pub fn qlinear_into_variant(y: &mut Tensor, y_col: usize, x: &Tensor, w: &QWeigh
         }
         (None, QData::Cpu(packed)) => {
             let out = y.cpu_mut().ok_or_else(|| Error::Shape("linear: output on the GPU, inputs on the CPU".into()))?;
-            crate::cpu::linear_packed(out, ny, y_col, cpu(x), m, packed, b.map(cpu));
+            linear_packed_cpu(out, ny, y_col, cpu(x), m, packed, b.map(cpu));
             Ok(())
         }
         _ => Err(Error::Shape("linear: weight and activations on different devices".into())),
+    }
+}
+
+/// The CPU backend's y[.., y_col..] = x · wᵀ + b for a stored weight: its fast kernel
+/// (`crate::cpu`), or the scalar twin ([`qlinear_cpu`]) under `cpu::set_reference`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn linear_packed_cpu(y: &mut [f32], ny: usize, y_col: usize, x: &[f32], m: usize, w: &Packed, b: Option<&[f32]>) {
+    crate::flops::count(2 * m * w.rows * w.cols);
+    if crate::cpu::reference() {
+        qlinear_cpu(y, ny, y_col, x, w, b, m)
+    } else {
+        crate::cpu::linear_packed(y, ny, y_col, x, m, w, b)
+    }
+}
+
+/// [`linear_packed_cpu`] for several weights that read the same x, each into its column block of
+/// y (`(weight, y_col, bias)`): one quantization of x and one parallel region where they share a
+/// block format and width (`cpu::linear_packed_many`).
+pub fn linear_packed_many_cpu(y: &mut [f32], ny: usize, x: &[f32], m: usize, parts: &[(&Packed, usize, Option<&[f32]>)]) {
+    for (w, _, _) in parts {
+        crate::flops::count(2 * m * w.rows * w.cols);
+    }
+    if crate::cpu::reference() {
+        for &(w, col, b) in parts {
+            qlinear_cpu(y, ny, col, x, w, b, m);
+        }
+    } else {
+        crate::cpu::linear_packed_many(y, ny, x, m, parts)
     }
 }
 

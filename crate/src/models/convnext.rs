@@ -4,7 +4,8 @@
 //! channels-last ([H·W, C], row-major positions) throughout, which makes every LayerNorm a row norm.
 
 use crate::config::ConvNextConfig;
-use crate::kernels::copy2d::{copy2d, Strided};
+use crate::kernels::copy2d::copy2d;
+use crate::shapes::Strided;
 use crate::kernels::dwconv7::dwconv7;
 use crate::kernels::gather_rows::gather_rows_into;
 use crate::kernels::gelu::gelu_;

@@ -5,8 +5,9 @@
 use crate::config::Dinov2Config;
 use crate::image::ImageTensor;
 use crate::kernels::add::add_;
-use crate::kernels::attention::{attention_into, Attn};
-use crate::kernels::copy2d::Strided;
+use crate::kernels::attention::attention_into;
+use crate::shapes::Attn;
+use crate::shapes::Strided;
 use crate::kernels::swiglu::swiglu;
 use super::vit::PatchEmbedding;
 use crate::nn::{LayerNorm, Linear, PatchConv, Weights};

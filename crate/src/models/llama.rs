@@ -4,8 +4,10 @@
 
 use crate::config::LlmConfig;
 use crate::kernels::add::add_;
-use crate::kernels::attention::{attention_into, attention_into_kv16, Attn};
-use crate::kernels::copy2d::{copy2d, copy2d_to_f16, slice_rows, Strided};
+use crate::kernels::attention::{attention_into, attention_into_kv16};
+use crate::shapes::Attn;
+use crate::kernels::copy2d::{copy2d, copy2d_to_f16, slice_rows};
+use crate::shapes::Strided;
 use crate::kernels::rope::RopeTable;
 use crate::kernels::swiglu::swiglu;
 use crate::nn::{Embedding, Linear, Precision, RmsNorm, Rows, Weights};

@@ -4,8 +4,10 @@
 
 use crate::image::ImageTensor;
 use crate::kernels::add::add_;
-use crate::kernels::attention::{attention_into, Attn};
-use crate::kernels::copy2d::{copy2d, Strided};
+use crate::kernels::attention::attention_into;
+use crate::shapes::Attn;
+use crate::kernels::copy2d::copy2d;
+use crate::shapes::Strided;
 use crate::kernels::patchify::Layout;
 use crate::nn::PatchConv;
 use crate::tensor::{Device, Tensor};

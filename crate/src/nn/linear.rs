@@ -175,7 +175,7 @@ impl Linear {
                 col += l.out_features;
             }
             let out = y.cpu_mut().ok_or_else(|| crate::Error::Shape("linear: output on the GPU, inputs on the CPU".into()))?;
-            crate::cpu::linear_packed_many(out, ny, xv, m, &list);
+            crate::kernels::qlinear::linear_packed_many_cpu(out, ny, xv, m, &list);
             return Ok(());
         }
         let mut col = 0;

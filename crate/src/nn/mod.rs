@@ -11,7 +11,7 @@ pub use conv::PatchConv;
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use norm::{LayerNorm, RmsNorm};
-pub use weights::{TensorSource, Weights};
+pub use weights::Weights;
 
 use crate::tensor::Device;
 use crate::{Error, Result};

@@ -123,6 +123,40 @@ impl LimitsChoice {
     }
 }
 
+/// The device's first uncaptured error or loss, kept for [`Gpu::check_error`].
+fn error_slot(device: &wgpu::Device) -> Arc<Mutex<Option<String>>> {
+    let error = Arc::new(Mutex::new(None::<String>));
+    let first = |slot: &Arc<Mutex<Option<String>>>, msg: String| {
+        let mut slot = lock(slot);
+        if slot.is_none() {
+            *slot = Some(msg);
+        }
+    };
+    let e = error.clone();
+    device.on_uncaptured_error(Arc::new(move |err: wgpu::Error| first(&e, err.to_string())));
+    let e = error.clone();
+    device.set_device_lost_callback(move |reason, msg| first(&e, format!("device lost ({reason:?}): {msg}")));
+    error
+}
+
+impl GpuInfo {
+    /// What the engine reports of an adapter opened with `features` and `limits`.
+    fn of(a: &wgpu::AdapterInfo, features: wgpu::Features, limits: &wgpu::Limits) -> GpuInfo {
+        GpuInfo {
+            name: a.name.clone(),
+            vendor: format!("{:04x}:{:04x}", a.vendor, a.device),
+            backend: format!("{:?}", a.backend),
+            driver: format!("{} {}", a.driver, a.driver_info),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            software: a.device_type == wgpu::DeviceType::Cpu,
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            max_buffer_size: limits.max_buffer_size,
+            max_storage_binding: limits.max_storage_buffer_binding_size as u64,
+        }
+    }
+}
+
 impl Gpu {
     /// Asks for a high-performance adapter and a device with the adapter's own limits.
     /// Fails (never falls back to the CPU) when there is none.
@@ -174,37 +208,8 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::Gpu(format!("request_device on {}: {e}", ainfo.name)))?;
-        let error = Arc::new(Mutex::new(None::<String>));
-        {
-            let error = error.clone();
-            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-                let mut slot = lock(&error);
-                if slot.is_none() {
-                    *slot = Some(e.to_string());
-                }
-            }));
-        }
-        {
-            let error = error.clone();
-            device.set_device_lost_callback(move |reason, msg| {
-                let mut slot = lock(&error);
-                if slot.is_none() {
-                    *slot = Some(format!("device lost ({reason:?}): {msg}"));
-                }
-            });
-        }
-        let info = GpuInfo {
-            name: ainfo.name.clone(),
-            vendor: format!("{:04x}:{:04x}", ainfo.vendor, ainfo.device),
-            backend: format!("{:?}", ainfo.backend),
-            driver: format!("{} {}", ainfo.driver, ainfo.driver_info),
-            shader_f16: features.contains(wgpu::Features::SHADER_F16),
-            subgroups: features.contains(wgpu::Features::SUBGROUP),
-            software: ainfo.device_type == wgpu::DeviceType::Cpu,
-            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-            max_buffer_size: alimits.max_buffer_size,
-            max_storage_binding: alimits.max_storage_buffer_binding_size as u64,
-        };
+        let error = error_slot(&device);
+        let info = GpuInfo::of(&ainfo, features, &alimits);
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params arena"),
             size: PARAMS_SLOT * MAX_BATCH as u64,

@@ -18,9 +18,14 @@ pub enum StopReason {
     Eos,
     /// The ids of the response-end signal ("\n###").
     StopSequence,
-    /// The decoded text contains the signal although its ids differed (stream_generate's rule).
+    /// The decoded text contains the signal although its ids differed (stream_generate's rule), or
+    /// one of the caller's stop texts (OpenAI's `stop`).
     StopText,
 }
+
+/// The most stop texts a caller may add (OpenAI's bound), and the longest one in bytes.
+pub const MAX_STOP_TEXTS: usize = 4;
+pub const MAX_STOP_TEXT_BYTES: usize = 256;
 
 /// The id sequences (and the text) that end an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +34,8 @@ pub struct StopCriteria {
     /// Stop id sequences, EOS first, then the segment form, then the prefix-free form.
     sequences: Vec<Vec<u32>>,
     symbol: String,
+    /// The caller's stop texts: where one appears in the decoded text, the answer ends before it.
+    texts: Vec<String>,
 }
 
 impl StopCriteria {
@@ -53,12 +60,30 @@ impl StopCriteria {
                 sequences.push(s);
             }
         }
-        Ok(StopCriteria { eos_id: tok.eos_id(), sequences, symbol: symbol.to_string() })
+        Ok(StopCriteria { eos_id: tok.eos_id(), sequences, symbol: symbol.to_string(), texts: vec![] })
     }
 
     /// Upstream's: EOS and "\n###" (`Conversation.response_end_signal` of `conv_v1_2`).
     pub fn upstream(tok: &Tokenizer) -> Result<Self> {
         Self::new(tok, &super::conversation::Template::v1_2().response_end_signal())
+    }
+
+    /// Adds the caller's stop texts (OpenAI's `stop`: at most [`MAX_STOP_TEXTS`], each non-empty
+    /// and at most [`MAX_STOP_TEXT_BYTES`]): the answer ends before the first of them to appear in
+    /// the decoded text, which is held back while it may still become one.
+    pub fn with_texts(mut self, texts: &[String]) -> Result<Self> {
+        if texts.len() > MAX_STOP_TEXTS || texts.iter().any(|t| t.is_empty() || t.len() > MAX_STOP_TEXT_BYTES) {
+            return Err(Error::Config(format!(
+                "stop must be a non-empty string or up to {MAX_STOP_TEXTS} of them, each at most {MAX_STOP_TEXT_BYTES} bytes"
+            )));
+        }
+        self.texts.extend(texts.iter().cloned());
+        Ok(self)
+    }
+
+    /// Every text that ends an answer: the signal, then the caller's.
+    fn all_texts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.symbol.as_str()).chain(self.texts.iter().map(String::as_str))
     }
 
     /// The stop id sequences (EOS first).
@@ -177,13 +202,13 @@ impl StopStream {
         }
         let upto = self.ids.len() - self.criteria.pending_ids(&self.ids);
         self.commit(upto)?;
-        if let Some(pos) = self.held.find(&self.criteria.symbol) {
+        if let Some(pos) = self.criteria.all_texts().filter_map(|t| self.held.find(t)).min() {
             self.stopped = Some(StopReason::StopText);
             let text = self.show(pos);
             self.held.clear();
             return Ok(StreamStep { text, stop: Some(StopReason::StopText) });
         }
-        let keep = pending_text(&self.held, &self.criteria.symbol);
+        let keep = self.criteria.all_texts().map(|t| pending_text(&self.held, t)).max().unwrap_or(0);
         let text = self.show(self.held.len() - keep);
         Ok(StreamStep { text, stop: None })
     }
@@ -292,6 +317,38 @@ mod tests {
         ids.push(2);
         let (all, _, why) = stream(&tok, &ids);
         assert_eq!((all.as_str(), why), ("Done", Some(StopReason::Eos)));
+        Ok(())
+    }
+
+    #[test]
+    fn callers_stop_texts_end_the_answer_before_the_first_and_are_held_back() -> Result<()> {
+        let tok = llama2();
+        let ids = tok.encode("one, two; three. four")?;
+        let run = |texts: &[&str]| -> Result<(Vec<String>, Option<StopReason>)> {
+            let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+            let mut s = StopStream::new(&tok, StopCriteria::upstream(&tok)?.with_texts(&texts)?);
+            let mut deltas = vec![];
+            for &id in &ids {
+                let step = s.push(id)?;
+                deltas.push(step.text);
+                if step.stop.is_some() {
+                    break;
+                }
+            }
+            deltas.push(s.finish()?);
+            assert_eq!(deltas.concat(), s.text());
+            Ok((deltas, s.stopped()))
+        };
+        let (deltas, why) = run(&["three", "; t"])?;
+        assert_eq!((deltas.concat().as_str(), why), ("one, two", Some(StopReason::StopText)));
+        // ";" was held back while it could still start "; t": no delta ever showed it
+        assert!(deltas.iter().all(|d| !d.contains(';')), "{deltas:?}");
+        let (deltas, why) = run(&["five"])?;
+        assert_eq!((deltas.concat().as_str(), why), ("one, two; three. four", None));
+        let c = StopCriteria::upstream(&tok)?;
+        assert!(c.clone().with_texts(&[String::new()]).is_err(), "an empty stop");
+        assert!(c.clone().with_texts(&vec!["x".to_string(); MAX_STOP_TEXTS + 1]).is_err(), "too many");
+        assert!(c.with_texts(&["y".repeat(MAX_STOP_TEXT_BYTES + 1)]).is_err(), "too long");
         Ok(())
     }
 

@@ -428,7 +428,7 @@ async fn answer(model: ModelOpts, image: Option<PathBuf>, prompt: String, params
     };
     let t2 = Instant::now();
     let mut out = std::io::stdout();
-    let g = generate(&m, &tok, &ids, img.as_ref(), params, |_, delta| {
+    let g = generate(&m, &tok, &ids, img.as_ref(), params, &[], |_, delta| {
         let _ = out.write_all(delta.as_bytes());
         let _ = out.flush();
         true
