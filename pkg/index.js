@@ -108,13 +108,11 @@ class WorkerRpc {
  * where the page is cross-origin isolated, one thread otherwise; `info.device` says which and why.
  */
 export async function loadSphinx(manifestUrl, { onProgress, signal, precision = 'auto', autotune = 'cached', limits = 'adapter', device = 'auto', threads } = {}) {
-  if (!['adapter', 'default'].includes(limits)) throw new TypeError(`loadSphinx: limits must be 'adapter' or 'default', not ${JSON.stringify(limits)}`);
-  if (!['auto', 'gpu', 'cpu'].includes(device)) throw new TypeError(`loadSphinx: device must be 'auto', 'gpu' or 'cpu', not ${JSON.stringify(device)}`);
+  // precision, autotune, limits and device are checked by the engine's parsers (the worker's first
+  // step: checkLoadOptions), which name the option and what it takes
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 64)) {
     throw new TypeError(`loadSphinx: threads must be an integer in 1..64, not ${JSON.stringify(threads)}`);
   }
-  if (!['auto', 'f32', 'f16'].includes(precision)) throw new TypeError(`loadSphinx: precision must be 'auto', 'f32' or 'f16', not ${JSON.stringify(precision)}`);
-  if (!['cached', 'fresh', 'off'].includes(autotune)) throw new TypeError(`loadSphinx: autotune must be 'cached', 'fresh' or 'off', not ${JSON.stringify(autotune)}`);
   const url = new URL(manifestUrl, globalThis.location?.href).href;
   signal?.throwIfAborted();
   // Checked here too (the worker checks again): no worker, wasm or download without WebGPU when

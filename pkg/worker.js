@@ -536,6 +536,7 @@ const OPS = {
   async load({ url, persisted, precision, autotune, limits, device: want = 'auto', threads, pageGpu }, { signal, emit }) {
     const t0 = performance.now();
     await engine(Math.max(1, Math.min(threads ?? navigator.hardwareConcurrency ?? 1, 16)));
+    api.checkLoadOptions(JSON.stringify({ precision, autotune, limits, device: want }));
     const chosen = await openDevice(want, limits, pageGpu);
     device = chosen.gpu;
     const { bytes: manifestBytes, manifest } = await fetchManifest(url, signal);

@@ -24,6 +24,26 @@ impl std::fmt::Debug for Device {
     }
 }
 
+/// Which device a run asks for (`--device`, `loadSphinx`'s `device`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The GPU unless there is none or only a software one ([`Device::choose`]).
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl DeviceChoice {
+    pub fn parse(s: &str) -> Result<DeviceChoice> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "gpu" => Ok(DeviceChoice::Gpu),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            other => Err(Error::Config(format!("device {other:?}: expected auto, gpu or cpu"))),
+        }
+    }
+}
+
 impl Device {
     /// `"cpu"` or `"gpu"`; `gpu` fails when no adapter exists (never a silent CPU fall-back).
     pub async fn from_name(name: &str) -> Result<Device> {
@@ -39,10 +59,10 @@ impl Device {
     /// "cpu", or "auto" — the GPU unless there is no adapter or only a software one (llvmpipe,
     /// SwiftShader, WARP: the CPU backend is faster than an emulated GPU).
     pub async fn choose(name: &str, limits: crate::runtime::LimitsChoice) -> Result<(Device, String)> {
-        match name {
-            "cpu" => Ok((Device::Cpu, "the CPU was asked for".into())),
-            "gpu" => Ok((Device::Gpu(Gpu::new_with(limits).await?), "the GPU was asked for".into())),
-            "auto" => Ok(match Gpu::new_with(limits).await {
+        match DeviceChoice::parse(name)? {
+            DeviceChoice::Cpu => Ok((Device::Cpu, "the CPU was asked for".into())),
+            DeviceChoice::Gpu => Ok((Device::Gpu(Gpu::new_with(limits).await?), "the GPU was asked for".into())),
+            DeviceChoice::Auto => Ok(match Gpu::new_with(limits).await {
                 Err(e) => (Device::Cpu, format!("no usable GPU ({e})")),
                 Ok(g) if g.info.software => {
                     let why = format!("the only GPU adapter is a software one ({}), slower than the CPU backend", g.info.name);
@@ -53,7 +73,6 @@ impl Device {
                     (Device::Gpu(g), why)
                 }
             }),
-            other => Err(Error::Config(format!("--device {other}: expected auto, gpu or cpu"))),
         }
     }
 

@@ -26,6 +26,25 @@ pub(crate) fn js_error(e: sphinx::Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// Checks `loadSphinx`'s options (`{precision, autotune, limits, device}`) with the engine's own
+/// parsers; the error names the option and what it takes.
+#[wasm_bindgen(js_name = checkLoadOptions)]
+pub fn check_load_options(json: &str) -> Result<(), JsError> {
+    #[derive(serde::Deserialize)]
+    struct Options {
+        precision: String,
+        autotune: String,
+        limits: String,
+        device: String,
+    }
+    let o: Options = serde_json::from_str(json).map_err(|e| JsError::new(&format!("loadSphinx options: {e}")))?;
+    let checked = sphinx::nn::PrecisionChoice::parse(&o.precision)
+        .and(sphinx::kernels::tune::AutotuneMode::parse(&o.autotune))
+        .and(sphinx::runtime::LimitsChoice::parse(&o.limits))
+        .and(sphinx::tensor::DeviceChoice::parse(&o.device));
+    checked.map(|_| ()).map_err(|e| JsError::new(&format!("loadSphinx: {e}")))
+}
+
 /// The package version (the workspace's).
 #[wasm_bindgen]
 pub fn version() -> String {
