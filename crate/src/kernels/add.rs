@@ -6,7 +6,7 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "add", source: include_str!("add.wgsl") };
+const KERNEL: Kernel = Kernel { name: "add", parts: &[include_str!("add.wgsl")] };
 const WG: u32 = 256;
 
 #[repr(C)]

@@ -8,12 +8,12 @@ use crate::shapes::{Attn, Strided};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "attention", source: concat!(include_str!("kv_f32.wgsl"), include_str!("attention_params.wgsl"), include_str!("attention.wgsl")) };
+const KERNEL: Kernel = Kernel { name: "attention", parts: &[include_str!("kv_f32.wgsl"), include_str!("attention_params.wgsl"), include_str!("attention.wgsl")] };
 /// Many queries: one invocation per query row, keys streamed through workgroup memory.
-const TILED: Kernel = Kernel { name: "attention_tiled", source: concat!(include_str!("kv_f32.wgsl"), include_str!("attention_params.wgsl"), include_str!("attention_tiled.wgsl")) };
+const TILED: Kernel = Kernel { name: "attention_tiled", parts: &[include_str!("kv_f32.wgsl"), include_str!("attention_params.wgsl"), include_str!("attention_tiled.wgsl")] };
 /// The same two over an f16 KV cache.
-const KERNEL_KV16: Kernel = Kernel { name: "attention/kv16", source: concat!(include_str!("kv_f16.wgsl"), include_str!("attention_params.wgsl"), include_str!("attention.wgsl")) };
-const TILED_KV16: Kernel = Kernel { name: "attention_tiled/kv16", source: concat!(include_str!("kv_f16.wgsl"), include_str!("attention_params.wgsl"), include_str!("attention_tiled.wgsl")) };
+const KERNEL_KV16: Kernel = Kernel { name: "attention/kv16", parts: &[include_str!("kv_f16.wgsl"), include_str!("attention_params.wgsl"), include_str!("attention.wgsl")] };
+const TILED_KV16: Kernel = Kernel { name: "attention_tiled/kv16", parts: &[include_str!("kv_f16.wgsl"), include_str!("attention_params.wgsl"), include_str!("attention_tiled.wgsl")] };
 const WG: u32 = 64;
 /// From this many query rows on (and head_dim a multiple of 4, ≤ 128), `attention_tiled.wgsl` runs.
 pub const TILED_MIN_QUERIES: usize = 8;

@@ -7,9 +7,9 @@ use crate::shapes::Strided;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "copy2d", source: concat!(include_str!("store_f32.wgsl"), include_str!("copy2d.wgsl")) };
+const KERNEL: Kernel = Kernel { name: "copy2d", parts: &[include_str!("store_f32.wgsl"), include_str!("copy2d.wgsl")] };
 /// Into f16 elements (the f16 KV cache).
-const TO_F16: Kernel = Kernel { name: "copy2d/f16", source: concat!(include_str!("store_f16.wgsl"), include_str!("copy2d.wgsl")) };
+const TO_F16: Kernel = Kernel { name: "copy2d/f16", parts: &[include_str!("store_f16.wgsl"), include_str!("copy2d.wgsl")] };
 const WG: u32 = 256;
 
 #[repr(C)]

@@ -6,7 +6,7 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "dwconv7", source: include_str!("dwconv7.wgsl") };
+const KERNEL: Kernel = Kernel { name: "dwconv7", parts: &[include_str!("dwconv7.wgsl")] };
 const WG: u32 = 256;
 
 #[repr(C)]

@@ -11,7 +11,7 @@ use crate::{Error, Result};
 
 macro_rules! gather_of {
     ($format:literal) => {
-        Kernel { name: concat!("gather_rows/", $format), source: concat!(include_str!(concat!("weights_", $format, ".wgsl")), include_str!("gather_rows.wgsl")) }
+        Kernel { name: concat!("gather_rows/", $format), parts: &[include_str!(concat!("weights_", $format, ".wgsl")), include_str!("gather_rows.wgsl")] }
     };
 }
 

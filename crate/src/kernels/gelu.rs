@@ -5,7 +5,7 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::Result;
 
-const KERNEL: Kernel = Kernel { name: "gelu", source: include_str!("gelu.wgsl") };
+const KERNEL: Kernel = Kernel { name: "gelu", parts: &[include_str!("gelu.wgsl")] };
 const WG: u32 = 256;
 
 #[repr(C)]

@@ -5,9 +5,9 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "layer_norm", source: concat!(include_str!("layer_norm_bindings.wgsl"), include_str!("reduce.wgsl"), include_str!("layer_norm.wgsl")) };
+const KERNEL: Kernel = Kernel { name: "layer_norm", parts: &[include_str!("layer_norm_bindings.wgsl"), include_str!("reduce.wgsl"), include_str!("layer_norm.wgsl")] };
 /// Rows of at most this many columns take `layer_norm_rows.wgsl` (one invocation per row).
-const ROWS: Kernel = Kernel { name: "layer_norm_rows", source: concat!(include_str!("layer_norm_bindings.wgsl"), include_str!("layer_norm_rows.wgsl")) };
+const ROWS: Kernel = Kernel { name: "layer_norm_rows", parts: &[include_str!("layer_norm_bindings.wgsl"), include_str!("layer_norm_rows.wgsl")] };
 const ROWS_MAX_COLS: usize = 64;
 
 #[repr(C)]

@@ -99,13 +99,13 @@ macro_rules! kernels_of {
     (@one $body:literal, $name:literal, $format:literal, $units:literal $(, $ext:literal)?) => {
         Kernel {
             name: concat!($name, "/", $format),
-            source: concat!(
+            parts: &[
                 include_str!(concat!("weights_", $format, ".wgsl")),
                 include_str!(concat!("weights_", $units, "_units.wgsl")),
                 $(include_str!(concat!("weights_", $units, "_", $ext, ".wgsl")),)?
                 include_str!("linear_params.wgsl"),
-                include_str!($body)
-            ),
+                include_str!($body),
+            ],
         }
     };
 }
@@ -116,9 +116,9 @@ const SMALL: [Kernel; 5] = kernels_of!("linear_small.wgsl", "linear_small");
 const MATVEC: [Kernel; 5] = kernels_of!("matvec.wgsl", "matvec");
 const ROWS: [Kernel; 5] = kernels_of!("matvec_rows.wgsl", "matvec_rows", "blocks");
 
-/// The WGSL of every linear kernel (for the autotune cache key: changed kernels retune).
+/// The WGSL of every linear kernel, piece by piece (for the autotune cache key: changed kernels retune).
 pub fn kernel_sources() -> impl Iterator<Item = &'static str> {
-    [&TILED, &VEC4, &SMALL, &MATVEC, &ROWS].into_iter().flat_map(|k| k.iter().map(|k| k.source))
+    [&TILED, &VEC4, &SMALL, &MATVEC, &ROWS].into_iter().flat_map(|k| k.iter().flat_map(|k| k.parts.iter().copied()))
 }
 
 impl Variant {

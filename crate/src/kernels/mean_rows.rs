@@ -6,7 +6,7 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "mean_rows", source: include_str!("mean_rows.wgsl") };
+const KERNEL: Kernel = Kernel { name: "mean_rows", parts: &[include_str!("mean_rows.wgsl")] };
 const WG: u32 = 64;
 
 #[repr(C)]

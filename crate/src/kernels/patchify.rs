@@ -6,7 +6,7 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "patchify", source: include_str!("patchify.wgsl") };
+const KERNEL: Kernel = Kernel { name: "patchify", parts: &[include_str!("patchify.wgsl")] };
 const WG: u32 = 256;
 
 #[repr(C)]

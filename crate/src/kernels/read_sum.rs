@@ -7,7 +7,7 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "read_sum", source: include_str!("read_sum.wgsl") };
+const KERNEL: Kernel = Kernel { name: "read_sum", parts: &[include_str!("read_sum.wgsl")] };
 const WG: u32 = 256;
 
 #[repr(C)]

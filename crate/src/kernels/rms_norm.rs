@@ -5,7 +5,7 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "rms_norm", source: concat!(include_str!("reduce.wgsl"), include_str!("rms_norm.wgsl")) };
+const KERNEL: Kernel = Kernel { name: "rms_norm", parts: &[include_str!("reduce.wgsl"), include_str!("rms_norm.wgsl")] };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

@@ -6,7 +6,7 @@ use crate::runtime::Kernel;
 use crate::tensor::{Device, Tensor};
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "rope", source: include_str!("rope.wgsl") };
+const KERNEL: Kernel = Kernel { name: "rope", parts: &[include_str!("rope.wgsl")] };
 const WG: u32 = 256;
 
 #[repr(C)]

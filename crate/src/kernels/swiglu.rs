@@ -6,7 +6,7 @@ use crate::runtime::Kernel;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
-const KERNEL: Kernel = Kernel { name: "swiglu", source: include_str!("swiglu.wgsl") };
+const KERNEL: Kernel = Kernel { name: "swiglu", parts: &[include_str!("swiglu.wgsl")] };
 const WG: u32 = 256;
 
 #[repr(C)]

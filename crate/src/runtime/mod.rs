@@ -11,11 +11,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A WGSL kernel: one `.wgsl` file with a `main` entry point. Binding 0 is the `Params` uniform,
-/// bindings 1.. are storage buffers in the order the caller passes them.
+/// A WGSL kernel with a `main` entry point, put together from `parts` (an accessor, parameters, a
+/// body: each `.wgsl` file stored once in the binary however many kernels share it) when its
+/// pipeline is first made. Binding 0 is the `Params` uniform, bindings 1.. are storage buffers in
+/// the order the caller passes them.
 pub struct Kernel {
     pub name: &'static str,
-    pub source: &'static str,
+    pub parts: &'static [&'static str],
 }
 
 /// Dispatches recorded into one command buffer before it is submitted.
@@ -334,7 +336,7 @@ impl Gpu {
         }
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.name),
-            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+            source: wgpu::ShaderSource::Wgsl(kernel.parts.concat().into()),
         });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.name),
