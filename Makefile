@@ -37,13 +37,14 @@ build:
 # The npm package pkg/: the wasm engine in two builds (single-threaded; threaded for cross-origin
 # isolated pages) and their wasm-bindgen glue (pkg/wasm/, generated) beside the hand-written entry,
 # worker and types.
-web: setup-demo
+web: setup-demo build
 	RUSTFLAGS='$(WASM_FLAGS)' cargo build --release -p sphinx-web --target $(WASM_TARGET)
 	RUSTC_BOOTSTRAP=1 RUSTFLAGS='$(WASM_MT_FLAGS)' cargo build --release -p sphinx-web --features threads \
 	  --target $(WASM_TARGET) -Z build-std=std,panic_abort --target-dir $(CARGO_TARGET_DIR)/wasm-mt
 	rm -rf pkg/wasm
 	wasm-bindgen --target web --out-dir pkg/wasm --out-name sphinx_web $(WASM)
 	wasm-bindgen --target web --out-dir pkg/wasm --out-name sphinx_web_mt $(WASM_MT)
+	printf 'export const TASK_TABLE = %s;\n' "$$($(SPHINX) tasks)" > pkg/wasm/tasks.js
 	@for w in sphinx_web sphinx_web_mt; do echo "pkg/wasm/$${w}_bg.wasm: $$(wc -c < pkg/wasm/$${w}_bg.wasm) bytes, $$(gzip -9c pkg/wasm/$${w}_bg.wasm | wc -c) gzipped"; done
 
 # The demo site out/site/: the page (www/), the package, a tiny random-weight SPHINX-Tiny-1k in the

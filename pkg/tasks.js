@@ -1,29 +1,16 @@
 // SPHINX's task mix for a page: the tasks (TASKS), the exact upstream prompt of each (taskPrompt),
 // a region as the bracket the model reads (regionText), and the shapes and table of an answer
-// (parseAnswer). The prompts, the coordinate mapping and the parsing are the engine's
-// (`sphinx::text::tasks`, through wasm); this file holds only what a page shows of each task.
+// (parseAnswer). All of it is the engine's (`sphinx::text::tasks`): the table as a module written
+// when the package is built, the rest through wasm.
 
 import { engine } from './engine.js';
+import { TASK_TABLE } from './wasm/tasks.js';
 
-const text = (name, label, placeholder) => ({ name, kind: 'text', label, placeholder });
-
-/** The tasks SPHINX was tuned on, in the order a page lists them. `fields` are what the task needs
- *  besides the image; `shows` is what its answer brings to draw: 'boxes', 'points', 'table' or
- *  null (text only). */
-export const TASKS = Object.freeze(
-  [
-    { id: 'general_qa', label: 'What is in it?', fields: [], shows: null },
-    { id: 'detailed_description', label: 'Detailed description', fields: [], shows: null },
-    { id: 'caption', label: 'Caption', fields: [], shows: null },
-    { id: 'rec', label: 'Find a region', fields: [text('phrase', 'What to find', 'the man in the blue shirt')], shows: 'boxes' },
-    { id: 'grounded_caption', label: 'Grounded caption', fields: [], shows: 'boxes' },
-    { id: 'detect', label: 'Detect objects', fields: [text('class', 'Objects to detect', 'dogs')], shows: 'boxes' },
-    { id: 'keypoints', label: 'Human key points', fields: [{ name: 'region', kind: 'region', label: 'Region of the person' }], shows: 'points' },
-    { id: 'text_spotting', label: 'Text spotting', fields: [], shows: 'boxes' },
-    { id: 'chart_to_table', label: 'Chart to table', fields: [], shows: 'table' },
-    { id: 'short_answer', label: 'Short answer', fields: [text('question', 'Question', 'What colour is the bus?')], shows: null },
-  ].map((t) => Object.freeze({ ...t, fields: Object.freeze(t.fields.map((f) => Object.freeze(f))) })),
-);
+/** The tasks SPHINX was tuned on, in the order a page lists them: the engine's table
+ *  (`sphinx::text::tasks::TASKS`, written to wasm/tasks.js when the package is built). `fields` are
+ *  what the task needs besides the image; `shows` is what its answer brings to draw: 'boxes',
+ *  'points', 'table' or null (text only). */
+export const TASKS = Object.freeze(TASK_TABLE.map((t) => Object.freeze({ ...t, fields: Object.freeze(t.fields.map((f) => Object.freeze(f))) })));
 
 /** {width, height} of a size or SphinxImage; 0 x 0 when none is given. */
 function sizeOf(size) {

@@ -48,19 +48,61 @@ pub fn format_box(b: [f64; 4]) -> String {
     format!("[{:.2}, {:.2}, {:.2}, {:.2}]", b[0], b[1], b[2], b[3])
 }
 
-/// The ids of [`Task`]'s variants (its serde tags), in the order a page lists them.
-pub const TASK_IDS: [&str; 10] = [
-    "general_qa",
-    "detailed_description",
-    "caption",
-    "rec",
-    "grounded_caption",
-    "detect",
-    "keypoints",
-    "text_spotting",
-    "chart_to_table",
-    "short_answer",
+/// What a task needs besides the image, as a page asks for it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FieldSpec {
+    /// The [`Task`] field it fills.
+    pub name: &'static str,
+    /// `text` or `region` (drawn over the image).
+    pub kind: &'static str,
+    pub label: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<&'static str>,
+}
+
+/// A task as a page lists it: its id ([`Task`]'s serde tag), its name, its fields, and what its
+/// answer brings to draw (`boxes`, `points`, `table`, or none: text only).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TaskSpec {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub fields: &'static [FieldSpec],
+    pub shows: Option<&'static str>,
+}
+
+const fn text_field(name: &'static str, label: &'static str, placeholder: &'static str) -> FieldSpec {
+    FieldSpec { name, kind: "text", label, placeholder: Some(placeholder) }
+}
+
+const fn task(id: &'static str, label: &'static str, fields: &'static [FieldSpec], shows: Option<&'static str>) -> TaskSpec {
+    TaskSpec { id, label, fields, shows }
+}
+
+/// The tasks SPHINX was tuned on, in the order a page lists them (the package's `TASKS`, written
+/// from this table when the package is built).
+pub const TASKS: [TaskSpec; 10] = [
+    task("general_qa", "What is in it?", &[], None),
+    task("detailed_description", "Detailed description", &[], None),
+    task("caption", "Caption", &[], None),
+    task("rec", "Find a region", &[text_field("phrase", "What to find", "the man in the blue shirt")], Some("boxes")),
+    task("grounded_caption", "Grounded caption", &[], Some("boxes")),
+    task("detect", "Detect objects", &[text_field("class", "Objects to detect", "dogs")], Some("boxes")),
+    task("keypoints", "Human key points", &[FieldSpec { name: "region", kind: "region", label: "Region of the person", placeholder: None }], Some("points")),
+    task("text_spotting", "Text spotting", &[], Some("boxes")),
+    task("chart_to_table", "Chart to table", &[], Some("table")),
+    task("short_answer", "Short answer", &[text_field("question", "Question", "What colour is the bus?")], None),
 ];
+
+/// The ids of [`TASKS`], in order.
+pub const TASK_IDS: [&str; TASKS.len()] = {
+    let mut ids = [""; TASKS.len()];
+    let mut i = 0;
+    while i < TASKS.len() {
+        ids[i] = TASKS[i].id;
+        i += 1;
+    }
+    ids
+};
 
 /// A task as a web page would request it, e.g. `{"task": "detect", "class": "dogs"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -566,6 +608,25 @@ mod tests {
             let t: Task = serde_json::from_value(json).unwrap_or_else(|e| panic!("{id}: {e}"));
             assert_eq!(serde_json::to_value(&t).expect("json")["task"], id);
             assert!(!t.prompt(None).expect("prompt").is_empty());
+        }
+    }
+
+    /// A page asks exactly for what each task takes: its listed fields make it, and without any
+    /// one of them it is refused.
+    #[test]
+    fn every_listed_task_is_made_from_exactly_its_fields() {
+        let value = |f: &FieldSpec| if f.kind == "region" { serde_json::json!([0.1, 0.1, 0.2, 0.2]) } else { serde_json::json!("cats") };
+        for spec in TASKS {
+            let mut json = serde_json::json!({"task": spec.id});
+            spec.fields.iter().for_each(|f| json[f.name] = value(f));
+            let t: Task = serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{}: {e}", spec.id));
+            assert!(!t.prompt(None).expect("prompt").is_empty());
+            for f in spec.fields {
+                let mut less = json.clone();
+                less.as_object_mut().expect("object").remove(f.name);
+                assert!(serde_json::from_value::<Task>(less).is_err(), "{} without {}", spec.id, f.name);
+            }
+            assert!(matches!(spec.shows, None | Some("boxes" | "points" | "table")), "{}", spec.id);
         }
     }
 

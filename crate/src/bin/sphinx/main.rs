@@ -263,6 +263,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print SPHINX's task table (ids, names, fields, what an answer shows) as JSON: the package's
+    /// `TASKS` is written from it when the package is built
+    Tasks,
     /// Serve a folder over HTTP (byte ranges, CORS, application/wasm): the local stand-in for the
     /// CDN that hosts the browser build and converted models
     Serve {
@@ -596,6 +599,7 @@ async fn main_async(cli: Cli) -> Result<()> {
             eprintln!("wrote the random-weight demo model to {}", out.display());
             print!("{}", describe_manifest(&manifest));
         }
+        Command::Tasks => println!("{}", serde_json::to_string(&sphinx::text::tasks::TASKS).map_err(|e| Error::Msg(e.to_string()))?),
         Command::Serve { root, port, host, max_connections, log_requests, fault } => {
             let faults = fault.iter().map(|f| serve::Fault::parse(f)).collect::<Result<Vec<_>>>()?;
             let limits = serve::ServeLimits { max_connections, ..Default::default() };
