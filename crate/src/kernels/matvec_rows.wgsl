@@ -33,7 +33,8 @@ fn x_block(xr: u32, k: u32) -> array<vec4<f32>, 8> {
         vec4<f32>(x[i + 24u], x[i + 25u], x[i + 26u], x[i + 27u]), vec4<f32>(x[i + 28u], x[i + 29u], x[i + 30u], x[i + 31u]));
 }
 
-// Σ of a block's 32 x values (the block formats' offsets: weights_{q8,q4}_blocks.wgsl).
+// Σ of a block's 32 x values, once per block for its four rows (the block formats fold their
+// code offsets into it: weights_{q8,q4}_blocks.wgsl).
 fn block_sum(xs: array<vec4<f32>, 8>) -> f32 {
     return dot(((xs[0] + xs[1]) + (xs[2] + xs[3])) + ((xs[4] + xs[5]) + (xs[6] + xs[7])), vec4<f32>(1.0));
 }
@@ -59,7 +60,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let full = p.k / 32u;
     for (var b = 0u; b < full; b++) {
         let xs = x_block(xr, b * 32u);
-        acc += vec4<f32>(block_dot(rows.x, b, xs), block_dot(rows.y, b, xs), block_dot(rows.z, b, xs), block_dot(rows.w, b, xs));
+        let xsum = block_sum(xs); // once for the four rows
+        acc += vec4<f32>(block_dot(rows.x, b, xs, xsum), block_dot(rows.y, b, xs, xsum), block_dot(rows.z, b, xs, xsum), block_dot(rows.w, b, xs, xsum));
     }
     for (var j = 0u; j < 4u; j++) {
         let n = ns[j];

@@ -10,8 +10,8 @@ fn nibbles_dot(word: u32, lo_x: vec4<f32>, hi_x: vec4<f32>) -> f32 {
     return dot(unpack4x8unorm(word & 0x0f0f0f0fu), lo_x) + dot(unpack4x8unorm((word >> 4u) & 0x0f0f0f0fu), hi_x);
 }
 
-fn block_dot(n: u32, b: u32, xs: array<vec4<f32>, 8>) -> f32 {
+fn block_dot(n: u32, b: u32, xs: array<vec4<f32>, 8>, xsum: f32) -> f32 {
     let c = wv[n * (p.kp / 32u) + b];
     let s = nibbles_dot(c.x, xs[0], xs[4]) + nibbles_dot(c.y, xs[1], xs[5]) + nibbles_dot(c.z, xs[2], xs[6]) + nibbles_dot(c.w, xs[3], xs[7]);
-    return (s * 255.0 - 8.0 * block_sum(xs)) * scale(n, b);
+    return (s * 255.0 - 8.0 * xsum) * scale(n, b);
 }
