@@ -88,6 +88,42 @@ impl ModelOpts {
     }
 }
 
+/// The model folder `convert` and `mix` write, and how.
+#[derive(clap::Args)]
+struct Written {
+    #[arg(long)]
+    out: PathBuf,
+    /// Precision of the LLM weights: f32, f16, q8, q4
+    #[arg(long, default_value = "f32")]
+    quant: String,
+    /// Precision of the vision towers (default: --quant)
+    #[arg(long)]
+    vision_quant: Option<String>,
+    /// Largest shard in MiB (1..=4096)
+    #[arg(long, default_value_t = 64, value_parser = shard_mb_value())]
+    shard_mb: u64,
+    /// tokenizer.json or sentencepiece tokenizer.model (default: the one in the input folder,
+    /// A's before B's for mix)
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Replace a non-empty --out folder holding a model this tool wrote (any other non-empty
+    /// folder is refused). The folder is written beside it and renamed into place last, so an
+    /// interrupted run leaves the old one intact
+    #[arg(long)]
+    force: bool,
+}
+
+impl Written {
+    /// Before anything is read: --out is none of the `inputs` (folders, and the --tokenizer file)
+    /// and may be written; the precisions parse; the tokenizer, from --tokenizer or the folders.
+    fn prepare(&self, inputs: &[(&str, &Path)]) -> Result<(Option<Replaced>, QuantChoice, Vec<u8>)> {
+        let replacing = check_output_folder(&self.out, &inputs_of(inputs, self.tokenizer.as_deref()), self.force)?;
+        let choice = quant_choice(&self.quant, self.vision_quant.as_deref())?;
+        let dirs: Vec<&Path> = inputs.iter().map(|(_, p)| *p).collect();
+        Ok((replacing, choice, tokenizer_json(&dirs, self.tokenizer.as_deref())?))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Answer a question (about an image), streaming the answer to stdout
@@ -183,25 +219,8 @@ enum Command {
         /// Upstream folder (consolidated.*.pth, config.json/params.json, meta.json [, vision.json])
         #[arg(long)]
         from: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        /// Precision of the LLM weights: f32, f16, q8, q4
-        #[arg(long, default_value = "f32")]
-        quant: String,
-        /// Precision of the vision towers (default: --quant)
-        #[arg(long)]
-        vision_quant: Option<String>,
-        /// Largest shard in MiB (1..=4096)
-        #[arg(long, default_value_t = 64, value_parser = shard_mb_value())]
-        shard_mb: u64,
-        /// tokenizer.json or sentencepiece tokenizer.model (default: the one in --from)
-        #[arg(long)]
-        tokenizer: Option<PathBuf>,
-        /// Replace a non-empty --out folder holding a model this tool wrote (any other non-empty
-        /// folder is refused). The folder is written beside it and renamed into place last, so an
-        /// interrupted run leaves the old one intact
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        written: Written,
     },
     /// Mix two checkpoints of one architecture: θ = β·θ_A + (1−β)·θ_B (the paper's weight mix)
     Mix {
@@ -211,24 +230,11 @@ enum Command {
         /// Allow β outside [0, 1] (extrapolating past A or B)
         #[arg(long)]
         extrapolate: bool,
-        #[arg(long)]
-        out: PathBuf,
         /// `llm`: mix only the LLM weights (vision towers from A)
         #[arg(long)]
         only: Option<String>,
-        #[arg(long, default_value = "f32")]
-        quant: String,
-        #[arg(long)]
-        vision_quant: Option<String>,
-        /// Largest shard in MiB (1..=4096)
-        #[arg(long, default_value_t = 64, value_parser = shard_mb_value())]
-        shard_mb: u64,
-        #[arg(long)]
-        tokenizer: Option<PathBuf>,
-        /// Replace a non-empty --out folder holding a model this tool wrote (refused otherwise);
-        /// written beside it, renamed last
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        written: Written,
         /// Model folder A (upstream or converted)
         a: PathBuf,
         /// Model folder B (upstream or converted)
@@ -537,8 +543,7 @@ fn inspect(dir: Option<PathBuf>, preset: Option<String>) -> Result<()> {
 }
 
 /// `sphinx mix`: two checkpoints' weights mixed (WiSE-FT style) into a converted folder.
-#[allow(clippy::too_many_arguments)]
-fn mix_cmd(beta: f64, extrapolate: bool, out: PathBuf, only: Option<String>, quant: String, vision_quant: Option<String>, shard_mb: u64, tokenizer: Option<PathBuf>, force: bool, a: PathBuf, b: PathBuf) -> Result<()> {
+fn mix_cmd(beta: f64, extrapolate: bool, only: Option<String>, w: Written, a: PathBuf, b: PathBuf) -> Result<()> {
     if !extrapolate && !(0.0..=1.0).contains(&beta) {
         return Err(Error::Config(format!("--beta {beta}: must be in [0, 1] (pass --extrapolate for a β outside it)")));
     }
@@ -547,11 +552,9 @@ fn mix_cmd(beta: f64, extrapolate: bool, out: PathBuf, only: Option<String>, qua
         Some("llm") => true,
         Some(other) => return Err(Error::Config(format!("--only {other}: the only group is llm"))),
     };
-    let replacing = check_output_folder(&out, &inputs_of(&[("model folder A", &a), ("model folder B", &b)], tokenizer.as_deref()), force)?;
-    let choice = quant_choice(&quant, vision_quant.as_deref())?;
-    let tok = tokenizer_json(&[&a, &b], tokenizer.as_deref())?;
+    let (replacing, choice, tok) = w.prepare(&[("model folder A", &a), ("model folder B", &b)])?;
     let (mut ma, mut mb) = (sphinx::load::open(&a)?, sphinx::load::open(&b)?);
-    let manifest = mix(&mut ma, &mut mb, beta, only_llm, &out, choice, shard_mb << 20, Some(&tok), force)?;
+    let manifest = mix(&mut ma, &mut mb, beta, only_llm, &w.out, choice, w.shard_mb << 20, Some(&tok), w.force)?;
     replacing.iter().for_each(|r| eprintln!("{r}"));
     print!("{}", describe_manifest(&manifest));
     Ok(())
@@ -576,18 +579,16 @@ async fn main_async(cli: Cli) -> Result<()> {
             let names: Vec<&str> = traced.iter().map(|t| t.name.as_str()).collect();
             eprintln!("wrote {} ({})", out.display(), names.join(", "));
         }
-        Command::Convert { from, out, quant, vision_quant, shard_mb, tokenizer, force } => {
-            let replacing = check_output_folder(&out, &inputs_of(&[("the --from folder", &from)], tokenizer.as_deref()), force)?;
-            let choice = quant_choice(&quant, vision_quant.as_deref())?;
-            let tok = tokenizer_json(&[&from], tokenizer.as_deref())?;
+        Command::Convert { from, written: w } => {
+            let (replacing, choice, tok) = w.prepare(&[("the --from folder", &from)])?;
             let mut m = sphinx::load::open(&from)?;
             let t0 = Instant::now();
-            let manifest = convert(m.source.as_mut(), &m.config, &out, choice, shard_mb << 20, Some(&tok), force)?;
+            let manifest = convert(m.source.as_mut(), &m.config, &w.out, choice, w.shard_mb << 20, Some(&tok), w.force)?;
             eprintln!("converted {} in {:.2?}", from.display(), t0.elapsed());
             replacing.iter().for_each(|r| eprintln!("{r}"));
             print!("{}", describe_manifest(&manifest));
         }
-        Command::Mix { beta, extrapolate, out, only, quant, vision_quant, shard_mb, tokenizer, force, a, b } => mix_cmd(beta, extrapolate, out, only, quant, vision_quant, shard_mb, tokenizer, force, a, b)?,
+        Command::Mix { beta, extrapolate, only, written, a, b } => mix_cmd(beta, extrapolate, only, written, a, b)?,
         Command::Inspect { dir, preset } => inspect(dir, preset)?,
         Command::DemoModel { out, seed, quant, vision_quant, size, force } => {
             let replacing = check_output_folder(&out, &[], force)?;
