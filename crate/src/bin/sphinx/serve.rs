@@ -176,12 +176,13 @@ impl Server {
     /// Serves until the process ends: one thread per open connection, at most
     /// `limits.max_connections` of them; the accept loop itself never waits on a client.
     pub fn run(self) -> Result<()> {
+        let refused = Refused::start();
         for conn in self.listener.incoming() {
             let Ok(stream) = conn else { continue };
             let state = self.state.clone();
             if state.open.fetch_add(1, Ordering::SeqCst) >= state.limits.max_connections {
                 state.open.fetch_sub(1, Ordering::SeqCst);
-                refuse_busy(stream);
+                refused.refuse(stream);
                 continue;
             }
             let guard = OpenGuard(state.clone());
@@ -205,16 +206,55 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Over the connection cap: a 503 (it fits the socket buffer, so this does not block) and close.
-fn refuse_busy(stream: TcpStream) {
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let body = "503 Service Unavailable: too many open connections\n";
-    let _ = write!(
-        &stream,
-        "HTTP/1.1 503 Service Unavailable\r\n{CORS}Retry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.shutdown(Shutdown::Write);
+/// How long a refused connection is read from after its 503, so that a request still on its way
+/// lands before the close (a close with unread bytes resets the connection, and the client sees a
+/// broken pipe instead of the 503).
+const REFUSED_LINGER: Duration = Duration::from_millis(200);
+/// Refused connections waiting for the linger thread; more are closed at once.
+const REFUSED_QUEUE: usize = 64;
+
+/// Over the connection cap: the accept loop writes a 503 (it fits the socket buffer, so this
+/// does not block) and hands the connection to one thread that drains and closes it, so that
+/// the accept loop never waits on a client and refused clients never hold more than one thread.
+struct Refused(Option<std::sync::mpsc::SyncSender<TcpStream>>);
+
+impl Refused {
+    fn start() -> Refused {
+        let (send, recv) = std::sync::mpsc::sync_channel::<TcpStream>(REFUSED_QUEUE);
+        let spawned = std::thread::Builder::new().stack_size(CONN_STACK).spawn(move || {
+            for stream in recv {
+                linger(stream);
+            }
+        });
+        Refused(spawned.ok().map(|_| send))
+    }
+
+    fn refuse(&self, stream: TcpStream) {
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let body = "503 Service Unavailable: too many open connections\n";
+        let _ = write!(
+            &stream,
+            "HTTP/1.1 503 Service Unavailable\r\n{CORS}Retry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.shutdown(Shutdown::Write);
+        if let Some(send) = &self.0 {
+            let _ = send.try_send(stream);
+        }
+    }
+}
+
+/// Reads and drops what the client still sends, until it closes or [`REFUSED_LINGER`] passes.
+fn linger(mut stream: TcpStream) {
+    let deadline = Instant::now() + REFUSED_LINGER;
+    let mut sink = [0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        let _ = stream.set_read_timeout(Some(left));
+        match stream.read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
 }
 
 struct Request {
