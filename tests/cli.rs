@@ -156,6 +156,9 @@ fn bench_roofline_gives_each_phase_against_the_devices_limits() {
             let v = roof[key].as_f64().unwrap_or(-1.0);
             assert!(v.is_finite() && v > 0.0, "{device}: roofline {key} = {v}");
         }
+        // a texture of the same bytes read too, on a GPU only
+        let texture = roof["textureReadGbps"].as_f64();
+        assert_eq!(texture.is_some_and(|v| v.is_finite() && v > 0.0), device == "gpu", "{device}: texture read {texture:?}");
         let bw = roof["readGbps"].as_f64().unwrap().max(roof["copyGbps"].as_f64().unwrap());
         let eff = r["efficiency"].as_array().unwrap();
         let phases: Vec<&str> = eff.iter().map(|e| e["phase"].as_str().unwrap()).collect();

@@ -56,7 +56,8 @@ function show(info, r) {
   $('roofline-results').hidden = !roof;
   if (roof) {
     const [m, n, k] = roof.gemmShape;
-    $('roofline-line').textContent = `read ${roof.readGbps.toFixed(1)} GB/s · copy ${roof.copyGbps.toFixed(1)} GB/s (read + written, ${roof.bytes / 2 ** 20} MiB) · f32 GEMM ${roof.gemmGflops.toFixed(1)} GFLOP/s (${roof.gemmKernel} at ${m}×${n}×${k})`;
+    const texture = roof.textureReadGbps === undefined ? '' : ` · texture read ${roof.textureReadGbps.toFixed(1)} GB/s`;
+    $('roofline-line').textContent = `read ${roof.readGbps.toFixed(1)} GB/s${texture} · copy ${roof.copyGbps.toFixed(1)} GB/s (read + written, ${roof.bytes / 2 ** 20} MiB) · f32 GEMM ${roof.gemmGflops.toFixed(1)} GFLOP/s (${roof.gemmKernel} at ${m}×${n}×${k})`;
     fill($('efficiency').tBodies[0], r.efficiency.map((e) => [e.phase, `${e.reached.toPrecision(3)} ${e.unit}`, `${e.limit.toPrecision(3)} ${e.unit}`, `${(100 * e.share).toFixed(1)} %`]));
   }
   $('results').hidden = false;

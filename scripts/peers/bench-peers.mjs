@@ -247,7 +247,11 @@ function table(r) {
     }
     for (const n of r.vulkan.filter((n) => n.roofline)) {
       const share = (name) => n.roofline.efficiency?.find((e) => e.phase === name);
-      lines.push('', `${n.quant} against lavapipe's limits measured in our first run: read ${n.roofline.readGbps.toFixed(1)} GB/s, copy ${n.roofline.copyGbps.toFixed(1)} GB/s, f32 GEMM ${n.roofline.gemmGflops.toFixed(1)} GFLOP/s; ` + ['prefill', 'decode'].map((p) => (share(p) ? `${p} ${(100 * share(p).share).toFixed(1)} %` : `${p} —`)).join(', ') + '.');
+      const roof = n.roofline;
+      const shaderRead = Math.max(roof.readGbps, roof.textureReadGbps ?? 0);
+      const decode = share('decode');
+      const ofShader = decode ? `, decode ${(100 * decode.reached / shaderRead).toFixed(1)} % of the best shader read` : '';
+      lines.push('', `${n.quant} against lavapipe's limits measured in our first run: read ${roof.readGbps.toFixed(1)} GB/s, texture read ${roof.textureReadGbps?.toFixed(1) ?? '—'} GB/s, copy ${roof.copyGbps.toFixed(1)} GB/s, f32 GEMM ${roof.gemmGflops.toFixed(1)} GFLOP/s; ` + ['prefill', 'decode'].map((p) => (share(p) ? `${p} ${(100 * share(p).share).toFixed(1)} %` : `${p} —`)).join(', ') + ofShader + '.');
     }
     lines.push('');
   }

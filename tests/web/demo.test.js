@@ -371,12 +371,12 @@ test('bench page: times the phases and every kernel of the demo model, with the 
   assert.ok(kernels.length >= 10, `${kernels.length} kernel rows`);
   for (const [shape, variant, ms] of kernels) {
     assert.match(shape, /^(f32|f16|f16_native|q8|q4) (decode|batch) \d+x\d+ ×\d+ \(\d+ rows\)$/);
-    assert.match(variant, /^(tiled|vec4|small|matvec|rows)\w*( \(tuned\))?$/);
+    assert.match(variant, /^(tiled|vec4|texels|small|matvec|rows|subgroup)\w*( \(tuned\))?$/);
     assert.ok(Number(ms) > 0, `${shape}: ${ms} ms`);
   }
   assert.match(await page.textContent('#decode'), /decode: \d+\.\d+ tokens\/s · \d+\.\d MB read per token/);
   // the roofline measured in the same run: decode against the bandwidth, prefill and encode against the GEMM peak
-  assert.match(await page.textContent('#roofline-line'), /^read \d+\.\d GB\/s · copy \d+\.\d GB\/s \(read \+ written, 64 MiB\) · f32 GEMM \d+\.\d GFLOP\/s \(\w+ at 256×1024×1024\)$/);
+  assert.match(await page.textContent('#roofline-line'), /^read \d+\.\d GB\/s · texture read \d+\.\d GB\/s · copy \d+\.\d GB\/s \(read \+ written, 64 MiB\) · f32 GEMM \d+\.\d GFLOP\/s \(\w+ at 256×1024×1024\)$/);
   const eff = await page.$$eval('#efficiency tbody tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
   assert.deepEqual(eff.map((e) => e[0]), ['decode', 'prefill', 'encode']);
   for (const [phase, reached, limit, share] of eff) {

@@ -394,8 +394,9 @@ pub fn format_text(r: &Report) -> String {
 /// The device's limits in a line.
 pub fn format_roofline(roof: &Roofline) -> String {
     let [m, n, k] = roof.gemm_shape;
+    let texture = roof.texture_read_gbps.map_or(String::new(), |t| format!(", texture read {t:.1} GB/s"));
     format!(
-        "roofline: read {:.1} GB/s, copy {:.1} GB/s (read + written, {} MiB), f32 GEMM {:.1} GFLOP/s ({} at {m}x{n}x{k})\n",
+        "roofline: read {:.1} GB/s{texture}, copy {:.1} GB/s (read + written, {} MiB), f32 GEMM {:.1} GFLOP/s ({} at {m}x{n}x{k})\n",
         roof.read_gbps,
         roof.copy_gbps,
         roof.bytes >> 20,

@@ -14,6 +14,13 @@ const TILED: Kernel = Kernel { name: "attention_tiled", parts: &[include_str!("k
 /// The same two over an f16 KV cache.
 const KERNEL_KV16: Kernel = Kernel { name: "attention/kv16", parts: &[include_str!("kv_f16.wgsl"), include_str!("attention_params.wgsl"), include_str!("attention.wgsl")] };
 const TILED_KV16: Kernel = Kernel { name: "attention_tiled/kv16", parts: &[include_str!("kv_f16.wgsl"), include_str!("attention_params.wgsl"), include_str!("attention_tiled.wgsl")] };
+/// The second pass of a split decode attention.
+const COMBINE: Kernel = Kernel { name: "attention_combine", parts: &[include_str!("attention_combine.wgsl")] };
+/// A split decode attention gives each workgroup at least this many keys ...
+const SPLIT_MIN_KEYS: usize = 256;
+/// ... in at most this many splits, until the dispatch has this many workgroups.
+const SPLIT_MAX: usize = 32;
+const SPLIT_TARGET_GROUPS: usize = 256;
 const WG: u32 = 64;
 /// From this many query rows on (and head_dim a multiple of 4, ≤ 128), `attention_tiled.wgsl` runs.
 pub const TILED_MIN_QUERIES: usize = 8;
@@ -40,7 +47,7 @@ struct Params {
     causal: u32,
     q_pos0: u32,
     scale: f32,
-    _pad0: u32,
+    splits: u32,
     q: [u32; 4],
     k: [u32; 4],
     v: [u32; 4],
@@ -60,7 +67,7 @@ fn extent(s: Strided, batch: usize, rows: usize, width: usize) -> usize {
 /// at their strides, k/v rows n_kv_heads·head_dim.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_into(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor, ks: Strided, v: &Tensor, vs: Strided, a: &Attn) -> Result<()> {
-    attention_kv(o, os, q, qs, k, ks, v, vs, a, false)
+    attention_kv(o, os, q, qs, k, ks, v, vs, a, false, None)
 }
 
 /// [`attention_into`] over an f16 KV cache: on the GPU `k` and `v` hold two f16 values per element
@@ -68,11 +75,22 @@ pub fn attention_into(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &
 /// f16-rounded values as f32.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_into_kv16(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor, ks: Strided, v: &Tensor, vs: Strided, a: &Attn) -> Result<()> {
-    attention_kv(o, os, q, qs, k, ks, v, vs, a, true)
+    attention_kv(o, os, q, qs, k, ks, v, vs, a, true, None)
+}
+
+/// How many workgroups share each (query row, head) of the row-per-workgroup kernel: on GPUs, a
+/// decode step over a long cache is split until the dispatch fills the device (flash-decoding);
+/// software adapters, whose few cores the heads already fill, and batches of queries take 1.
+pub fn default_splits(software: bool, a: &Attn) -> usize {
+    let groups = a.batch * a.q_len * a.n_heads;
+    if software || a.q_len >= TILED_MIN_QUERIES || groups >= SPLIT_TARGET_GROUPS {
+        return 1;
+    }
+    (a.kv_len / SPLIT_MIN_KEYS).min(SPLIT_TARGET_GROUPS.div_ceil(groups)).clamp(1, SPLIT_MAX)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn attention_kv(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor, ks: Strided, v: &Tensor, vs: Strided, a: &Attn, kv16: bool) -> Result<()> {
+fn attention_kv(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor, ks: Strided, v: &Tensor, vs: Strided, a: &Attn, kv16: bool, splits: Option<usize>) -> Result<()> {
     if a.n_kv_heads == 0 || a.n_heads % a.n_kv_heads != 0 {
         return Err(Error::Shape(format!("attention: {} heads over {} kv heads", a.n_heads, a.n_kv_heads)));
     }
@@ -102,7 +120,7 @@ fn attention_kv(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor
                 causal: a.causal as u32,
                 q_pos0: u32_of("q_pos0", a.q_pos0)?,
                 scale: a.scale,
-                _pad0: 0,
+                splits: 1,
                 q: side("q", qs)?,
                 k: side("k", ks)?,
                 v: side("v", vs)?,
@@ -127,7 +145,18 @@ fn attention_kv(o: &mut Tensor, os: Strided, q: &Tensor, qs: Strided, k: &Tensor
             if tiled {
                 gpu.dispatch(kernel, &[], &p, &bufs, [a.q_len.div_ceil(TILED_QB) as u32, heads, batch])
             } else {
-                gpu.dispatch(kernel, &[("WG", WG as f64)], &p, &bufs, [u32_of("q_len", a.q_len)?, heads, batch])
+                let splits = splits.unwrap_or_else(|| default_splits(gpu.info.software, a)).max(1);
+                let records = a.batch * a.q_len * a.n_heads * splits;
+                // one record per split (unbound for a single one: a small buffer stands in)
+                let part = gpu.alloc(if splits > 1 { (records * (a.head_dim + 2) * 4) as u64 } else { 4 })?;
+                let p = Params { splits: u32_of("attention splits", splits)?, ..p };
+                let rows = u32_of("attention workgroups", a.q_len * splits)?;
+                gpu.dispatch(kernel, &[("WG", WG as f64)], &p, &[buf(q), buf(k), buf(v), buf(o), part.buffer()], [rows, heads, batch])?;
+                if splits == 1 {
+                    return Ok(());
+                }
+                let c = [p.q_len, p.head_dim, p.splits, 0, p.o[0], p.o[1], p.o[2], 0];
+                gpu.dispatch(&COMBINE, &[("WG", WG as f64)], &c, &[part.buffer(), buf(o)], [p.q_len, heads, batch])
             }
         }
         None => {
@@ -185,6 +214,10 @@ mod tests {
     use crate::kernels::test_util::*;
 
     fn run(a: Attn, seed: u64) {
+        run_split(a, seed, None)
+    }
+
+    fn run_split(a: Attn, seed: u64, splits: Option<usize>) {
         let dev = gpu_device();
         let mut rng = Rng::new(seed);
         let (qw, kw) = (a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim);
@@ -200,9 +233,30 @@ mod tests {
         attention_cpu(&mut want, os, &qkv, qs, &qkv, ks, &qkv, vs, &a);
         let t = Tensor::from_vec(&dev, &[a.batch * rows, width], qkv).unwrap();
         let mut o = guarded(&[a.batch * a.q_len, qw], &vec![0.0; a.batch * a.q_len * qw]);
-        attention_into(&mut o, os, &t, qs, &t, ks, &t, vs, &a).unwrap();
+        attention_kv(&mut o, os, &t, qs, &t, ks, &t, vs, &a, false, splits).unwrap();
         // Online vs two-pass softmax, f32 dot products: a few ulp per term.
-        assert_close(&format!("attention {a:?}"), &read_guarded(&o), &want, 2e-5, 2e-5);
+        assert_close(&format!("attention {a:?} in {splits:?} splits"), &read_guarded(&o), &want, 2e-5, 2e-5);
+    }
+
+    /// Decode over a cache split across workgroups (flash-decoding) and merged by the second pass:
+    /// equal shares, a last share cut short, more splits than keys (empty shares), GQA, causal
+    /// offsets, head_dim past WG, batches; and when the engine splits by itself.
+    #[test]
+    fn split_decode_attention_matches_cpu() {
+        let base = Attn { batch: 1, q_len: 1, kv_len: 1, n_heads: 4, n_kv_heads: 2, head_dim: 64, causal: true, q_pos0: 0, scale: 0.125 };
+        for (a, splits) in [
+            (Attn { kv_len: 1024, q_pos0: 1023, ..base }, 4),
+            (Attn { kv_len: 1000, q_pos0: 999, ..base }, 7),
+            (Attn { kv_len: 5, q_pos0: 4, ..base }, 8),
+            (Attn { batch: 2, q_len: 3, kv_len: 300, q_pos0: 297, n_heads: 3, n_kv_heads: 1, head_dim: 200, ..base }, 5),
+            (Attn { kv_len: 129, causal: false, head_dim: 10, ..base }, 2),
+        ] {
+            run_split(a, 30 + splits as u64, Some(splits));
+        }
+        let long = Attn { kv_len: 2048, q_pos0: 2047, n_heads: 32, n_kv_heads: 4, ..base };
+        assert_eq!((default_splits(false, &long), default_splits(true, &long)), (8, 1));
+        assert_eq!(default_splits(false, &Attn { q_len: 8, q_pos0: 2040, ..long }), 1, "a batch of queries: the tiled kernel");
+        assert_eq!(default_splits(false, &Attn { kv_len: 300, q_pos0: 299, ..long }), 1, "a short cache");
     }
 
     #[test]
@@ -275,9 +329,11 @@ mod tests {
             };
             let (kc, vc) = (store(k), store(v));
             let qt = Tensor::from_vec(&dev, &[a.q_len, qw], q).unwrap();
-            let mut o = guarded(&[a.q_len, qw], &vec![0.0; a.q_len * qw]);
-            attention_into_kv16(&mut o, os, &qt, qs, &kc, ks, &vc, ks, &a).unwrap();
-            assert_close(&format!("kv16 attention {a:?}"), &read_guarded(&o), &want, 2e-5, 2e-5);
+            for splits in [1, 3] {
+                let mut o = guarded(&[a.q_len, qw], &vec![0.0; a.q_len * qw]);
+                attention_kv(&mut o, os, &qt, qs, &kc, ks, &vc, ks, &a, true, Some(splits)).unwrap();
+                assert_close(&format!("kv16 attention {a:?} in {splits} splits"), &read_guarded(&o), &want, 2e-5, 2e-5);
+            }
         }
     }
 }

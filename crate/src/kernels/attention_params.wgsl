@@ -9,7 +9,7 @@ struct Params {
     causal: u32,
     q_pos0: u32,
     scale: f32,
-    _pad0: u32,
+    splits: u32,    // attention.wgsl: workgroups per query row and head, each over its share of the keys
     q_offset: u32,
     q_stride: u32,
     q_batch: u32,

@@ -1,5 +1,6 @@
-// Parameters shared by every linear kernel: f32 (linear, linear_small, matvec, linear_vec4) and the
-// packed formats (linear_/matvec_ f16, q8, q4); linear.rs and qlinear.rs prepend this file to each.
+// Parameters, bias and output shared by every linear kernel (each body binds x at 1, each weight
+// accessor w at 2): linear.rs puts this file before every body. A body ends each output through
+// store_output.
 
 struct Params {
     m: u32,         // rows of x and y
@@ -12,6 +13,23 @@ struct Params {
     y_stride: u32,  // elements between rows of y
     kp: u32,        // k padded to whole blocks of 32 (block formats)
     scales: u32,    // first 32-bit word of the scales region (block formats)
-    _pad0: u32,
-    _pad1: u32,
+    add_to_y: u32,  // 1: add what y held (a residual)
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+// y[r, n] = s (+ bias[n]) (+ what y[r, n] held), in that order.
+fn store_output(r: u32, n: u32, s: f32) {
+    let i = p.y_offset + r * p.y_stride + n;
+    var v = s;
+    if (p.has_bias != 0u) {
+        v += bias[n];
+    }
+    if (p.add_to_y != 0u) {
+        v += y[i];
+    }
+    y[i] = v;
 }

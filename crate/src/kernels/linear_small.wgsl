@@ -2,12 +2,9 @@
 // w[n, :] + bias[n], outputs numbered flat over [M, N] (no idle invocations when N is small).
 // Weights through the accessor's wval. Same parameters and addressing as linear_tiled.wgsl.
 
-// struct Params: linear_params.wgsl; w, wval: the accessor (linear.rs puts both first).
+// p, bias, y, store_output: linear_params.wgsl; w, wval: the accessor (linear.rs puts both first).
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 override WG: u32 = 64u;
 
@@ -28,8 +25,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var k = 0u; k < p.k; k++) {
         s += x[xr + k] * wval(c, k);
     }
-    if (p.has_bias != 0u) {
-        s += bias[c];
-    }
-    y[p.y_offset + r * p.y_stride + c] = s;
+    store_output(r, c, s);
 }

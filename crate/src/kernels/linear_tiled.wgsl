@@ -6,12 +6,9 @@
 // x: [M, K] rows at x_offset + r * x_stride; w: [N, K] (torch Linear layout);
 // y: [M, N] written at y_offset + r * y_stride + n (so it can fill a column block of a wider tensor).
 
-// struct Params: linear_params.wgsl; w, wval: the accessor (linear.rs puts both first).
+// p, bias, y, store_output: linear_params.wgsl; w, wval: the accessor (linear.rs puts both first).
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 override WGX: u32 = 16u;
 override WGY: u32 = 16u;
@@ -84,11 +81,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var j = 0u; j < TN; j++) {
             let c = col0 + lid.x * TN + j;
             if (r < p.m && c < p.n) {
-                var v = acc[i * TN + j];
-                if (p.has_bias != 0u) {
-                    v += bias[c];
-                }
-                y[p.y_offset + r * p.y_stride + c] = v;
+                store_output(r, c, acc[i * TN + j]);
             }
         }
     }

@@ -4,12 +4,9 @@
 // the weight row) and reduce their partial sums in workgroup memory. LANES is a power of two.
 // Same parameters and addressing as linear_tiled.wgsl.
 
-// struct Params: linear_params.wgsl; w, units, unit_dot: the accessor (linear.rs puts both first).
+// p, bias, y, store_output: linear_params.wgsl; w, units, unit_dot: the accessor (linear.rs puts both first).
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 override ROWS: u32 = 8u;   // outputs per workgroup
 override LANES: u32 = 32u; // invocations per output
@@ -41,10 +38,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
     }
     if (lane == 0u && n < p.n) {
-        var v = part[li];
-        if (p.has_bias != 0u) {
-            v += bias[n];
-        }
-        y[p.y_offset + r * p.y_stride + n] = v;
+        store_output(r, n, part[li]);
     }
 }

@@ -10,12 +10,9 @@
 // checks; the values past the last full block are summed one by one (tail_dot, through wval).
 // Same parameters and addressing as linear_tiled.wgsl.
 
-// struct Params: linear_params.wgsl; w, wval, block_dot: the accessor (linear.rs puts it first).
+// p, bias, y, store_output: linear_params.wgsl; w, wval, block_dot: the accessor (linear.rs puts it first).
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 override WG: u32 = 64u; // invocations per workgroup (4 WG outputs)
 
@@ -66,11 +63,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     for (var j = 0u; j < 4u; j++) {
         let n = ns[j];
         if (n < p.n) {
-            var s = acc[j] + tail_dot(n, full * 32u, xr);
-            if (p.has_bias != 0u) {
-                s += bias[n];
-            }
-            y[p.y_offset + r * p.y_stride + n] = s;
+            store_output(r, n, acc[j] + tail_dot(n, full * 32u, xr));
         }
     }
 }

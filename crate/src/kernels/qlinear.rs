@@ -4,7 +4,7 @@
 //! table gathered (`gather_rows.wgsl` over the same accessors). The CPU twins dequantize a few rows at a time.
 
 use super::gather_rows::Chunk;
-use super::linear::{check_shapes, dispatch, Variant, WeightFormat, WeightRef};
+use super::linear::{check_shapes, dispatch, Store, Variant, WeightFormat, WeightRef};
 use super::{cpu, u32_of};
 use crate::io::quant::{padded_cols, Packed, Quant};
 use crate::runtime::GpuBuffer;
@@ -73,11 +73,11 @@ impl QWeight {
 
 /// Writes x·wᵀ + b into columns `y_col .. y_col + rows(w)` of y ([M, Ny]); x is [M, cols(w)].
 pub fn qlinear_into(y: &mut Tensor, y_col: usize, x: &Tensor, w: &QWeight, b: Option<&Tensor>) -> Result<()> {
-    qlinear_into_variant(y, y_col, x, w, b, None)
+    qlinear_into_variant(y, y_col, x, w, b, None, Store::Set)
 }
 
-/// [`qlinear_into`] through a given variant (`None`: the tuned or default one).
-pub fn qlinear_into_variant(y: &mut Tensor, y_col: usize, x: &Tensor, w: &QWeight, b: Option<&Tensor>, variant: Option<&Variant>) -> Result<()> {
+/// [`qlinear_into`] through a given variant (`None`: the tuned or default one) and [`Store`].
+pub fn qlinear_into_variant(y: &mut Tensor, y_col: usize, x: &Tensor, w: &QWeight, b: Option<&Tensor>, variant: Option<&Variant>, store: Store) -> Result<()> {
     let (m, _, ny) = check_shapes(y, y_col, x, w.rows, w.cols, b)?;
     let mut all = vec![x, &*y];
     all.extend(b);
@@ -86,11 +86,11 @@ pub fn qlinear_into_variant(y: &mut Tensor, y_col: usize, x: &Tensor, w: &QWeigh
         (Some(gpu), QData::Gpu { buffer, scales_word }) => {
             let kp = if w.quant.is_block() { padded_cols(w.cols) } else { 0 };
             let wr = WeightRef { buffer: buffer.buffer(), format: w.format(), n: w.rows, kp, scales: *scales_word };
-            dispatch(&gpu, y, y_col, x, &wr, b, variant)
+            dispatch(&gpu, y, y_col, x, &wr, b, variant, store)
         }
         (None, QData::Cpu(packed)) => {
             let out = y.cpu_mut().ok_or_else(|| Error::Shape("linear: output on the GPU, inputs on the CPU".into()))?;
-            linear_packed_cpu(out, ny, y_col, cpu(x), m, packed, b.map(cpu));
+            store.cpu(out, ny, y_col, (m, w.rows), |out| linear_packed_cpu(out, ny, y_col, cpu(x), m, packed, b.map(cpu)));
             Ok(())
         }
         _ => Err(Error::Shape("linear: weight and activations on different devices".into())),
@@ -204,8 +204,9 @@ mod tests {
         let dev = gpu_device();
         let gpu = gpu();
         let mut rng = Rng::new(21);
-        // k = 70 and 45 end in a partial block; 96 and 72 are whole blocks / multiples of 4
-        let cases = [(1, 1, 32, false), (1, 13, 70, true), (3, 40, 45, true), (5, 17, 72, false), (70, 130, 96, true), (9, 66, 200, false)];
+        // k = 70 and 45 end in a partial block; 96 and 72 are whole blocks / multiples of 4; 128
+        // takes the texel variants
+        let cases = [(1, 1, 32, false), (1, 13, 70, true), (3, 40, 45, true), (5, 17, 72, false), (70, 130, 96, true), (9, 66, 200, false), (20, 33, 128, true)];
         for (quant, native) in [(Quant::F16, false), (Quant::F16, true), (Quant::Q8, false), (Quant::Q4, false)] {
             // WGSL f16 needs shader-f16: lavapipe, the tests' adapter, has it
             assert!(!native || gpu.info.shader_f16, "the tests' adapter ({}) has no shader-f16", gpu.info.name);
@@ -222,11 +223,16 @@ mod tests {
                 assert_eq!(want, plain, "{quant} twin");
                 let qw = QWeight::with_native_f16(&dev, packed, native).unwrap();
                 let (xg, bg) = (Tensor::from_vec(&dev, &[m, k], x).unwrap(), Tensor::from_vec(&dev, &[n], b).unwrap());
+                // and added to what y held (a residual)
+                let held = rng.vec(m * n, 1.0);
+                let want_added: Vec<f32> = want.iter().zip(&held).map(|(a, h)| a + h).collect();
                 for v in VARIANTS.iter().filter(|v| v.takes(&gpu, qw.format(), m, n, k)) {
-                    let mut y = guarded(&[m, n], &vec![0.0; m * n]);
-                    qlinear_into_variant(&mut y, 0, &xg, &qw, bias.then_some(&bg), Some(v)).unwrap();
-                    // scale applied per block of products instead of per product: a few ulp
-                    assert_close(&format!("{:?} {} {m}x{n}x{k}", qw.format(), v.name), &read_guarded(&y), &want, 2e-5, 2e-5);
+                    for (store, init, want) in [(Store::Set, vec![0.0; m * n], &want), (Store::Add, held.clone(), &want_added)] {
+                        let mut y = guarded(&[m, n], &init);
+                        qlinear_into_variant(&mut y, 0, &xg, &qw, bias.then_some(&bg), Some(v), store).unwrap();
+                        // scale applied per block of products instead of per product: a few ulp
+                        assert_close(&format!("{:?} {} {store:?} {m}x{n}x{k}", qw.format(), v.name), &read_guarded(&y), want, 2e-5, 2e-5);
+                    }
                 }
             }
         }

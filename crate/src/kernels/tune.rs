@@ -8,7 +8,7 @@
 //! ([`TuneCache`], a JSON file natively and in the browser's storage), so a later load only looks
 //! them up. Untuned shapes run [`default_variant`].
 
-use super::linear::{default_variant, kernel_sources, linear_into_variant, Body, Variant, WeightFormat, MATVEC_MAX_ROWS, VARIANTS};
+use super::linear::{default_variant, kernel_sources, linear_into_variant, Body, Store, Variant, WeightFormat, MATVEC_MAX_ROWS, VARIANTS};
 use super::qlinear::{qlinear_into_variant, QWeight};
 use crate::io::quant::{Packed, Quant};
 use crate::runtime::Gpu;
@@ -104,19 +104,21 @@ impl Shape {
     /// The variants worth timing: the decode class's matvec shapes, the batch class's tiles and
     /// register blocks, and one invocation per output for short rows; each one that takes the
     /// problem. Software adapters (lavapipe, SwiftShader) compile a pipeline in about a second, so
-    /// they time a short list: no tiles (2–5x slower there), two of each other kind.
+    /// they time a short list: no tiles (2–5x slower there), the register blocks that read x from
+    /// a texture or by 16 rows, one or two of each other kind, and the default.
     fn candidates(&self, gpu: &Gpu) -> Vec<&'static Variant> {
-        const SOFTWARE: [&str; 5] = ["vec4r4", "vec4r2", "small64", "matvec8x32", "rows8"];
+        const SOFTWARE: [&str; 6] = ["texels16", "texels8", "vec4r16", "small64", "matvec8x32", "rows8"];
         let m = self.rows(gpu);
+        let default = default_variant(gpu, self.format, m, self.n, self.k);
         VARIANTS
             .iter()
             .filter(|v| match v.body {
-                Body::Matvec | Body::Rows => self.decode,
+                Body::Matvec | Body::Rows | Body::Subgroup => self.decode,
                 Body::Tiled => !self.decode,
-                Body::Vec4 => !self.decode,
+                Body::Vec4 | Body::Vec4Texels => !self.decode,
                 Body::Small => self.k <= 128 || (!self.decode && self.n < 64),
             })
-            .filter(|v| !gpu.info.software || SOFTWARE.contains(&v.name))
+            .filter(|v| !gpu.info.software || SOFTWARE.contains(&v.name) || *v == default)
             .filter(|v| v.takes(gpu, self.format, m, self.n, self.k))
             .collect()
     }
@@ -392,8 +394,8 @@ impl Problem {
 
     fn run(&mut self, v: &Variant) -> Result<()> {
         match &self.w {
-            TestWeight::F32(w) => linear_into_variant(&mut self.y, 0, &self.x, w, None, Some(v)),
-            TestWeight::Packed(w) => qlinear_into_variant(&mut self.y, 0, &self.x, w, None, Some(v)),
+            TestWeight::F32(w) => linear_into_variant(&mut self.y, 0, &self.x, w, None, Some(v), Store::Set),
+            TestWeight::Packed(w) => qlinear_into_variant(&mut self.y, 0, &self.x, w, None, Some(v), Store::Set),
         }
     }
 

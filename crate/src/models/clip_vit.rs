@@ -9,7 +9,6 @@
 use super::vit::{fused_self_attention, PatchEmbedding};
 use crate::config::ClipConfig;
 use crate::image::ImageTensor;
-use crate::kernels::add::add_;
 use crate::kernels::gelu::gelu_;
 use crate::nn::{LayerNorm, Linear, PatchConv, Weights};
 use crate::tensor::{Device, Tensor};
@@ -120,11 +119,11 @@ impl ClipVit {
             let qkv = blk.attn.in_proj.forward(&blk.ln_1.forward(&x)?)?; // [b·t, 3W] = (3, heads, hd) per row
             let a = fused_self_attention(&qkv, b, t, self.cfg.heads)?;
             drop(qkv);
-            add_(&mut x, &blk.attn.out_proj.forward(&a)?, None)?;
+            blk.attn.out_proj.forward_add(&mut x, &a)?;
             // x += c_proj(gelu(c_fc(ln_2(x))))
             let mut h = blk.mlp.c_fc.forward(&blk.ln_2.forward(&x)?)?;
             gelu_(&mut h)?;
-            add_(&mut x, &blk.mlp.c_proj.forward(&h)?, None)?;
+            blk.mlp.c_proj.forward_add(&mut x, &h)?;
         }
         self.ln_post.forward(&x)
     }

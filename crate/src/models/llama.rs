@@ -3,7 +3,6 @@
 //! KV cache, final RMSNorm and the output projection (spec §2.6). No biases anywhere.
 
 use crate::config::LlmConfig;
-use crate::kernels::add::add_;
 use crate::kernels::attention::{attention_into, attention_into_kv16};
 use crate::shapes::Attn;
 use crate::kernels::copy2d::{copy2d, copy2d_to_f16, slice_rows};
@@ -189,8 +188,7 @@ impl Llama {
         let a = &layer.attention;
         Linear::forward_cat(&[&a.wq, &a.wk, &a.wv], &mut qkv, &h)?;
         drop(h);
-        self.rope.apply_(&mut qkv, 0, c.n_heads, pos0)?;
-        self.rope.apply_(&mut qkv, qd, c.n_kv_heads, pos0)?;
+        self.rope.apply_(&mut qkv, 0, c.n_heads + c.n_kv_heads, pos0)?; // q and k: neighbouring heads
         let (store, attend) = if kv16 { (copy2d_to_f16 as Copy2d, attention_into_kv16 as Attend) } else { (copy2d as Copy2d, attention_into as Attend) };
         store(k_cache, Strided::rows(pos0 * kvd, kvd), &qkv, Strided::rows(qd, w), 1, l, kvd)?;
         store(v_cache, Strided::rows(pos0 * kvd, kvd), &qkv, Strided::rows(qd + kvd, w), 1, l, kvd)?;
@@ -217,7 +215,7 @@ impl Llama {
             },
         )?;
         drop(qkv);
-        add_(x, &layer.attention.wo.forward(&o)?, None)?;
+        layer.attention.wo.forward_add(x, &o)?;
         drop(o);
         // out = h + w2(silu(w1(ffn_norm(h))) · w3(ffn_norm(h)))
         let h = layer.ffn_norm.forward(x)?;
@@ -225,6 +223,6 @@ impl Llama {
         let mut g = Tensor::empty(&dev, &[l, 2 * hidden])?; // [L, w1 | w3]
         Linear::forward_cat(&[&layer.feed_forward.w1, &layer.feed_forward.w3], &mut g, &h)?;
         let a = swiglu(&g)?;
-        add_(x, &layer.feed_forward.w2.forward(&a)?, None)
+        layer.feed_forward.w2.forward_add(x, &a)
     }
 }

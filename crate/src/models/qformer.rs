@@ -173,11 +173,11 @@ impl VisionModel {
             let qkv = l.self_attn.qkv.forward(&l.layer_norm1.forward(&x)?)?; // [b·t, 3W]
             let a = fused_self_attention(&qkv, b, t, self.cfg.num_attention_heads)?;
             drop(qkv);
-            add_(&mut x, &l.self_attn.projection.forward(&a)?, None)?;
+            l.self_attn.projection.forward_add(&mut x, &a)?;
             // x += fc2(gelu(fc1(layer_norm2(x))))
             let mut h = l.mlp.fc1.forward(&l.layer_norm2.forward(&x)?)?;
             gelu_(&mut h)?;
-            add_(&mut x, &l.mlp.fc2.forward(&h)?, None)?;
+            l.mlp.fc2.forward_add(&mut x, &h)?;
         }
         self.post_layernorm.forward(&x)
     }

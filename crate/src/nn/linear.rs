@@ -6,8 +6,8 @@
 
 use super::{Precision, Rows, Weights};
 use crate::io::quant::{Packed, Quant};
-use crate::kernels::linear::{linear_into, WeightFormat};
-use crate::kernels::qlinear::{qlinear_into, QWeight};
+use crate::kernels::linear::{linear_into_variant, Store, WeightFormat};
+use crate::kernels::qlinear::{qlinear_into_variant, QWeight};
 use crate::kernels::tune;
 use crate::tensor::{Device, Tensor};
 use crate::Result;
@@ -188,10 +188,22 @@ impl Linear {
 
     /// Writes x·wᵀ + b into columns `col .. col + out` of y.
     pub fn forward_into(&self, y: &mut Tensor, col: usize, x: &Tensor) -> Result<()> {
+        self.store(y, col, x, Store::Set)
+    }
+
+    /// y += x·wᵀ + b (a residual added in the same pass); y is [.., out].
+    pub fn forward_add(&self, y: &mut Tensor, x: &Tensor) -> Result<()> {
+        if y.last_dim() != self.out_features {
+            return Err(crate::Error::Shape(format!("linear: a residual of width {} for {} outputs", y.last_dim(), self.out_features)));
+        }
+        self.store(y, 0, x, Store::Add)
+    }
+
+    fn store(&self, y: &mut Tensor, col: usize, x: &Tensor, store: Store) -> Result<()> {
         for (first, w, b) in &self.chunks {
             match w {
-                WeightChunk::F32(w) => linear_into(y, col + first, x, w, b.as_ref())?,
-                WeightChunk::Packed(w) => qlinear_into(y, col + first, x, w, b.as_ref())?,
+                WeightChunk::F32(w) => linear_into_variant(y, col + first, x, w, b.as_ref(), None, store)?,
+                WeightChunk::Packed(w) => qlinear_into_variant(y, col + first, x, w, b.as_ref(), None, store)?,
             }
         }
         Ok(())

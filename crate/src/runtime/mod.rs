@@ -362,12 +362,26 @@ impl Gpu {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Result<()> {
+        let bound: Vec<Bound> = buffers.iter().map(|b| Bound::Buffer(b)).collect();
+        self.dispatch_bound(kernel, overrides, params, &bound, groups)
+    }
+
+    /// [`Gpu::dispatch`] with storage buffers or texture views bound at 1...
+    pub fn dispatch_bound<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        overrides: &[(&str, f64)],
+        params: &P,
+        bound: &[Bound],
+        groups: [u32; 3],
+    ) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > max) {
             return Err(Error::Gpu(format!("{}: dispatch {groups:?} exceeds {max} workgroups per dimension", kernel.name)));
         }
         let binding = self.limits.max_storage_buffer_binding_size as u64;
-        if let Some(b) = buffers.iter().find(|b| b.size() > binding) {
+        let buffers = bound.iter().filter_map(|b| if let Bound::Buffer(b) = b { Some(b) } else { None });
+        if let Some(b) = buffers.clone().find(|b| b.size() > binding) {
             return Err(Error::Gpu(format!(
                 "{}: a buffer of {} MiB is bound, over the device's maxStorageBufferBindingSize of {} MiB",
                 kernel.name,
@@ -396,8 +410,12 @@ impl Gpu {
                 size: std::num::NonZeroU64::new(PARAMS_SLOT),
             }),
         }];
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource: b.as_entire_binding() });
+        for (i, b) in bound.iter().enumerate() {
+            let resource = match b {
+                Bound::Buffer(b) => b.as_entire_binding(),
+                Bound::Texture(t) => wgpu::BindingResource::TextureView(&t.view),
+            };
+            entries.push(wgpu::BindGroupEntry { binding: 1 + i as u32, resource });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name),
@@ -604,6 +622,76 @@ pub fn size_class(size: u64) -> u64 {
     let hi = b.next_power_of_two();
     let step = (hi / 8).max(256);
     b.div_ceil(step) * step
+}
+
+/// What a dispatch binds after its params: a storage buffer or a texture.
+pub enum Bound<'a> {
+    Buffer(&'a wgpu::Buffer),
+    Texture(&'a Texels),
+}
+
+/// A 2D texture of 4 × u32 texels (`texture_2d<u32>` in WGSL) holding bytes written row by row.
+pub struct Texels {
+    pub texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Gpu {
+    /// A `width` × `height` texture of 16-byte texels (contents undefined), within the device's
+    /// texture side and the WebGPU row-pitch alignment (256 bytes: `width` a multiple of 16).
+    fn texture(&self, width: u32, height: u32) -> Result<Texels> {
+        let side = self.limits.max_texture_dimension_2d;
+        if width == 0 || height == 0 || width.max(height) > side || !width.is_multiple_of(16) {
+            return Err(Error::Gpu(format!("texels {width}x{height}: sides past {side}, empty, or rows not a multiple of 256 bytes")));
+        }
+        let texture = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("texels"),
+            size: wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Uint,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        Ok(Texels { texture, view, width, height })
+    }
+
+    fn texel_layout(t: &Texels) -> (wgpu::TexelCopyBufferLayout, wgpu::Extent3d) {
+        let layout = wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(t.width * 16), rows_per_image: Some(t.height) };
+        (layout, wgpu::Extent3d { width: t.width, height: t.height, depth_or_array_layers: 1 })
+    }
+
+    /// A texture holding `data` (exactly `width` × `height` texels of 16 bytes, row by row).
+    pub fn texels(&self, width: u32, height: u32, data: &[u8]) -> Result<Texels> {
+        if data.len() as u64 != width as u64 * height as u64 * 16 {
+            return Err(Error::Gpu(format!("texels {width}x{height} of 16 bytes for {} bytes", data.len())));
+        }
+        let t = self.texture(width, height)?;
+        let (layout, size) = Self::texel_layout(&t);
+        self.flush();
+        self.queue.write_texture(t.texture.as_image_copy(), data, layout, size);
+        Ok(t)
+    }
+
+    /// A texture holding the first `width` × `height` × 16 bytes of `src`, copied in the order of
+    /// the recorded work (what the kernels recorded so far wrote there is what it holds).
+    pub fn texels_from(&self, src: &wgpu::Buffer, width: u32, height: u32) -> Result<Texels> {
+        let t = self.texture(width, height)?;
+        if width as u64 * height as u64 * 16 > src.size() {
+            return Err(Error::Gpu(format!("texels {width}x{height} from a buffer of {} bytes", src.size())));
+        }
+        let (layout, size) = Self::texel_layout(&t);
+        let mut batch = lock(&self.batch);
+        let encoder = batch
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        encoder.copy_buffer_to_texture(wgpu::TexelCopyBufferInfo { buffer: src, layout }, t.texture.as_image_copy(), size);
+        Ok(t)
+    }
 }
 
 /// A storage buffer that goes back to the pool when dropped (pooled) or is freed (weights).
