@@ -375,20 +375,7 @@ impl Gpu {
         bound: &[Bound],
         groups: [u32; 3],
     ) -> Result<()> {
-        let max = self.limits.max_compute_workgroups_per_dimension;
-        if groups.iter().any(|&g| g > max) {
-            return Err(Error::Gpu(format!("{}: dispatch {groups:?} exceeds {max} workgroups per dimension", kernel.name)));
-        }
-        let binding = self.limits.max_storage_buffer_binding_size as u64;
-        let buffers = bound.iter().filter_map(|b| if let Bound::Buffer(b) = b { Some(b) } else { None });
-        if let Some(b) = buffers.clone().find(|b| b.size() > binding) {
-            return Err(Error::Gpu(format!(
-                "{}: a buffer of {} MiB is bound, over the device's maxStorageBufferBindingSize of {} MiB",
-                kernel.name,
-                b.size() >> 20,
-                binding >> 20
-            )));
-        }
+        self.check_dispatch(kernel, bound, groups)?;
         if groups.contains(&0) {
             return Ok(());
         }
@@ -447,6 +434,25 @@ impl Gpu {
             let e = p.entry(key).or_insert((0, 0.0));
             e.0 += 1;
             e.1 += t.elapsed().as_secs_f64();
+        }
+        Ok(())
+    }
+
+    /// The grid within the device's workgroup limit and every bound buffer within its binding limit.
+    fn check_dispatch(&self, kernel: &Kernel, bound: &[Bound], groups: [u32; 3]) -> Result<()> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(Error::Gpu(format!("{}: dispatch {groups:?} exceeds {max} workgroups per dimension", kernel.name)));
+        }
+        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        let mut buffers = bound.iter().filter_map(|b| if let Bound::Buffer(b) = b { Some(b) } else { None });
+        if let Some(b) = buffers.find(|b| b.size() > binding) {
+            return Err(Error::Gpu(format!(
+                "{}: a buffer of {} MiB is bound, over the device's maxStorageBufferBindingSize of {} MiB",
+                kernel.name,
+                b.size() >> 20,
+                binding >> 20
+            )));
         }
         Ok(())
     }
