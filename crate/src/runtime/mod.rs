@@ -410,7 +410,7 @@ impl Gpu {
             entries: &entries,
         });
         let b = &mut *batch;
-        let encoder = b.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        let encoder = self.encoder(&mut b.encoder);
         {
             let timestamp_writes = b.timing.as_mut().map(|(set, first)| {
                 let begin = std::mem::take(first).then_some(0);
@@ -476,10 +476,12 @@ impl Gpu {
             return;
         }
         let mut batch = lock(&self.batch);
-        let encoder = batch
-            .encoder
-            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
-        encoder.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size);
+        self.encoder(&mut batch.encoder).copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size);
+    }
+
+    /// The command encoder work is being recorded into (a new one after a submit).
+    fn encoder<'a>(&self, slot: &'a mut Option<wgpu::CommandEncoder>) -> &'a mut wgpu::CommandEncoder {
+        slot.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }))
     }
 
     fn submit(&self, batch: &mut Batch) {
@@ -513,10 +515,7 @@ impl Gpu {
         });
         {
             let mut batch = lock(&self.batch);
-            let encoder = batch
-                .encoder
-                .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
-            encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+            self.encoder(&mut batch.encoder).copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
             self.submit(&mut batch);
         }
         let (tx, rx) = futures_channel::oneshot::channel();
@@ -583,8 +582,7 @@ impl Gpu {
         });
         {
             let mut batch = lock(&self.batch);
-            let encoder = batch.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
-            encoder.resolve_query_set(&set, 0..2, &resolved, 0);
+            self.encoder(&mut batch.encoder).resolve_query_set(&set, 0..2, &resolved, 0);
         }
         let bytes = self.read(&resolved, 0, 16).await?;
         let t: &[u64] = bytemuck::cast_slice(&bytes);
@@ -686,16 +684,13 @@ impl Gpu {
     /// A texture holding the first `width` × `height` × 16 bytes of `src`, copied in the order of
     /// the recorded work (what the kernels recorded so far wrote there is what it holds).
     pub fn texels_from(&self, src: &wgpu::Buffer, width: u32, height: u32) -> Result<Texels> {
-        let t = self.texture(width, height)?;
         if width as u64 * height as u64 * 16 > src.size() {
             return Err(Error::Gpu(format!("texels {width}x{height} from a buffer of {} bytes", src.size())));
         }
+        let t = self.texture(width, height)?;
         let (layout, size) = Self::texel_layout(&t);
         let mut batch = lock(&self.batch);
-        let encoder = batch
-            .encoder
-            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
-        encoder.copy_buffer_to_texture(wgpu::TexelCopyBufferInfo { buffer: src, layout }, t.texture.as_image_copy(), size);
+        self.encoder(&mut batch.encoder).copy_buffer_to_texture(wgpu::TexelCopyBufferInfo { buffer: src, layout }, t.texture.as_image_copy(), size);
         Ok(t)
     }
 }
