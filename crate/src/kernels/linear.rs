@@ -255,11 +255,12 @@ impl Store {
     /// On the CPU: runs `write` (which sets y's columns y_col .. y_col + n of m rows), then adds
     /// back what they held for [`Store::Add`]; each sum in the GPU's order, (x · w + b) + held.
     pub(crate) fn cpu(self, y: &mut [f32], ny: usize, y_col: usize, (m, n): (usize, usize), write: impl FnOnce(&mut [f32])) {
-        let held: Option<Vec<f32>> = (self == Store::Add).then(|| (0..m).flat_map(|r| y[r * ny + y_col..r * ny + y_col + n].to_vec()).collect());
+        let held = (self == Store::Add).then(|| y.to_vec());
         write(y);
         if let Some(held) = held {
-            for (r, row) in held.chunks(n.max(1)).enumerate().take(m) {
-                for (v, h) in y[r * ny + y_col..r * ny + y_col + n].iter_mut().zip(row) {
+            for r in 0..m {
+                let cols = r * ny + y_col..r * ny + y_col + n;
+                for (v, h) in y[cols.clone()].iter_mut().zip(&held[cols]) {
                     *v += h;
                 }
             }
